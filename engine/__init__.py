@@ -1,0 +1,52 @@
+"""Herald's engine: the public API plugins and adapters use (and the only one plugins may import)."""
+
+from engine.contracts import (
+    Channel,
+    DecisionDraft,
+    EvaluationContext,
+    Evaluator,
+    FieldSpec,
+    FiredRule,
+    IncentiveType,
+    Optimizer,
+)
+from engine.errors import (
+    AudienceError,
+    EngineError,
+    EvaluationError,
+    MessageFileError,
+    PluginConflict,
+    Problem,
+    RuleFileError,
+    TemplateError,
+    UnknownReference,
+    ValidationFailed,
+)
+from engine.events import EngineEvent
+from engine.hookspecs import hookimpl
+from engine.model import (
+    CONTACT_FIELDS,
+    Campaign,
+    Creative,
+    Customer,
+    Decision,
+    DeliverySettings,
+    IncentiveSpec,
+    Issue,
+    Message,
+    Reachability,
+    Schedule,
+    TraceStep,
+)
+from engine.rulefiles.outcome import outcome
+from engine.templating import check_tags, render_content, template_strings
+from engine.templating import variables as template_variables
+
+__all__ = [
+    "CONTACT_FIELDS", "Campaign", "Channel", "Creative", "Customer", "Decision", "DecisionDraft",
+    "DeliverySettings", "EngineError", "EngineEvent", "EvaluationContext", "EvaluationError", "Evaluator",
+    "FieldSpec", "FiredRule", "IncentiveSpec", "IncentiveType", "Issue", "Message", "MessageFileError",
+    "Optimizer", "PluginConflict", "Problem", "Reachability", "RuleFileError", "Schedule", "TemplateError",
+    "TraceStep", "AudienceError", "UnknownReference", "ValidationFailed", "check_tags", "hookimpl", "outcome",
+    "render_content", "template_strings", "template_variables",
+]

@@ -1,0 +1,195 @@
+"""The field catalogue: every field a rule may test, with its type.
+
+Built from the engine's own fields (contact handles, ``time.*``, ``message.*``), the fields plugins
+declare through ``register_fields``, and the org's customer attributes (``rules/fields.yaml``).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine.contracts import FieldSpec
+from engine.errors import Problem, RuleFileError
+
+FIELD_TYPES = ("string", "integer", "number", "boolean", "date", "datetime", "list")
+
+BUILTIN_FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec("customer.id", "string", "the customer's external id"),
+    FieldSpec("customer.phone", "string", "mobile number, E.164"),
+    FieldSpec("customer.email", "string", "e-mail address"),
+    FieldSpec("customer.push_token", "string", "mobile push token"),
+    FieldSpec("customer.line_id", "string", "LINE user id"),
+    FieldSpec("customer.viber_id", "string", "Viber user id"),
+    FieldSpec("customer.wechat_openid", "string", "WeChat openid"),
+    FieldSpec("customer.whatsapp", "string", "WhatsApp number, E.164"),
+    FieldSpec("customer.timezone", "string", "IANA time zone"),
+    FieldSpec("customer.language", "string", "preferred language (BCP 47)"),
+    FieldSpec("customer.dnd", "boolean", "on the do-not-disturb registry"),
+    FieldSpec("customer.blocked", "boolean", "blocked or flagged for fraud"),
+    FieldSpec("customer.subscription.*", "string", "per-channel status: subscribed, unsubscribed, hard_bounced …"),
+    FieldSpec("time.local_hour", "integer", "hour 0–23 in the customer's time zone at evaluation time"),
+    FieldSpec("time.local_minute", "integer", "minute 0–59 in the customer's time zone"),
+    FieldSpec("time.weekday", "string", "mon, tue, wed, thu, fri, sat or sun, in the customer's time zone"),
+    FieldSpec("time.date", "date", "the customer's local date"),
+    FieldSpec("message.id", "string", "the message's id"),
+    FieldSpec("message.type", "string", "broadcast, bounceback or timeline"),
+    FieldSpec("message.campaign", "string", "the campaign's id"),
+    FieldSpec("message.objective", "string", "the campaign's objective tag"),
+)
+
+
+class FieldCatalogue:
+    """Looks up field specs by path; ``*`` in a declared path matches one segment."""
+
+    def __init__(self, specs: Iterable[FieldSpec]):
+        self._exact: dict[str, FieldSpec] = {}
+        self._wild: list[FieldSpec] = []
+        for spec in specs:
+            if spec.type not in FIELD_TYPES:
+                raise ValueError(f"field {spec.path}: unknown type {spec.type!r}")
+            if "*" in spec.path:
+                self._wild.append(spec)
+            else:
+                self._exact[spec.path] = spec
+
+    def lookup(self, path: str) -> FieldSpec | None:
+        """The spec of ``path``, or ``None`` when the catalogue does not know it."""
+        spec = self._exact.get(path)
+        if spec is not None:
+            return spec
+        for w in self._wild:
+            prefix = w.path[: w.path.index("*")]
+            if path.startswith(prefix) and "." not in path[len(prefix) :] and len(path) > len(prefix):
+                return w
+        return None
+
+    def suggest(self, path: str) -> str | None:
+        """The closest known path, for 'did you mean' hints."""
+        close = difflib.get_close_matches(path, list(self._exact), n=1, cutoff=0.75)
+        return close[0] if close else None
+
+    def __iter__(self):
+        yield from self._exact.values()
+        yield from self._wild
+
+    def customer_types(self) -> dict[str, str]:
+        """Attribute name (without ``customer.``) → type, for the audience readers."""
+        return {s.path[9:]: s.type for s in self._exact.values() if s.path.startswith("customer.")}
+
+
+def load_org_fields(path: str | Path) -> list[FieldSpec]:
+    """Read an org's customer attribute catalogue (``customer: {name: {type, description}}``)."""
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise RuleFileError(
+            [Problem(str(getattr(exc, "problem", exc)), "yaml", str(p), mark.line + 1 if mark else None,
+                     mark.column + 1 if mark else None)]
+        ) from None
+    problems: list[Problem] = []
+    specs: list[FieldSpec] = []
+    section: Mapping[str, Any] = data.get("customer", {}) if isinstance(data, dict) else {}
+    for name, spec in section.items():
+        ftype = spec.get("type") if isinstance(spec, dict) else spec
+        if ftype not in FIELD_TYPES:
+            problems.append(Problem(f"type must be one of {', '.join(FIELD_TYPES)}", "field_type", str(p),
+                                    path=f"customer.{name}.type"))
+            continue
+        desc = spec.get("description", "") if isinstance(spec, dict) else ""
+        specs.append(FieldSpec(f"customer.{name}", ftype, desc))
+    if problems:
+        raise RuleFileError(problems, f"{p}: invalid field catalogue")
+    return specs
+
+
+def build_catalogue(plugin_fields: Iterable[FieldSpec] = (), org_fields: Iterable[FieldSpec] = ()) -> FieldCatalogue:
+    """Built-in fields, then plugin fields, then org fields (a later one may not redefine an earlier one)."""
+    seen: dict[str, FieldSpec] = {}
+    for spec in (*BUILTIN_FIELDS, *plugin_fields, *org_fields):
+        prior = seen.get(spec.path)
+        if prior is not None and prior.type != spec.type:
+            raise ValueError(f"field {spec.path} declared as {prior.type} and as {spec.type}")
+        seen[spec.path] = spec
+    return FieldCatalogue(seen.values())
+
+
+def coerce(ftype: str, value: Any) -> Any:
+    """Normalise ``value`` to the engine's form of ``ftype``; ``ValueError`` says what was expected.
+
+    Dates become ISO ``YYYY-MM-DD`` strings and datetimes ISO strings in UTC, so that every evaluator
+    compares them the same way; CSV text is parsed (``true``/``false``, numbers, ``a|b`` lists).
+    """
+    import datetime as dt
+
+    if value is None:
+        return None
+    if ftype == "string":
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ValueError(f"expected a string, got {value!r}")
+    if ftype in ("integer", "number"):
+        if isinstance(value, bool):
+            raise ValueError(f"expected a number, got {value!r}")
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                value = int(text)
+            except ValueError:
+                try:
+                    value = float(text)
+                except ValueError:
+                    raise ValueError(f"expected a number, got {text!r}") from None
+        if isinstance(value, float) and ftype == "integer":
+            if not value.is_integer():
+                raise ValueError(f"expected a whole number, got {value!r}")
+            value = int(value)
+        if isinstance(value, (int, float)):
+            if isinstance(value, float) and value != value:
+                raise ValueError("expected a number, got NaN")
+            return value
+        raise ValueError(f"expected a number, got {value!r}")
+    if ftype == "boolean":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _BOOL_TEXT:
+            return _BOOL_TEXT[value.strip().lower()]
+        raise ValueError(f"expected true or false, got {value!r}")
+    if ftype == "date":
+        if isinstance(value, dt.datetime):
+            return value.date().isoformat()
+        if isinstance(value, dt.date):
+            return value.isoformat()
+        if isinstance(value, str):
+            try:
+                return dt.date.fromisoformat(value.strip()).isoformat()
+            except ValueError:
+                raise ValueError(f"expected a date YYYY-MM-DD, got {value!r}") from None
+        raise ValueError(f"expected a date YYYY-MM-DD, got {value!r}")
+    if ftype == "datetime":
+        if isinstance(value, str):
+            try:
+                value = dt.datetime.fromisoformat(value.strip())
+            except ValueError:
+                raise ValueError(f"expected an ISO 8601 date-time, got {value!r}") from None
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=dt.UTC)
+            return value.astimezone(dt.UTC).isoformat()
+        raise ValueError(f"expected an ISO 8601 date-time, got {value!r}")
+    if ftype == "list":
+        if isinstance(value, str):
+            return [p.strip() for p in value.split("|") if p.strip()]
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return list(value)
+        raise ValueError(f"expected a list of strings, got {value!r}")
+    raise ValueError(f"unknown field type {ftype!r}")
+
+
+_BOOL_TEXT = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False, "y": True, "n": False}

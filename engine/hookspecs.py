@@ -1,0 +1,95 @@
+"""Every hook Herald calls. A hook's docstring is its documentation (README links here).
+
+Hooks are grouped by phase. Implementations may accept any subset of a hook's arguments; the engine
+always calls hooks with keyword arguments. Plugins mark implementations with ``engine.hookimpl``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+PROJECT = "herald"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+if TYPE_CHECKING:
+    from engine.contracts import Channel, DecisionDraft, FieldSpec, IncentiveType, Optimizer
+    from engine.events import EngineEvent
+    from engine.model import Customer, Issue, Message
+
+
+# --- Registration: called once, when the registry is built -------------------------------------------
+
+
+@hookspec
+def register_channels(register: Callable[[Channel], None], settings: Mapping[str, Any]) -> None:
+    """Register channels by calling ``register(channel)`` once per channel object.
+
+    :param register: records the channel under its ``name`` with this plugin as owner; a name another
+        plugin already registered raises ``PluginConflict`` naming both plugins.
+    :param settings: this plugin's settings block (from ``HERALD_PLUGIN_SETTINGS`` or the caller).
+    """
+
+
+@hookspec
+def register_incentives(register: Callable[[IncentiveType], None], settings: Mapping[str, Any]) -> None:
+    """Register incentive types (``coupon``, ``points`` …) by calling ``register(incentive_type)``.
+
+    :param register: records the incentive type under its ``kind``; duplicates raise ``PluginConflict``.
+    :param settings: this plugin's settings block.
+    """
+
+
+@hookspec
+def register_optimizers(register: Callable[[Optimizer], None], settings: Mapping[str, Any]) -> None:
+    """Register pipeline steps by calling ``register(optimizer)``; they run in ascending ``order``.
+
+    :param register: records the optimizer under its ``name``; duplicates raise ``PluginConflict``.
+    :param settings: this plugin's settings block.
+    """
+
+
+@hookspec
+def register_fields(register: Callable[[FieldSpec], None], settings: Mapping[str, Any]) -> None:
+    """Declare fields that rules may test (for example the ones ``enrich_facts`` adds).
+
+    :param register: records a ``FieldSpec`` (path, type, description); a path declared twice raises
+        ``PluginConflict``.
+    :param settings: this plugin's settings block.
+    """
+
+
+# --- Evaluation: called per recipient; must be cheap, synchronous and free of I/O --------------------
+
+
+@hookspec
+def enrich_facts(customer: Customer, message: Message) -> Mapping[str, Any] | None:
+    """Add facts for one recipient before any rule runs.
+
+    :return: a mapping of field path → value merged into the facts, or ``None``. A key that is already
+        a fact (or that another plugin returned) is an error: facts are never silently overwritten.
+    """
+
+
+@hookspec
+def check_delivery(customer: Customer, channel: str, message: Message, draft: DecisionDraft) -> list[Issue] | None:
+    """Check one candidate channel for one recipient after reachability.
+
+    :return: issues; any issue with severity ``error`` drops that channel for that recipient, and the
+        issue's message is recorded in the trace.
+    """
+
+
+# --- Observation --------------------------------------------------------------------------------------
+
+
+@hookspec
+def engine_event(event: EngineEvent) -> None:
+    """Observe what the engine does: decision made, rule fired, channel dropped, incentive reserved.
+
+    Observers must not change anything; an observer that raises is logged and ignored, never breaks
+    an evaluation.
+    """

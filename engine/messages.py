@@ -1,0 +1,172 @@
+"""Message files (YAML): the six steps of a message as data, loaded into :class:`engine.model.Message`.
+
+Loading checks the file's shape (with line and column), loads the rulesets it names (paths relative to
+the message file), and asks the registered channels and incentive types to validate creatives and the
+incentive. Every problem is reported at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from engine.errors import MessageFileError, Problem, RuleFileError
+from engine.fields import FieldCatalogue
+from engine.model import Campaign, Creative, DeliverySettings, IncentiveSpec, Message, Schedule
+from engine.registry import Registry
+from engine.rulefiles.loader import load_ruleset
+from engine.sourcefile import SourceData, read_source
+from engine.validation import validate_message
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CampaignModel(_Strict):
+    """The campaign: its dates bound schedules and coupon validity."""
+
+    id: str = Field(min_length=1)
+    name: str = ""
+    starts: dt.date | None = None
+    ends: dt.date | None = None
+    objective: str | None = None
+
+
+class MessageHead(_Strict):
+    """Step 1: title, type and optimization strategy."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    title: str = Field(min_length=1, max_length=200)
+    type: Literal["broadcast", "bounceback", "timeline"] = "broadcast"
+    campaign: CampaignModel
+    strategy: list[Literal["personalization", "channel_priority", "x_engage"]] = Field(default_factory=list)
+
+
+class CreativeModel(_Strict):
+    """Step 3: one channel's content for one variant."""
+
+    channel: str
+    variant: str = "default"
+    content: dict[str, Any]
+
+
+class IncentiveModel(_Strict):
+    """Step 4: a registered incentive kind and its settings."""
+
+    kind: str
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScheduleModel(_Strict):
+    """Step 5: when; every time carries a time zone."""
+
+    kind: Literal["immediate", "at", "recurring"] = "immediate"
+    at: dt.datetime | None = None
+    rrule: str | None = None
+    local_time: str | None = Field(None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    quiet_hours: tuple[str, str] | None = None
+
+
+class DeliveryModel(_Strict):
+    """Delivery settings."""
+
+    send_to_dnd: bool = False
+    send_to_control: bool = False
+    tiny_url: bool = False
+    senders: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class MessageFile(_Strict):
+    """A message file."""
+
+    message: MessageHead
+    rules: dict[Literal["eligibility", "personalization", "channel_priority", "audience_filter"], str] = Field(
+        default_factory=dict)
+    channels: list[str] = Field(default_factory=list)
+    creatives: list[CreativeModel] = Field(min_length=1)
+    incentive: IncentiveModel | None = None
+    schedule: ScheduleModel = Field(default_factory=ScheduleModel)
+    delivery: DeliveryModel = Field(default_factory=DeliveryModel)
+    optimizers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+def load_message(path: str | Path, registry: Registry, catalogue: FieldCatalogue) -> Message:
+    """Load and validate a message file; ``MessageFileError`` lists every problem with its place."""
+    src = read_source(path)
+    if not isinstance(src.data, dict):
+        raise MessageFileError([src.problem("a message file is a mapping (message, creatives, …)", code="shape")])
+    try:
+        model = MessageFile.model_validate(src.data)
+    except ValidationError as exc:
+        raise MessageFileError([_problem(src, e) for e in exc.errors()], f"{src.file}: invalid message file") from None
+
+    problems: list[Problem] = []
+    base = Path(src.file).parent
+    rulesets = {}
+    for kind, rel in model.rules.items():
+        try:
+            rs = load_ruleset(base / rel, catalogue, channels=set(registry.channels))
+        except RuleFileError as exc:
+            problems.extend(exc.problems)
+            continue
+        if rs.kind != kind:
+            problems.append(src.problem(f"{rel} holds a {rs.kind} ruleset, not {kind}", ("rules", kind), "kind"))
+        rulesets[kind] = rs
+    if problems:
+        raise MessageFileError(problems, f"{src.file}: its rule files have problems")
+
+    message = to_message(model, rulesets, source=src.file)
+    issues = validate_message(message, registry, catalogue)
+    errors = [i for i in issues if i.is_error]
+    if errors:
+        raise MessageFileError([src.problem(i.message, _issue_loc(i.path), i.code, i.path) for i in errors],
+                               f"{src.file}: {len(errors)} problem(s)")
+    return message
+
+
+def to_message(model: MessageFile, rulesets: Mapping[str, Any], *, source: str | None = None) -> Message:
+    """Turn a validated message file model into the engine's Message."""
+    head = model.message
+    s = model.schedule
+    return Message(
+        id=head.id,
+        title=head.title,
+        campaign=Campaign(head.campaign.id, head.campaign.name, head.campaign.starts, head.campaign.ends,
+                          head.campaign.objective),
+        type=head.type,
+        strategy=tuple(head.strategy),
+        rulesets=dict(rulesets),
+        channels=tuple(model.channels),
+        creatives=tuple(Creative(c.channel, c.variant, c.content) for c in model.creatives),
+        incentive=IncentiveSpec(model.incentive.kind, model.incentive.settings) if model.incentive else None,
+        schedule=Schedule(s.kind, s.at, s.rrule, s.local_time, tuple(s.quiet_hours) if s.quiet_hours else None),
+        delivery=DeliverySettings(model.delivery.send_to_dnd, model.delivery.send_to_control, model.delivery.tiny_url,
+                                  model.delivery.senders),
+        optimizers=model.optimizers,
+        source=source,
+    )
+
+
+def _issue_loc(path: str) -> list[Any]:
+    out: list[Any] = []
+    for part in path.replace("]", "").replace("[", ".").split("."):
+        if part:
+            out.append(int(part) if part.isdigit() else part)
+    return out
+
+
+def _problem(src: SourceData, err: Mapping[str, Any]) -> Problem:
+    loc = list(err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "missing":
+        msg = "field required"
+    elif err["type"] == "extra_forbidden":
+        msg = f"unknown key {loc[-1]!r}"
+    from engine.sourcefile import dotted
+
+    return src.problem(msg, loc, err["type"], dotted(loc))

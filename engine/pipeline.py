@@ -1,0 +1,224 @@
+"""Per-recipient evaluation (PRODUCT.md §4): facts, then every registered optimizer in its order, then
+incentive, rendering and the decision. Nothing here names a concrete channel, incentive or rule kind's
+meaning: that is the plugins' business.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+from engine.contracts import DecisionDraft, EvaluationContext, Evaluator, FiredRule
+from engine.errors import EvaluationError, TemplateError
+from engine.evaluators import get_evaluator
+from engine.events import EngineEvent
+from engine.facts import FactBuilder
+from engine.model import Customer, Decision, Message
+from engine.registry import Registry
+from engine.scheduling import local_send_time, run_time
+
+
+@dataclass
+class Summary:
+    """Counts per channel, variant and exclusion reason, and the estimated cost of the included sends."""
+
+    total: int = 0
+    included: int = 0
+    channels: Counter[str] = field(default_factory=Counter)
+    variants: Counter[str] = field(default_factory=Counter)
+    excluded: Counter[str] = field(default_factory=Counter)
+    cost: float = 0.0
+
+    def add(self, decision: Decision, costs: Mapping[str, float]) -> None:
+        """Count one decision."""
+        self.total += 1
+        if decision.included:
+            self.included += 1
+            if decision.channel:
+                self.channels[decision.channel] += 1
+                self.cost += costs.get(decision.channel, 0.0)
+            if decision.variant:
+                self.variants[decision.variant] += 1
+        else:
+            self.excluded[decision.excluded_reason or "unknown"] += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready form, counts sorted by name."""
+        return {
+            "total": self.total,
+            "included": self.included,
+            "excluded": self.total - self.included,
+            "channels": dict(sorted(self.channels.items())),
+            "variants": dict(sorted(self.variants.items())),
+            "exclusion_reasons": dict(sorted(self.excluded.items())),
+            "estimated_cost": round(self.cost, 4),
+        }
+
+
+class Pipeline:
+    """Evaluates one message for any number of recipients at one instant ``at``."""
+
+    def __init__(
+        self,
+        message: Message,
+        registry: Registry,
+        *,
+        at: datetime,
+        evaluator: str | Evaluator = "compiled",
+        explain: bool = False,
+        render: bool = False,
+        preview: bool = True,
+        history: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+        default_tz: str = "UTC",
+    ):
+        self.message = message
+        self.registry = registry
+        self.evaluator = get_evaluator(evaluator) if isinstance(evaluator, str) else evaluator
+        self.explain = explain
+        self.render = render
+        self.facts = FactBuilder(at, message.facts, default_tz)
+        self.base_send_at = run_time(message.schedule, self.facts.at)
+        self.rules_versions = MappingProxyType({rs.name: rs.version for rs in message.rulesets.values()})
+        self._thens = {kind: {r.id: r.then for r in rs.rules} for kind, rs in message.rulesets.items()}
+        self.costs = {name: reg.obj.cost for name, reg in registry.channels.items()}
+        self.ctx = EvaluationContext(message, registry, self.facts.at, self._run_rules, preview,
+                                     history or MappingProxyType({}))
+        self.summary = Summary()
+
+    def _run_rules(self, kind: str, draft: DecisionDraft) -> Sequence[FiredRule]:
+        ruleset = self.message.rulesets.get(kind)
+        if ruleset is None:
+            return ()
+        try:
+            fired = self.evaluator.fired(ruleset, draft.facts)
+        except EvaluationError:
+            raise
+        except Exception as exc:  # an evaluator bug must name the ruleset, not vanish
+            raise EvaluationError(f"evaluating {ruleset.key} failed: {exc}", ruleset=ruleset.name) from exc
+        draft.fired[ruleset.name] = fired
+        if draft.explain:
+            draft.note(kind, "rules_fired", ruleset=ruleset.name, version=ruleset.version, fired=list(fired))
+        thens = self._thens[kind]
+        return [FiredRule(rid, thens[rid]) for rid in fired]
+
+    def decide(self, customer: Customer) -> Decision:
+        """The decision for one recipient."""
+        facts = self.facts.facts(customer)
+        if self.registry.has_enrichers:
+            self._enrich(customer, facts)
+        send_at = local_send_time(self.base_send_at, self.message.schedule.local_time, self.facts.zone_of(customer))
+        draft = DecisionDraft(customer, facts, send_at, self.explain)
+        for optimizer in self.registry.pipeline:
+            optimizer.apply(draft, self.ctx)
+            if not draft.included:
+                break
+        if draft.included:
+            self._finish(draft)
+        decision = Decision(
+            customer=customer.id,
+            included=draft.included,
+            excluded_reason=draft.excluded_reason,
+            variant=draft.variant if draft.included else None,
+            channel=draft.channels[0] if draft.included else None,
+            fallbacks=tuple(draft.channels[1:]) if draft.included else (),
+            incentive=draft.incentive,
+            rendered=draft.rendered,
+            send_at=draft.send_at if draft.included else None,
+            rules_versions=self.rules_versions,
+            fired=MappingProxyType(draft.fired),
+            trace=tuple(draft.trace),
+        )
+        self.summary.add(decision, self.costs)
+        if self.registry.has_observers:
+            self.registry.emit(EngineEvent("decision_made", customer.id, {"decision": decision}))
+        return decision
+
+    def run(self, customers: Iterable[Customer]) -> Iterator[Decision]:
+        """Decisions in the order of ``customers``."""
+        for customer in customers:
+            yield self.decide(customer)
+
+    def _finish(self, draft: DecisionDraft) -> None:
+        if draft.variant is None:
+            draft.variant = "default"
+        if not draft.channels:
+            draft.exclude("no_reachable_channel", "channels")
+            return
+        spec = self.message.incentive
+        if spec is not None:
+            draft.incentive = self.registry.incentive(spec.kind).reserve(spec.settings, draft.customer, self.ctx)
+            draft.note("incentive", "reserved" if not self.ctx.preview else "previewed", kind=spec.kind)
+        if self.render:
+            self._render(draft)
+
+    def _render(self, draft: DecisionDraft) -> None:
+        for name in list(draft.channels):
+            channel = self.registry.channel(name)
+            creative = self.message.creative(name, draft.variant)
+            try:
+                payload = channel.render(creative, render_context(self.message, draft, name, channel.tags))
+            except TemplateError as exc:
+                draft.drop_channel(name, "render", "template_error", error=str(exc))
+                continue
+            draft.rendered = MappingProxyType({"channel": name, "payload": payload})
+            return
+        draft.exclude("render_failed", "render")
+
+    def _enrich(self, customer: Customer, facts: dict[str, Any]) -> None:
+        for extra in self.registry.hook.enrich_facts(customer=customer, message=self.message):
+            for key, value in (extra or {}).items():
+                if key in facts:
+                    raise EvaluationError(f"enrich_facts returned {key!r}, which is already a fact")
+                facts[key] = value
+
+
+def render_context(message: Message, draft: DecisionDraft, channel: str, channel_tags: Mapping[str, Any]) -> dict[str, Any]:
+    """The Liquid context of one recipient: customer, message, campaign, vars, incentive, channel tags,
+    and ``delivery.sender`` (the message's sender settings for ``channel``)."""
+    customer: dict[str, Any] = {"id": draft.customer.id}
+    for key, value in draft.customer.attributes.items():
+        node = customer
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    ctx: dict[str, Any] = {
+        **channel_tags,
+        "customer": customer,
+        "message": {"id": message.id, "title": message.title, "type": message.type},
+        "campaign": {"id": message.campaign.id, "name": message.campaign.name},
+        "vars": dict(draft.vars),
+        "delivery": {"sender": dict(message.delivery.senders.get(channel, {})), "tiny_url": message.delivery.tiny_url},
+    }
+    if draft.incentive is not None and message.incentive is not None:
+        ctx[message.incentive.kind] = dict(draft.incentive)
+    return ctx
+
+
+def evaluate(
+    message: Message,
+    customers: Iterable[Customer],
+    *,
+    at: datetime,
+    registry: Registry,
+    evaluator: str | Evaluator = "compiled",
+    explain: bool = False,
+    render: bool = False,
+    preview: bool = True,
+    history: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+) -> list[Decision]:
+    """Decisions for every customer, in order. Deterministic for the same inputs.
+
+    :param at: the evaluation instant (time zone required); ``time.*`` facts derive from it.
+    :param evaluator: ``compiled`` (default), ``reference`` or ``durable``, or an Evaluator object.
+    :param explain: record a step-by-step trace in every decision.
+    :param render: render the chosen channel's creative for each included recipient.
+    :param preview: reserve nothing (coupons are previewed, not taken).
+    """
+    pipeline = Pipeline(message, registry, at=at, evaluator=evaluator, explain=explain, render=render,
+                        preview=preview, history=history)
+    return list(pipeline.run(customers))

@@ -1,0 +1,147 @@
+"""Runs the registration hooks once into an immutable Registry; every item records its owning plugin."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Generic, TypeVar
+
+import pluggy
+
+from engine.contracts import Channel, FieldSpec, IncentiveType, Optimizer
+from engine.errors import PluginConflict, UnknownReference
+from engine.events import EngineEvent
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Registered(Generic[T]):
+    """A registered object and the name of the plugin that registered it."""
+
+    obj: T
+    owner: str
+
+
+class Registry:
+    """The channels, incentive types, optimizers and fields the plugins registered. Read-only.
+
+    Build it with :meth:`Registry.build`; runtime hooks (``enrich_facts``, ``check_delivery``,
+    ``engine_event``) are called through :attr:`hook`.
+    """
+
+    def __init__(
+        self,
+        pm: pluggy.PluginManager,
+        channels: Mapping[str, Registered[Channel]],
+        incentives: Mapping[str, Registered[IncentiveType]],
+        optimizers: Mapping[str, Registered[Optimizer]],
+        fields: Mapping[str, Registered[FieldSpec]],
+    ):
+        self._pm = pm
+        self.channels = MappingProxyType(dict(channels))
+        self.incentives = MappingProxyType(dict(incentives))
+        self.optimizers = MappingProxyType(dict(optimizers))
+        self.fields = MappingProxyType(dict(fields))
+        self.pipeline: tuple[Optimizer, ...] = tuple(
+            r.obj for r in sorted(self.optimizers.values(), key=lambda r: (r.obj.order, r.obj.name))
+        )
+        self.has_enrichers = bool(pm.hook.enrich_facts.get_hookimpls())
+        self.has_delivery_checks = bool(pm.hook.check_delivery.get_hookimpls())
+        self.has_observers = bool(pm.hook.engine_event.get_hookimpls())
+
+    @property
+    def hook(self) -> Any:
+        """The plugin manager's hook relay, for the runtime hooks."""
+        return self._pm.hook
+
+    @classmethod
+    def build(cls, pm: pluggy.PluginManager, settings: Mapping[str, Mapping[str, Any]] | None = None) -> Registry:
+        """Call every ``register_*`` hook implementation once, attributing each item to its plugin.
+
+        :param settings: per-plugin settings blocks keyed by plugin name.
+        """
+        settings = settings or {}
+        found: dict[str, dict[str, Registered[Any]]] = {}
+        for hook_name, kind, key, proto in (
+            ("register_channels", "channel", "name", Channel),
+            ("register_incentives", "incentive type", "kind", IncentiveType),
+            ("register_optimizers", "optimizer", "name", Optimizer),
+            ("register_fields", "field", "path", FieldSpec),
+        ):
+            items: dict[str, Registered[Any]] = {}
+            for impl in getattr(pm.hook, hook_name).get_hookimpls():
+                register = _registrar(items, impl.plugin_name, kind, key, proto)
+                args = {"register": register, "settings": MappingProxyType(dict(settings.get(impl.plugin_name, {})))}
+                impl.function(**{a: args[a] for a in impl.argnames})
+            found[hook_name] = items
+        return cls(
+            pm,
+            channels=found["register_channels"],
+            incentives=found["register_incentives"],
+            optimizers=found["register_optimizers"],
+            fields=found["register_fields"],
+        )
+
+    def channel(self, name: str) -> Channel:
+        """The channel registered as ``name``; ``UnknownReference`` lists the known ones otherwise."""
+        try:
+            return self.channels[name].obj
+        except KeyError:
+            raise UnknownReference(f"unknown channel {name!r}; registered: {', '.join(sorted(self.channels))}") from None
+
+    def incentive(self, kind: str) -> IncentiveType:
+        """The incentive type registered as ``kind``."""
+        try:
+            return self.incentives[kind].obj
+        except KeyError:
+            known = ", ".join(sorted(self.incentives))
+            raise UnknownReference(f"unknown incentive type {kind!r}; registered: {known}") from None
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(name, kind, owning plugin) for everything registered, sorted: what ``herald plugins`` shows."""
+        out = [(n, f"channel:{r.obj.kind}", r.owner) for n, r in self.channels.items()]
+        out += [(n, "incentive", r.owner) for n, r in self.incentives.items()]
+        out += [(n, f"optimizer:{r.obj.order}", r.owner) for n, r in self.optimizers.items()]
+        out += [(n, "field", r.owner) for n, r in self.fields.items()]
+        return sorted(out, key=lambda row: (row[1].split(":")[0], row[0]))
+
+    def emit(self, event: EngineEvent) -> None:
+        """Tell observers; an observer that raises is logged and ignored."""
+        if not self.has_observers:
+            return
+        for impl in self._pm.hook.engine_event.get_hookimpls():
+            try:
+                impl.function(**({"event": event} if impl.argnames else {}))
+            except Exception:  # observers must never break evaluation
+                log.exception("engine_event observer %s failed", impl.plugin_name)
+
+
+def _registrar(
+    items: dict[str, Registered[Any]], owner: str, kind: str, key: str, proto: type
+) -> Callable[[Any], None]:
+    def register(obj: Any) -> None:
+        if not isinstance(obj, proto):
+            missing = [m for m in _members(proto) if not hasattr(obj, m)]
+            raise PluginConflict(f"plugin {owner!r} registered a {kind} missing {', '.join(missing)}")
+        name = getattr(obj, key)
+        if kind != "field" and not _NAME.match(str(name)):
+            raise PluginConflict(f"plugin {owner!r} registered {kind} {name!r}: names are lower_snake_case")
+        if name in items:
+            raise PluginConflict(
+                f"{kind} {name!r} is registered twice: by plugin {items[name].owner!r} and by plugin {owner!r}"
+            )
+        items[name] = Registered(obj, owner)
+
+    return register
+
+
+def _members(proto: type) -> list[str]:
+    names = list(getattr(proto, "__annotations__", {}))
+    names += [n for n, v in vars(proto).items() if callable(v) and not n.startswith("_")]
+    return [n for n in dict.fromkeys(names) if not n.startswith("_")]

@@ -1,0 +1,211 @@
+"""Loads rule files: parse with positions, validate the schema, check fields/types/reachability, build IR."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from engine.errors import Problem, RuleFileError
+from engine.fields import BUILTIN_FIELDS, FieldCatalogue, build_catalogue, coerce
+from engine.rulefiles.ir import All, Always, AnyOf, Cmp, Condition, Not, Rule, Ruleset
+from engine.rulefiles.schema import THEN_MODELS, AllOf, AlwaysCond, AnyOfCond, Comparison, NotCond, RuleFile
+from engine.sourcefile import SourceData, parse_text, read_source
+
+_ORDERED = {"integer", "number", "date", "datetime"}
+_SCALAR_OPS = {"eq", "ne", "lt", "lte", "gt", "gte"}
+
+
+def load_ruleset(
+    path: str | Path, catalogue: FieldCatalogue | None = None, *, channels: Collection[str] | None = None
+) -> Ruleset:
+    """Load, validate and compile one rule file; every problem found raises one ``RuleFileError``.
+
+    :param catalogue: the fields rules may test (default: the built-in fields only).
+    :param channels: known channel names; channel_priority rules naming others are errors.
+    """
+    return _load(read_source(path), catalogue, channels)
+
+
+def load_ruleset_data(
+    data: Mapping[str, Any] | str, catalogue: FieldCatalogue | None = None, *, source: str = "<api>",
+    channels: Collection[str] | None = None,
+) -> Ruleset:
+    """Like :func:`load_ruleset` for data already in memory (a dict, or YAML/JSON text)."""
+    src = parse_text(data, source) if isinstance(data, str) else SourceData(data, source)
+    return _load(src, catalogue, channels)
+
+
+def _load(src: SourceData, catalogue: FieldCatalogue | None, channels: Collection[str] | None) -> Ruleset:
+    catalogue = catalogue or build_catalogue(BUILTIN_FIELDS)
+    if not isinstance(src.data, dict):
+        raise RuleFileError([src.problem("a rule file is a mapping with ruleset, kind, rules", code="shape")],
+                            f"{src.file}: invalid rule file")
+    try:
+        model = RuleFile.model_validate(src.data)
+    except ValidationError as exc:
+        problems = [_pydantic_problem(src, err) for err in exc.errors()]
+        raise RuleFileError(problems, f"{src.file}: invalid rule file") from None
+
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    rules: list[tuple[int, Rule]] = []
+    then_model = THEN_MODELS[model.kind]
+    for i, rm in enumerate(model.rules):
+        label = rm.id
+        if rm.id in seen:
+            problems.append(src.problem(f"duplicate rule id (first used by rules[{seen[rm.id]}])",
+                                        ("rules", i, "id"), "duplicate_id", f"{label}:id"))
+            continue
+        seen[rm.id] = i
+        try:
+            then = then_model.model_validate(rm.then).model_dump()
+        except ValidationError as exc:
+            for err in exc.errors():
+                problems.append(src.problem(err["msg"],
+                                            ("rules", i, "then", *err["loc"]), "then", f"{label}:then.{_loc(err['loc'])}"))
+            continue
+        if channels is not None and model.kind == "channel_priority":
+            for j, ch in enumerate(then["channels"]):
+                if ch not in channels:
+                    problems.append(src.problem(
+                        f"unknown channel {ch!r}; registered: {', '.join(sorted(channels))}",
+                        ("rules", i, "then", "channels", j), "unknown_channel", f"{label}:then.channels[{j}]"))
+        cond = _to_ir(rm.when, src, ("rules", i, "when"), label, catalogue, problems)
+        rules.append((i, Rule(rm.id, rm.priority, cond, then)))
+
+    rules.sort(key=lambda pair: (pair[1].priority, pair[0]))
+    if model.hit_policy == "first":
+        problems += _shadowed(rules, src)
+    if problems:
+        raise RuleFileError(problems, f"{src.file}: {len(problems)} problem(s) in ruleset {model.ruleset}")
+
+    canonical = json.dumps(model.model_dump(mode="json", exclude={"tests", "description", "owner"}, by_alias=True),
+                           sort_keys=True, separators=(",", ":"))
+    version = hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    tests = tuple(t.model_dump(exclude_none=True) for t in model.tests)
+    return Ruleset(model.ruleset, model.kind, model.hit_policy, tuple(r for _, r in rules), version, src.file, tests)
+
+
+def _shadowed(rules: list[tuple[int, Rule]], src: SourceData) -> list[Problem]:
+    out = []
+    for k, (_, r) in enumerate(rules):
+        if isinstance(r.when, Always):
+            for i, later in rules[k + 1:]:
+                out.append(src.problem(
+                    f"can never fire: rule {r.id} (always, priority {r.priority}) fires first "
+                    f"under hit_policy first", ("rules", i, "priority"), "unreachable", f"{later.id}:priority"))
+            break
+    return out
+
+
+def _to_ir(cond: Any, src: SourceData, loc: tuple[Any, ...], label: str, cat: FieldCatalogue,
+           problems: list[Problem]) -> Condition:
+    if isinstance(cond, AlwaysCond):
+        return Always()
+    if isinstance(cond, AllOf):
+        return All(tuple(_to_ir(c, src, (*loc, "all", j), label, cat, problems) for j, c in enumerate(cond.all)))
+    if isinstance(cond, AnyOfCond):
+        return AnyOf(tuple(_to_ir(c, src, (*loc, "any", j), label, cat, problems) for j, c in enumerate(cond.any)))
+    if isinstance(cond, NotCond):
+        return Not(_to_ir(cond.not_, src, (*loc, "not"), label, cat, problems))
+    assert isinstance(cond, Comparison)
+    op, value = cond.operator
+    where = f"{label}:{_loc(loc[3:]) or 'when'}"
+
+    def bad(msg: str, code: str, key: str = op) -> Cmp:
+        problems.append(src.problem(msg,
+                                    (*loc, "in" if key == "in" else key), code, where))
+        return Cmp(cond.field, op, value)
+
+    spec = cat.lookup(cond.field)
+    if spec is None:
+        hint = cat.suggest(cond.field)
+        return bad(f"unknown field {cond.field!r}" + (f" (did you mean {hint!r}?)" if hint else
+                   "; declare customer fields in rules/fields.yaml"), "unknown_field", "field")
+    ftype = spec.type
+    try:
+        if op in ("exists", "missing"):
+            value = True
+        elif op == "matches":
+            if ftype != "string":
+                return bad(f"matches needs a string field; {cond.field} is {ftype}", "type_mismatch")
+            re.compile(value)
+        elif op in ("contains", "contains_any"):
+            if ftype != "list":
+                return bad(f"{op} needs a list field; {cond.field} is {ftype}", "type_mismatch")
+            value = tuple(coerce("string", v) for v in value) if op == "contains_any" else coerce("string", value)
+        elif ftype == "list":
+            return bad(f"{op} does not apply to list field {cond.field}; use contains or contains_any",
+                       "type_mismatch")
+        elif op in ("in", "not_in"):
+            value = tuple(_literal(ftype, v) for v in value)
+        elif op == "between":
+            if ftype not in _ORDERED:
+                return bad(f"between needs a number or date field; {cond.field} is {ftype}", "type_mismatch")
+            lo, hi = (_literal(ftype, v) for v in value)
+            if lo > hi:
+                return bad(f"between [{lo}, {hi}]: the lower bound is above the upper bound", "empty_range")
+            value = (lo, hi)
+        else:
+            if op not in ("eq", "ne") and ftype not in _ORDERED:
+                return bad(f"{op} needs a number or date field; {cond.field} is {ftype}", "type_mismatch")
+            value = _literal(ftype, value)
+    except re.error as exc:
+        return bad(f"invalid regular expression: {exc}", "bad_regex")
+    except ValueError as exc:
+        return bad(f"{cond.field} is {ftype}: {exc}", "type_mismatch")
+    return Cmp(cond.field, op, value)
+
+
+def _literal(ftype: str, value: Any) -> Any:
+    if isinstance(value, str) and ftype in ("integer", "number", "boolean"):
+        raise ValueError(f"expected a {ftype}, got the text {value!r}")
+    if ftype == "string" and not isinstance(value, str):
+        raise ValueError(f"expected text, got {value!r}")
+    return coerce(ftype, value)
+
+
+def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _pydantic_problem(src: SourceData, err: Mapping[str, Any]) -> Problem:
+    loc = tuple(err["loc"])
+    data_loc: list[Any] = []
+    node: Any = src.data
+    for part in loc:
+        key = "in" if part == "in_" else ("not" if part == "not_" else part)
+        if isinstance(node, dict) and key in node:
+            node = node[key]
+            data_loc.append(key)
+        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+            node = node[key]
+            data_loc.append(key)
+    label = ""
+    if len(data_loc) >= 2 and data_loc[0] == "rules" and isinstance(data_loc[1], int):
+        rule = src.data["rules"][data_loc[1]]
+        rid = rule.get("id") if isinstance(rule, dict) else None
+        label = str(rid) if rid else f"rules[{data_loc[1]}]"
+        rest = _loc(data_loc[2:])
+        where = f"{label}:{rest}" if rest else label
+    else:
+        where = _loc(data_loc)
+    msg = err["msg"].removeprefix("Value error, ")
+    missing = err["type"] == "missing"
+    if missing:
+        msg = f"{_loc(loc[len(data_loc):]) or loc[-1]}: field required"
+    elif err["type"] == "extra_forbidden":
+        msg = f"unknown key {loc[-1]!r}"
+    return src.problem(msg, data_loc, err["type"], where)

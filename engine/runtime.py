@@ -1,0 +1,70 @@
+"""The engine façade: plugins → registry → field catalogue, and the operations the CLI and service use."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.fields import FieldCatalogue, build_catalogue, load_org_fields
+from engine.messages import load_message
+from engine.model import Message
+from engine.plugin_manager import make_plugin_manager
+from engine.registry import Registry
+from engine.rulefiles.ir import Ruleset
+from engine.rulefiles.loader import load_ruleset
+
+FIELDS_FILE = "fields.yaml"
+
+
+def find_fields_file(start: str | Path) -> Path | None:
+    """``HERALD_FIELDS``, else the nearest ``fields.yaml`` in ``start``'s folder or above it."""
+    env = os.environ.get("HERALD_FIELDS")
+    if env:
+        return Path(env)
+    here = Path(start).resolve()
+    for folder in [here if here.is_dir() else here.parent, *here.parents]:
+        candidate = folder / FIELDS_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@dataclass(frozen=True)
+class Herald:
+    """A configured engine: the plugin registry and the field catalogue rules are checked against."""
+
+    registry: Registry
+    catalogue: FieldCatalogue
+
+    @classmethod
+    def build(
+        cls,
+        defaults: Iterable[Any] = (),
+        *,
+        settings: Mapping[str, Mapping[str, Any]] | None = None,
+        fields_file: str | Path | None = None,
+        entry_points: bool = True,
+    ) -> Herald:
+        """Build the registry from ``defaults`` (e.g. ``plugins.DEFAULT_PLUGINS``) and entry points."""
+        registry = Registry.build(make_plugin_manager(defaults, entry_points=entry_points), settings)
+        org = load_org_fields(fields_file) if fields_file else []
+        return cls(registry, build_catalogue((r.obj for r in registry.fields.values()), org))
+
+    def with_fields_for(self, path: str | Path) -> Herald:
+        """The same engine with the org field catalogue found for ``path`` (see :func:`find_fields_file`)."""
+        found = find_fields_file(path)
+        if found is None:
+            return self
+        org = load_org_fields(found)
+        return Herald(self.registry, build_catalogue((r.obj for r in self.registry.fields.values()), org))
+
+    def load_ruleset(self, path: str | Path) -> Ruleset:
+        """Load and check one rule file against this engine's fields and channels."""
+        return load_ruleset(path, self.catalogue, channels=set(self.registry.channels))
+
+    def load_message(self, path: str | Path) -> Message:
+        """Load and validate a message file (and the rule files it names)."""
+        return load_message(path, self.registry, self.catalogue)

@@ -1,0 +1,119 @@
+"""Whole-message validation: strategy, channels, creatives (through their channel plugins), tags,
+incentive and schedule. Returns issues with paths into the message file (``creatives[0].content.body``)."""
+
+from __future__ import annotations
+
+from engine.errors import UnknownReference
+from engine.fields import FieldCatalogue
+from engine.model import Issue, Message
+from engine.registry import Registry
+from engine.scheduling import parse_hhmm
+from engine.templating import check_tags
+
+
+def known_tags(message: Message, registry: Registry, catalogue: FieldCatalogue) -> set[str]:
+    """Template variables any creative of ``message`` may use (channel tags are added per channel)."""
+    tags = {s.path for s in catalogue if s.path.startswith(("customer.", "message."))}
+    tags |= {"customer.subscription.*", "vars.*", "message.title", "campaign.name", "campaign.id"}
+    for reg in registry.incentives.values():
+        tags |= set(reg.obj.tags)
+    return tags
+
+
+def validate_message(message: Message, registry: Registry, catalogue: FieldCatalogue) -> list[Issue]:
+    """Every problem with ``message`` (errors and warnings), each with the path of the field at fault."""
+    issues: list[Issue] = []
+    strategy = set(message.strategy)
+    p13n = message.rulesets.get("personalization")
+    if "personalization" in strategy and p13n is None:
+        issues.append(Issue("rules.personalization", "required", "the personalization strategy needs a personalization ruleset"))
+    if p13n is not None and "personalization" not in strategy:
+        issues.append(Issue("message.strategy", "strategy", "a personalization ruleset is given but the strategy does not include personalization"))
+    if "channel_priority" in strategy and not (message.channels or "channel_priority" in message.rulesets):
+        issues.append(Issue("channels", "required", "the channel_priority strategy needs channels or a channel_priority ruleset"))
+    if not strategy & {"personalization", "channel_priority"}:
+        seen: dict[str, int] = {}
+        for i, c in enumerate(message.creatives):
+            if c.channel in seen:
+                issues.append(Issue(f"creatives[{i}].channel", "duplicate_creative",
+                                    f"without optimization a message has one creative per channel; {c.channel} repeats creatives[{seen[c.channel]}]"))
+            seen[c.channel] = i
+
+    for j, name in enumerate(message.channels):
+        if name not in registry.channels:
+            issues.append(Issue(f"channels[{j}]", "unknown_channel", _unknown_channel(name, registry)))
+
+    base_tags = known_tags(message, registry, catalogue)
+    incentive_tags = {t: kind for kind, reg in registry.incentives.items() for t in reg.obj.tags}
+    shown: set[str] = set()
+    for i, creative in enumerate(message.creatives):
+        where = f"creatives[{i}]"
+        try:
+            channel = registry.channel(creative.channel)
+        except UnknownReference:
+            issues.append(Issue(f"{where}.channel", "unknown_channel", _unknown_channel(creative.channel, registry)))
+            continue
+        if "x_engage" not in strategy and channel.kind == "ad":
+            issues.append(Issue(f"{where}.channel", "strategy", f"{creative.channel} is an ad channel: add x_engage to the strategy"))
+        issues += [Issue(f"{where}.content.{x.path}".rstrip("."), x.code, x.message, x.severity)
+                   for x in channel.validate(creative, message)]
+        tag_issues, used = check_tags(creative.content, base_tags | set(channel.tags), channel.required_tags,
+                                      prefix=f"{where}.content")
+        issues += tag_issues
+        for tag in used:
+            kind = next((k for t, k in incentive_tags.items() if tag == t or tag.startswith(t + ".")), None)
+            if kind is None:
+                continue
+            shown.add(kind)
+            if message.incentive is None:
+                issues.append(Issue(f"{where}.content", "incentive_required", f"the {{{{ {tag} }}}} tag needs a {kind} incentive on the message"))
+            elif message.incentive.kind != kind:
+                issues.append(Issue(f"{where}.content", "incentive_mismatch", f"the {{{{ {tag} }}}} tag needs a {kind} incentive; the message has {message.incentive.kind}"))
+
+    if p13n is not None:
+        variants = {c.variant for c in message.creatives}
+        for rule in p13n.rules:
+            v = rule.then.get("variant")
+            if v not in variants and "default" not in variants:
+                issues.append(Issue("creatives", "variant_without_creative", f"variant {v!r} (rule {rule.id}) has no creative"))
+
+    if message.incentive is not None:
+        try:
+            itype = registry.incentive(message.incentive.kind)
+        except UnknownReference as exc:
+            issues.append(Issue("incentive.kind", "unknown_incentive", str(exc)))
+        else:
+            issues += [Issue(f"incentive.settings.{x.path}".rstrip("."), x.code, x.message, x.severity)
+                       for x in itype.validate(message.incentive.settings, message)]
+            if message.incentive.kind not in shown:
+                issues.append(Issue("incentive", "incentive_not_shown",
+                                    f"no creative shows the {message.incentive.kind} incentive's tags", "warning"))
+    issues += _schedule_issues(message)
+    return issues
+
+
+def _schedule_issues(message: Message) -> list[Issue]:
+    s, c = message.schedule, message.campaign
+    out = []
+    if s.kind == "at":
+        if s.at is None:
+            out.append(Issue("schedule.at", "required", "an 'at' schedule needs a date-time"))
+        elif s.at.tzinfo is None:
+            out.append(Issue("schedule.at", "timezone_required", "the date-time needs a time zone offset, e.g. +05:30"))
+        else:
+            day = s.at.date()
+            if (c.starts and day < c.starts) or (c.ends and day > c.ends):
+                out.append(Issue("schedule.at", "outside_campaign", f"{s.at.isoformat()} is outside the campaign window {c.starts} – {c.ends}"))
+    if s.kind == "recurring" and not s.rrule:
+        out.append(Issue("schedule.rrule", "required", "a recurring schedule needs an RRULE"))
+    if s.quiet_hours:
+        for k, v in enumerate(s.quiet_hours):
+            try:
+                parse_hhmm(v)
+            except ValueError as exc:
+                out.append(Issue(f"schedule.quiet_hours[{k}]", "time_format", str(exc)))
+    return out
+
+
+def _unknown_channel(name: str, registry: Registry) -> str:
+    return f"unknown channel {name!r}; registered: {', '.join(sorted(registry.channels))}"

@@ -1,0 +1,10 @@
+"""Herald's built-in plugins. Each module is one plugin, registered exactly like a third-party one."""
+
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "plugins.channels.sms",
+    "plugins.channels.email",
+    "plugins.incentives.coupon",
+    "plugins.optimizers.eligibility",
+    "plugins.optimizers.personalization",
+    "plugins.optimizers.channel_priority",
+)

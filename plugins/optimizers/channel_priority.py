@@ -1,0 +1,55 @@
+"""Channel priority: the ordered candidate channels, filtered by creative, reachability and delivery checks."""
+
+from __future__ import annotations
+
+from engine import DecisionDraft, EvaluationContext, hookimpl, outcome
+
+
+class ChannelPriority:
+    """Step 4: candidates come from the channel_priority ruleset, else the message's static ``channels``,
+    else the channels of its creatives (file order). A candidate is dropped when the variant has no
+    creative for it, when the customer is not reachable on it, or when a ``check_delivery`` hook reports
+    an error. The first survivor is the channel, the rest are fallbacks."""
+
+    name = "channel_priority"
+    order = 50
+
+    def candidates(self, draft: DecisionDraft, ctx: EvaluationContext) -> list[str]:
+        """The ordered channels before filtering."""
+        message = ctx.message
+        if "channel_priority" in message.rulesets:
+            chosen = outcome("channel_priority", [f.then for f in ctx.run_rules("channel_priority", draft)])["channels"]
+            if chosen:
+                return list(chosen)
+        if message.channels:
+            return list(message.channels)
+        cache = ctx.state.get(self.name)
+        if cache is None:
+            cache = ctx.state[self.name] = list(dict.fromkeys(c.channel for c in message.creatives))
+        return list(cache)
+
+    def apply(self, draft: DecisionDraft, ctx: EvaluationContext) -> None:
+        """Fill ``draft.channels`` with the reachable candidates, tracing every drop."""
+        message, registry = ctx.message, ctx.registry
+        draft.channels = self.candidates(draft, ctx)
+        draft.note(self.name, "candidates", channels=list(draft.channels))
+        for name in list(draft.channels):
+            if message.creative(name, draft.variant) is None:
+                draft.drop_channel(name, self.name, "no_creative_for_variant", variant=draft.variant)
+                continue
+            status = registry.channel(name).reachability(draft.customer, message)
+            if not status.reachable:
+                draft.drop_channel(name, self.name, str(status))
+                continue
+            if registry.has_delivery_checks:
+                issues = [i for found in registry.hook.check_delivery(
+                    customer=draft.customer, channel=name, message=message, draft=draft) for i in (found or ())]
+                errors = [i for i in issues if i.is_error]
+                if errors:
+                    draft.drop_channel(name, self.name, "delivery_check", issues=[i.message for i in errors])
+
+
+@hookimpl
+def register_optimizers(register):
+    """Register the channel priority step."""
+    register(ChannelPriority())

@@ -1,0 +1,28 @@
+"""Personalization: the variant (and template vars) chosen by the message's personalization rules."""
+
+from __future__ import annotations
+
+from engine import DecisionDraft, EvaluationContext, hookimpl, outcome
+
+
+class Personalization:
+    """Step 3: the first fired rule's variant (``default`` when none fires); ``vars`` merged from all fired."""
+
+    name = "personalization"
+    order = 40
+
+    def apply(self, draft: DecisionDraft, ctx: EvaluationContext) -> None:
+        """Set ``draft.variant`` and ``draft.vars``."""
+        if "personalization" not in ctx.message.rulesets:
+            draft.variant = "default"
+            return
+        result = outcome("personalization", [f.then for f in ctx.run_rules("personalization", draft)])
+        draft.variant = result["variant"] or "default"
+        draft.vars = result["vars"]
+        draft.note(self.name, "variant", variant=draft.variant)
+
+
+@hookimpl
+def register_optimizers(register):
+    """Register the personalization step."""
+    register(Personalization())
