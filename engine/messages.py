@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from engine.errors import MessageFileError, Problem, RuleFileError
+from engine.errors import MessageFileError, Problem, RuleFileError, ValidationFailed
 from engine.fields import FieldCatalogue
 from engine.model import Campaign, Creative, DeliverySettings, IncentiveSpec, Message, Schedule
 from engine.registry import Registry
@@ -97,7 +97,12 @@ class MessageFile(_Strict):
 
 def load_message(path: str | Path, registry: Registry, catalogue: FieldCatalogue) -> Message:
     """Load and validate a message file; ``MessageFileError`` lists every problem with its place."""
-    src = read_source(path)
+    try:
+        src = read_source(path)
+    except MessageFileError:
+        raise
+    except ValidationFailed as exc:
+        raise MessageFileError(exc.problems, str(exc).split("\n", 1)[0]) from None
     if not isinstance(src.data, dict):
         raise MessageFileError([src.problem("a message file is a mapping (message, creatives, …)", code="shape")])
     try:

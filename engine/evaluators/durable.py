@@ -20,13 +20,16 @@ derived facts, so that every evaluator applies the same regex dialect (Python ``
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
+import durable_rules_engine
 from durable.engine import Host, MessageNotHandledException
 
 from engine.errors import EvaluationError
@@ -123,7 +126,7 @@ def _negated(c: Cmp, d: _Derived) -> dict[str, Any]:
     if op == "missing":
         return {"$ex": {f: 1}}
     if op == "not_in":
-        return _any([{f: x} for x in v])
+        return {"$or": [absent, *[{f: x} for x in v]]}
     if op == "matches":
         key = _regex(c, d)
         return {"$or": [{"$nex": {key: 1}}, {key: False}]}
@@ -151,6 +154,44 @@ def _regex(c: Cmp, d: _Derived) -> str:
     key = f"_re_{len(d.regexes)}"
     d.regexes[key] = (c.field, re.compile(c.value).fullmatch)
     return key
+
+
+def _positional(x: float) -> str:
+    """A float as JSON without exponent notation (durable's parser rejects ``1e-05`` and ``1E+2``)."""
+    text = repr(x)
+    if "e" not in text and "E" not in text:
+        return text
+    return format(Decimal(text), "f")
+
+
+def dumps(message: Mapping[str, Any]) -> str:
+    """JSON for durable: like ``json.dumps``, with every float written positionally."""
+    floats: list[str] = []
+
+    def swap(value: Any) -> Any:
+        if isinstance(value, float):
+            floats.append(_positional(value))
+            return f"\x00hf{len(floats) - 1}\x00"
+        if isinstance(value, dict):
+            return {k: swap(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [swap(v) for v in value]
+        return value
+
+    text = json.dumps(swap(message), ensure_ascii=False)
+    if not floats:
+        return text
+    return re.sub(r'"\\u0000hf(\d+)\\u0000"', lambda m: floats[int(m.group(1))], text)
+
+
+def _check_literals(cond: Any, ruleset: Ruleset) -> None:
+    values = cond.value if isinstance(cond, Cmp) and isinstance(cond.value, tuple) else (getattr(cond, "value", None),)
+    for v in values:
+        if isinstance(v, float) and ("e" in repr(v) or "E" in repr(v)):
+            raise EvaluationError(f"durable-rules cannot read the number {v!r} in {ruleset.key}; write it without an "
+                                  "exponent or use the compiled evaluator", ruleset=ruleset.name)
+    for child in getattr(cond, "items", ()) or ((cond.item,) if isinstance(cond, Not) else ()):
+        _check_literals(child, ruleset)
 
 
 def _nest(facts: Mapping[str, Any]) -> dict[str, Any]:
@@ -206,6 +247,8 @@ class DurableEvaluator:
         name = ruleset.key
         with _HOST_LOCK:
             if name not in _DERIVED:
+                for rule in ruleset.rules:
+                    _check_literals(rule.when, ruleset)
                 definition, derived = to_durable(ruleset, _action)
                 _host().set_rulesets({name: definition})
                 _DERIVED[name] = derived
@@ -228,12 +271,12 @@ class DurableEvaluator:
         with _HOST_LOCK:
             _FIRED[sid] = sink
             try:
-                if ruleset.hit_policy == "first":
-                    state = host.post(name, message)
-                else:
-                    state = host.assert_fact(name, message)
+                rules = host.get_ruleset(name)
+                send = durable_rules_engine.assert_event if ruleset.hit_policy == "first" else durable_rules_engine.assert_fact
+                state = host._handle_function(
+                    rules, lambda m: rules._handle_result(send(rules._handle, dumps(m)), m), message, None)
                 if isinstance(state, dict) and "exception" in state:
-                    raise EvaluationError(f"rule action failed in {name}: {state['exception']}", ruleset=name)
+                    raise EvaluationError(f"rule action failed in {name}: {state['exception']}", ruleset=ruleset.name)
             except MessageNotHandledException:  # cannot happen with the sentinel; kept for safety
                 pass
             finally:

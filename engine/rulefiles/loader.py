@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from engine.errors import Problem, RuleFileError
+from engine.errors import Problem, RuleFileError, ValidationFailed
 from engine.fields import BUILTIN_FIELDS, FieldCatalogue, build_catalogue, coerce
 from engine.rulefiles.ir import All, Always, AnyOf, Cmp, Condition, Not, Rule, Ruleset
 from engine.rulefiles.schema import THEN_MODELS, AllOf, AlwaysCond, AnyOfCond, Comparison, NotCond, RuleFile
@@ -29,7 +29,11 @@ def load_ruleset(
     :param catalogue: the fields rules may test (default: the built-in fields only).
     :param channels: known channel names; channel_priority rules naming others are errors.
     """
-    return _load(read_source(path), catalogue, channels)
+    try:
+        src = read_source(path)
+    except ValidationFailed as exc:
+        raise RuleFileError(exc.problems, str(exc).split("\n", 1)[0]) from None
+    return _load(src, catalogue, channels)
 
 
 def load_ruleset_data(
@@ -37,7 +41,10 @@ def load_ruleset_data(
     channels: Collection[str] | None = None,
 ) -> Ruleset:
     """Like :func:`load_ruleset` for data already in memory (a dict, or YAML/JSON text)."""
-    src = parse_text(data, source) if isinstance(data, str) else SourceData(data, source)
+    try:
+        src = parse_text(data, source) if isinstance(data, str) else SourceData(data, source)
+    except ValidationFailed as exc:
+        raise RuleFileError(exc.problems, str(exc).split("\n", 1)[0]) from None
     return _load(src, catalogue, channels)
 
 
