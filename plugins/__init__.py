@@ -4,7 +4,12 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.channels.sms",
     "plugins.channels.email",
     "plugins.incentives.coupon",
+    "plugins.incentives.points",
     "plugins.optimizers.eligibility",
     "plugins.optimizers.personalization",
     "plugins.optimizers.channel_priority",
+    "plugins.optimizers.control_group",
+    "plugins.optimizers.frequency_cap",
+    "plugins.optimizers.cost",
+    "plugins.optimizers.quiet_hours",
 )

@@ -1,0 +1,168 @@
+"""Points: a loyalty points strategy attached to a message (program, amount or rule, expiry).
+
+Settings (``incentive.settings``):
+
+* ``program``: the loyalty program's name (required)
+* ``amount``: a fixed number of points, **or** ``rule``: ``{by_field: customer.tier, amounts: {gold: 500},
+  default: 100}`` (points by the value of a customer field; ``default`` for every other value)
+* ``expiry``: ``{date: YYYY-MM-DD}`` or ``{days: N}`` (after the credit); optional
+
+Points are computed per recipient; a preview takes nothing. A real reservation is recorded in an
+in-process ledger so a customer is credited at most once per message (``issue``); persistence comes with
+the storage issue.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from engine import Customer, EvaluationContext, Issue, Message, hookimpl
+
+_KEYS = ("program", "amount", "rule", "expiry")
+
+
+def points_for(spec: Mapping[str, Any], customer: Customer) -> int:
+    """The points this customer earns under the strategy."""
+    if "amount" in spec:
+        return int(spec["amount"])
+    rule = spec["rule"]
+    value = customer.get(str(rule["by_field"]).removeprefix("customer."))
+    amounts = rule.get("amounts") or {}
+    return int(amounts.get(str(value), rule["default"]) if value is not None else rule["default"])
+
+
+def expiry_date(spec: Mapping[str, Any], credited: date) -> date | None:
+    """When points credited on ``credited`` expire (``None``: never)."""
+    expiry = spec.get("expiry") or {}
+    if "date" in expiry:
+        return date.fromisoformat(str(expiry["date"]))
+    if "days" in expiry:
+        return credited + timedelta(days=int(expiry["days"]))
+    return None
+
+
+def _whole(value: Any, minimum: int = 1) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def check_strategy(spec: Mapping[str, Any], message: Message) -> list[Issue]:
+    """Every problem with a points strategy, each naming its field."""
+    issues = [Issue(k, "unknown_key", f"unknown points setting {k!r}") for k in spec if k not in _KEYS]
+    program = spec.get("program")
+    if not isinstance(program, str) or not program.strip():
+        issues.append(Issue("program", "required", "a points strategy names its loyalty program"))
+    if ("amount" in spec) == ("rule" in spec):
+        issues.append(Issue("amount", "amount_or_rule", "give either a fixed amount or a rule, not both or neither"))
+    elif "amount" in spec and not _whole(spec["amount"]):
+        issues.append(Issue("amount", "invalid", "amount is a whole number of points, at least 1"))
+    elif "rule" in spec:
+        issues += _rule_issues(spec["rule"])
+    expiry = spec.get("expiry")
+    if expiry is not None:
+        if not isinstance(expiry, Mapping) or len(expiry) != 1 or not ({"date", "days"} & set(expiry)):
+            issues.append(Issue("expiry", "invalid", "expiry is exactly one of {date} or {days}"))
+        elif "days" in expiry and not _whole(expiry["days"]):
+            issues.append(Issue("expiry.days", "invalid", "expiry.days is a whole number of days, at least 1"))
+        elif "date" in expiry:
+            try:
+                day = date.fromisoformat(str(expiry["date"]))
+            except ValueError:
+                issues.append(Issue("expiry.date", "invalid", f"expected a date YYYY-MM-DD, got {expiry['date']!r}"))
+            else:
+                if message.campaign.starts and day < message.campaign.starts:
+                    issues.append(Issue("expiry.date", "before_campaign",
+                                        f"points would expire on {day}, before the campaign starts"))
+    return issues
+
+
+def _rule_issues(rule: Any) -> list[Issue]:
+    if not isinstance(rule, Mapping):
+        return [Issue("rule", "invalid", "rule is {by_field, amounts, default}")]
+    issues = []
+    by_field = rule.get("by_field")
+    if not isinstance(by_field, str) or not by_field.startswith("customer.") or by_field == "customer.":
+        issues.append(Issue("rule.by_field", "invalid", "by_field is a customer field, e.g. customer.tier"))
+    amounts = rule.get("amounts")
+    if not isinstance(amounts, Mapping) or not amounts:
+        issues.append(Issue("rule.amounts", "required", "amounts maps field values to points, e.g. {gold: 500}"))
+    else:
+        issues += [Issue(f"rule.amounts.{k}", "invalid", f"points for {k!r} must be a whole number ≥ 0")
+                   for k, v in amounts.items() if not _whole(v, 0)]
+    if "default" not in rule:
+        issues.append(Issue("rule.default", "required", "a rule needs default points for every other value"))
+    elif not _whole(rule["default"], 0):
+        issues.append(Issue("rule.default", "invalid", "default is a whole number of points ≥ 0"))
+    return issues
+
+
+class Points:
+    """The ``points`` incentive type (see the module docstring for its settings)."""
+
+    kind = "points"
+    tags = ("points.amount", "points.expires_on", "points.program")
+    spec_schema: Mapping[str, Any] = {
+        "type": "object",
+        "required": ["program"],
+        "properties": {"program": {"type": "string"}, "amount": {"type": "integer", "minimum": 1},
+                       "rule": {"type": "object"}, "expiry": {"type": "object"}},
+        "additionalProperties": False,
+    }
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._grants: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def validate(self, spec: Mapping[str, Any], message: Message) -> list[Issue]:
+        """Check the strategy; paths are inside ``incentive.settings``."""
+        return check_strategy(spec, message)
+
+    def reservations(self, spec: Mapping[str, Any], message: Message) -> int:
+        """How many recipients of ``message`` hold reserved or credited points."""
+        with self._lock:
+            return sum(1 for m, _ in self._grants if m == message.id)
+
+    def reserve(self, spec: Mapping[str, Any], customer: Customer, ctx: EvaluationContext) -> Mapping[str, Any]:
+        """The points of this recipient; a real reservation is recorded once per customer and message."""
+        grant = {"amount": points_for(spec, customer), "program": spec.get("program"),
+                 "expires_on": _iso(expiry_date(spec, ctx.at.date())), "preview": ctx.preview}
+        if ctx.preview:
+            return grant
+        with self._lock:
+            held = self._grants.setdefault((ctx.message.id, customer.id),
+                                           {**grant, "message": ctx.message.id, "customer": customer.id,
+                                            "status": "reserved"})
+            return dict(held)
+
+    async def issue(self, spec: Mapping[str, Any], grant: Mapping[str, Any], message: Message,
+                    at: datetime) -> Mapping[str, Any]:
+        """Credit the points once (a second call returns the first credit); expiry in days counts from ``at``."""
+        with self._lock:
+            held = self._grants.get((message.id, str(grant["customer"])))
+            if held is None:
+                raise KeyError(f"no points reserved for customer {grant['customer']!r} in message {message.id!r}")
+            if held["status"] != "credited":
+                held.update(status="credited", credited_on=at.date().isoformat(),
+                            expires_on=_iso(expiry_date(spec, at.date())))
+            return dict(held)
+
+    def release(self, spec: Mapping[str, Any], grant: Mapping[str, Any]) -> None:
+        """Drop an uncredited reservation (a failed send); credited points and previews are left alone."""
+        if grant.get("preview", True):
+            return
+        with self._lock:
+            key = (str(grant["message"]), str(grant["customer"]))
+            if self._grants.get(key, {}).get("status") == "reserved":
+                del self._grants[key]
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day else None
+
+
+@hookimpl
+def register_incentives(register):
+    """Register the points incentive type."""
+    register(Points())

@@ -1,0 +1,93 @@
+"""Control group: a deterministic hash split that holds a share of the audience back (PRODUCT.md §2).
+
+Active for a message when ``message.optimizers["control_group"]`` is present (``{}`` means the default
+10 %), or for every message when the plugin's settings give ``percent`` (an org-wide split); a message may
+switch an org split off with ``{percent: 0}``. Settings: ``percent`` (0–100, default 10) and ``level``:
+``campaign`` (default: the split is keyed on the campaign id, so each campaign has its own control group)
+or ``org`` (keyed on the org ``salt`` only: the same customers are held out of every campaign).
+
+A control member is excluded with reason ``control_group`` unless ``message.delivery.send_to_control``,
+in which case the draft is kept and the trace says it is a control member.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from engine import DecisionDraft, EvaluationContext, Message, hookimpl
+
+BUCKETS = 10_000  # percentages to two decimals
+
+
+def bucket(key: str, customer_id: str) -> int:
+    """The customer's bucket 0–9999 for a split key (SHA-256: stable across processes and versions)."""
+    digest = hashlib.sha256(f"{key}\x1f{customer_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % BUCKETS
+
+
+class ControlGroup:
+    """Step 1b (order 20): after the audience filter, before eligibility rules."""
+
+    name = "control_group"
+    order = 20
+
+    def __init__(self, settings: Mapping[str, Any]):
+        self.defaults = dict(settings)
+
+    def config(self, message: Message) -> tuple[str, int] | None:
+        """``(split key, threshold in buckets)`` when active for ``message``, else ``None``."""
+        own = message.optimizers.get(self.name)
+        if own is None and "percent" not in self.defaults:
+            return None
+        merged = {**self.defaults, **(own or {})}
+        threshold = round(float(merged.get("percent", 10)) * BUCKETS / 100)
+        if threshold <= 0:
+            return None
+        salt = str(merged.get("salt", "herald"))
+        key = salt if merged.get("level", "campaign") == "org" else f"{salt}:{message.campaign.id}"
+        return key, min(threshold, BUCKETS)
+
+    def active(self, message: Message) -> bool:
+        """Whether the split applies to ``message``."""
+        return self.config(message) is not None
+
+    def apply(self, draft: DecisionDraft, ctx: EvaluationContext) -> None:
+        """Hold control members back (or mark them, when the message sends to control)."""
+        config = ctx.state.get(self.name, False)
+        if config is False:
+            config = ctx.state[self.name] = self.config(ctx.message)
+        if config is None:
+            return
+        key, threshold = config
+        b = bucket(key, draft.customer.id)
+        if b >= threshold:
+            return
+        if ctx.message.delivery.send_to_control:
+            draft.note(self.name, "control_member_sent", bucket=b, threshold=threshold)
+        else:
+            draft.exclude("control_group", self.name, bucket=b, threshold=threshold)
+
+    def columnar(self, frame: Any, ctx: Any) -> Any:
+        """The same split over a polars frame (``customer.id`` hashed row by row with SHA-256)."""
+        import polars as pl
+
+        config = self.config(ctx.message)
+        if config is None or ctx.message.delivery.send_to_control:
+            return frame
+        key, threshold = config
+        control = pl.col("customer.id").map_elements(lambda cid: bucket(key, cid) < threshold,
+                                                     return_dtype=pl.Boolean)
+        hit = pl.col("_included") & control
+        return frame.with_columns(
+            pl.when(hit).then(False).otherwise(pl.col("_included")).alias("_included"),
+            pl.when(hit).then(pl.lit("control_group")).otherwise(pl.col("_reason")).alias("_reason"),
+            pl.when(hit).then(pl.lit([], dtype=pl.List(pl.String))).otherwise(pl.col("_channels")).alias("_channels"),
+        )
+
+
+@hookimpl
+def register_optimizers(register, settings):
+    """Register the control group step (plugin settings: an org-wide ``percent``, ``level``, ``salt``)."""
+    register(ControlGroup(settings))

@@ -1,0 +1,96 @@
+"""Quiet hours: a send that would land inside the recipient's quiet window moves to the window's end.
+
+The window comes from ``message.schedule.quiet_hours`` (``("21:00", "09:00")``), else from
+``message.optimizers["quiet_hours"]`` (``{start: "21:00", end: "09:00"}``), else from the plugin's
+settings (an org default). Times are the recipient's local time (``customer.timezone``; the plugin
+setting ``default_timezone``, else UTC, when unknown or invalid). Windows may cross midnight. This step
+never drops a recipient: it only moves ``send_at``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from engine import DecisionDraft, EvaluationContext, Message, hookimpl
+from engine.scheduling import defer_for_quiet_hours
+
+
+@lru_cache(maxsize=1024)
+def _zone(name: str | None) -> ZoneInfo | None:
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+class QuietHours:
+    """Step 7 (order 90): after every choice is made, only the send time moves."""
+
+    name = "quiet_hours"
+    order = 90
+
+    def __init__(self, settings: Mapping[str, Any]):
+        self.default_window = _window(settings)
+        self.default_zone = _zone(settings.get("default_timezone")) or ZoneInfo("UTC")
+
+    def window(self, message: Message) -> tuple[str, str] | None:
+        """The quiet window that applies to ``message`` (``None``: inactive)."""
+        if message.schedule.quiet_hours:
+            return tuple(message.schedule.quiet_hours)  # type: ignore[return-value]
+        return _window(message.optimizers.get(self.name) or {}) or self.default_window
+
+    def active(self, message: Message) -> bool:
+        """Whether quiet hours apply to ``message``."""
+        return self.window(message) is not None
+
+    def moved(self, send_at: datetime, window: tuple[str, str], tz_name: str | None) -> datetime:
+        """``send_at`` deferred out of ``window`` in the time zone ``tz_name``."""
+        return _defer(send_at, window, _zone(tz_name) or self.default_zone)
+
+    def apply(self, draft: DecisionDraft, ctx: EvaluationContext) -> None:
+        """Move ``draft.send_at`` to the next allowed local time, tracing the move."""
+        window = self.window(ctx.message)
+        if window is None or draft.send_at is None:
+            return
+        tz_name = draft.customer.attributes.get("timezone")
+        later = self.moved(draft.send_at, window, tz_name)
+        if later != draft.send_at:
+            draft.note(self.name, "deferred", was=draft.send_at.isoformat(), to=later.isoformat(),
+                       window=list(window), timezone=str(_zone(tz_name) or self.default_zone))
+            draft.send_at = later
+
+    def columnar(self, frame: Any, ctx: Any) -> Any:
+        """The same move over a polars frame (``_send_at`` and ``customer.timezone``, cached per pair)."""
+        import polars as pl
+
+        window = self.window(ctx.message)
+        if window is None:
+            return frame
+        tz = pl.col("customer.timezone") if "customer.timezone" in frame.collect_schema().names() else pl.lit(None)
+        pair = pl.struct(pl.col("_send_at").alias("at"), tz.cast(pl.String).alias("tz"))
+        moved = pair.map_elements(lambda p: None if p["at"] is None else self.moved(p["at"], window, p["tz"]),
+                                  return_dtype=pl.Datetime("us", "UTC"))
+        return frame.with_columns(pl.when(pl.col("_included")).then(moved).otherwise(pl.col("_send_at"))
+                                  .alias("_send_at"))
+
+
+@lru_cache(maxsize=4096)
+def _defer(send_at: datetime, window: tuple[str, str], tz: ZoneInfo) -> datetime:
+    return defer_for_quiet_hours(send_at, window, tz)
+
+
+def _window(settings: Mapping[str, Any]) -> tuple[str, str] | None:
+    start, end = settings.get("start"), settings.get("end")
+    return (str(start), str(end)) if start and end else None
+
+
+@hookimpl
+def register_optimizers(register, settings):
+    """Register the quiet-hours step (plugin settings: org ``start``/``end``, ``default_timezone``)."""
+    register(QuietHours(settings))

@@ -1,0 +1,174 @@
+"""The points strategy: settings, per-recipient amounts, credit once, and the incentive/tag checks end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from datetime import UTC, date, datetime
+
+import pytest
+
+from engine import Campaign, Creative, Customer, EvaluationContext, IncentiveSpec, Message, MessageFileError
+from engine.pipeline import evaluate
+from engine.validation import validate_message
+from plugins.incentives.points import Points
+
+AT = datetime(2026, 7, 4, 13, 30, tzinfo=UTC)
+CAMPAIGN = Campaign("loyalty-2026", "Loyalty week", date(2026, 7, 1), date(2026, 7, 31))
+TIER_RULE = {"by_field": "customer.tier", "amounts": {"gold": 500, "silver": 250}, "default": 100}
+SMS = Creative("sms", content={"body": "You earned {{ points.amount }} {{ points.program }} points. {{ optout }}"})
+
+
+def message(**settings) -> Message:
+    return Message("double-points", "Double points", CAMPAIGN, creatives=(SMS,),
+                   incentive=IncentiveSpec("points", settings))
+
+
+def codes(spec):
+    return {(i.path, i.code) for i in Points().validate(spec, message(**spec))}
+
+
+@pytest.mark.parametrize("spec", [
+    {"program": "Herald Rewards", "amount": 200},
+    {"program": "Herald Rewards", "rule": TIER_RULE, "expiry": {"days": 90}},
+    {"program": "Herald Rewards", "amount": 50, "expiry": {"date": "2026-12-31"}},
+])
+def test_valid_strategies_have_no_issues(spec):
+    assert codes(spec) == set()
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ({"amount": 200}, ("program", "required")),
+    ({"program": " ", "amount": 200}, ("program", "required")),
+    ({"program": "P"}, ("amount", "amount_or_rule")),
+    ({"program": "P", "amount": 1, "rule": TIER_RULE}, ("amount", "amount_or_rule")),
+    ({"program": "P", "amount": 0}, ("amount", "invalid")),
+    ({"program": "P", "amount": 12.5}, ("amount", "invalid")),
+    ({"program": "P", "rule": {**TIER_RULE, "by_field": "tier"}}, ("rule.by_field", "invalid")),
+    ({"program": "P", "rule": {**TIER_RULE, "amounts": {}}}, ("rule.amounts", "required")),
+    ({"program": "P", "rule": {**TIER_RULE, "amounts": {"gold": -5}}}, ("rule.amounts.gold", "invalid")),
+    ({"program": "P", "rule": {k: v for k, v in TIER_RULE.items() if k != "default"}}, ("rule.default", "required")),
+    ({"program": "P", "amount": 5, "expiry": {"days": 0}}, ("expiry.days", "invalid")),
+    ({"program": "P", "amount": 5, "expiry": {"weeks": 2}}, ("expiry", "invalid")),
+    ({"program": "P", "amount": 5, "expiry": {"date": "2026-06-01"}}, ("expiry.date", "before_campaign")),
+    ({"program": "P", "amount": 5, "expiry": {"date": "soon"}}, ("expiry.date", "invalid")),
+    ({"program": "P", "amount": 5, "bonus": 2}, ("bonus", "unknown_key")),
+])
+def test_each_rule_names_its_field(spec, expected):
+    assert expected in codes(spec)
+
+
+def test_points_by_tier_with_a_default_and_expiry_in_days(registry):
+    msg = message(program="Herald Rewards", rule=TIER_RULE, expiry={"days": 90})
+    people = [Customer("g", {"tier": "gold", "phone": "+14155550123"}), Customer("s", {"tier": "silver", "phone": "+14155550124"}),
+              Customer("b", {"tier": "bronze", "phone": "+14155550125"}), Customer("n", {"phone": "+14155550126"})]
+    decisions = evaluate(msg, people, at=AT, registry=registry, render=True)
+    assert [d.incentive["amount"] for d in decisions] == [500, 250, 100, 100]
+    assert decisions[0].incentive["expires_on"] == "2026-10-02"
+    assert decisions[0].rendered["payload"]["text"].startswith("You earned 500 Herald Rewards points.")
+    assert registry.incentive("points").reservations(msg.incentive.settings, msg) == 0  # a preview
+
+
+def test_points_are_credited_once_and_released_only_before_credit(registry):
+    spec = {"program": "Herald Rewards", "amount": 200, "expiry": {"days": 30}}
+    msg, points = message(**spec), registry.incentive("points")
+    ctx = EvaluationContext(msg, registry, AT, lambda kind, draft: (), preview=False)
+    grant = points.reserve(spec, Customer("ana"), ctx)
+    assert points.reserve(spec, Customer("ana"), ctx) == grant  # one reservation per customer and message
+    first = asyncio.run(points.issue(spec, grant, msg, datetime(2026, 7, 5, tzinfo=UTC)))
+    second = asyncio.run(points.issue(spec, grant, msg, datetime(2026, 7, 9, tzinfo=UTC)))
+    assert first == second and first["credited_on"] == "2026-07-05" and first["expires_on"] == "2026-08-04"
+    points.release(spec, grant)
+    assert points.reservations(spec, msg) == 1
+    other = points.reserve(spec, Customer("ben"), ctx)
+    points.release(spec, other)
+    assert points.reservations(spec, msg) == 1
+
+
+# --- incentive tags ⇄ incentive, end to end through a message file ------------------------------------
+
+HEAD = """\
+message:
+  id: double-points
+  title: Double points week
+  campaign: {id: loyalty-2026, starts: 2026-07-01, ends: 2026-07-31}
+delivery:
+  senders:
+    sms: {sender_id: HERALD}
+"""
+
+
+def write(tmp_path, body: str):
+    path = tmp_path / "points.message.yaml"
+    path.write_text(HEAD + textwrap.dedent(body), encoding="utf-8")
+    return path
+
+
+def test_a_creative_showing_points_without_an_incentive_is_rejected(tmp_path, herald):
+    path = write(tmp_path, """\
+        creatives:
+          - channel: sms
+            content: {body: "You earned {{ points.amount }} points. {{ optout }}"}
+        """)
+    with pytest.raises(MessageFileError) as err:
+        herald.load_message(path)
+    assert [(p.path, p.code) for p in err.value.problems] == [("creatives[0].content", "incentive_required")]
+    assert "points.amount" in str(err.value)
+
+
+def test_a_points_incentive_nobody_shows_is_a_warning_only(tmp_path, herald):
+    path = write(tmp_path, """\
+        creatives:
+          - channel: sms
+            content: {body: "Double points all week at Herald stores. {{ optout }}"}
+        incentive:
+          kind: points
+          settings: {program: Herald Rewards, amount: 200}
+        """)
+    msg = herald.load_message(path)  # loads: a warning is not an error
+    found = validate_message(msg, herald.registry, herald.catalogue)
+    assert [(i.path, i.code, i.severity) for i in found] == [("incentive", "incentive_not_shown", "warning")]
+
+
+def test_invalid_points_settings_in_a_file_name_the_setting(tmp_path, herald):
+    path = write(tmp_path, """\
+        creatives:
+          - channel: sms
+            content: {body: "{{ points.amount }} points for you, {{ customer.tier }}. {{ optout }}"}
+        incentive:
+          kind: points
+          settings: {program: Herald Rewards, rule: {by_field: customer.tier, amounts: {gold: 500}}}
+        """)
+    with pytest.raises(MessageFileError) as err:
+        herald.load_message(path)
+    assert [(p.path, p.code) for p in err.value.problems] == [("incentive.settings.rule.default", "required")]
+
+
+def test_coupon_tags_with_a_points_incentive_are_a_mismatch(tmp_path, herald):
+    path = write(tmp_path, """\
+        creatives:
+          - channel: sms
+            content: {body: "Code {{ coupon.code }} and {{ points.amount }} points. {{ optout }}"}
+        incentive:
+          kind: points
+          settings: {program: Herald Rewards, amount: 100}
+        """)
+    with pytest.raises(MessageFileError) as err:
+        herald.load_message(path)
+    assert [(p.path, p.code) for p in err.value.problems] == [("creatives[0].content", "incentive_mismatch")]
+
+
+def test_a_valid_points_message_loads_and_evaluates(tmp_path, herald):
+    path = write(tmp_path, """\
+        creatives:
+          - channel: sms
+            content: {body: "{{ points.amount }} {{ points.program }} points, valid until {{ points.expires_on }}. {{ optout }}"}
+        incentive:
+          kind: points
+          settings: {program: Herald Rewards, rule: {by_field: customer.tier, amounts: {gold: 500}, default: 100}, expiry: {date: 2026-12-31}}
+        """)
+    msg = herald.load_message(path)
+    assert validate_message(msg, herald.registry, herald.catalogue) == []
+    (d,) = evaluate(msg, [Customer("ana", {"tier": "gold", "phone": "+14155550123"})], at=AT,
+                    registry=herald.registry, render=True)
+    assert d.rendered["payload"]["text"].startswith("500 Herald Rewards points, valid until 2026-12-31.")
