@@ -3,6 +3,13 @@
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.channels.sms",
     "plugins.channels.email",
+    "plugins.channels.push",
+    "plugins.channels.line",
+    "plugins.channels.viber",
+    "plugins.channels.wechat",
+    "plugins.channels.whatsapp",
+    "plugins.channels.call_task",
+    "plugins.channels.ads",
     "plugins.incentives.coupon",
     "plugins.incentives.points",
     "plugins.optimizers.eligibility",

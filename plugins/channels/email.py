@@ -1,57 +1,112 @@
-"""E-mail: subject, sender, the unsubscribe tag, HTML with a text part, RFC 8058 one-click headers."""
+"""E-mail: subject, sender, the unsubscribe tag, HTML with a text part, RFC 8058 one-click headers.
+
+Settings (plugin ``plugins.channels.email``): ``cost`` (default 0.001), ``unsubscribe_base`` (an https URL;
+each recipient gets ``<base>/<message id>/<customer id>``), ``unsubscribe_mailto`` (optional address added
+to List-Unsubscribe), ``html_warn_bytes`` (default 100 KB: Gmail clips larger messages).
+"""
 
 from __future__ import annotations
 
 import html as html_lib
 import re
 from collections.abc import Mapping
+from email.utils import formataddr
+from functools import lru_cache
 from typing import Any
+from urllib.parse import quote, urlsplit
 
+import polars as pl
+import polars.selectors as cs
 from email_validator import EmailNotValidError, validate_email
 
 from engine import Creative, Customer, Issue, Message, Reachability, hookimpl, render_content
 
 HTML_WARN_BYTES = 100 * 1024
+SUBJECT_MAX = 255
 _FIELDS = ("subject", "html", "text", "from", "reply_to", "sender_name", "preheader")
+_STATES = frozenset(r.value for r in Reachability)
+_BLOCKED = tuple(r.value for r in Reachability if not r.reachable)
 
+
+
+def _fact(path: str, dtype: pl.DataType = pl.String) -> pl.Expr:
+    """The frame column ``path`` as ``dtype``; all nulls when the frame has no such column."""
+    return pl.coalesce(cs.by_name(path, require_all=False).cast(dtype), pl.lit(None, dtype))
 
 def html_to_text(markup: str) -> str:
     """A plain-text part from HTML: links kept as ``text (url)``, blocks on their own lines."""
-    markup = re.sub(r"(?is)<(script|style).*?</\1>", "", markup)
+    markup = re.sub(r"(?is)<(script|style|head).*?</\1>", "", markup)
     markup = re.sub(r'(?is)<a\s[^>]*href="([^"]+)"[^>]*>(.*?)</a>', r"\2 (\1)", markup)
     markup = re.sub(r"(?i)<br\s*/?>|</(p|div|h[1-6]|li|tr)>", "\n", markup)
     text = html_lib.unescape(re.sub(r"<[^>]+>", "", markup))
     return "\n".join(line.strip() for line in text.splitlines() if line.strip())
 
 
+def text_to_html(text: str) -> str:
+    """A minimal HTML part from plain text: escaped, paragraphs on blank lines, line breaks kept."""
+    paragraphs = [p for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
+    body = "".join(f"<p>{html_lib.escape(p).replace(chr(10), '<br>')}</p>" for p in paragraphs)
+    return f'<!DOCTYPE html><html><body>{body}</body></html>'
+
+
+@lru_cache(maxsize=65536)
+def normalized_email(value: str) -> str | None:
+    """The normalised address when ``value`` is a syntactically valid e-mail address, else None."""
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError:
+        return None
+
+
 class Email:
-    """The e-mail channel. Settings: ``unsubscribe_base`` (URL), ``cost``."""
+    """The e-mail channel: validation, reachability over ``email``, and an SMTP-ready payload."""
 
     name = "email"
     kind = "direct"
     required_tags = ("unsubscribe_url",)
     creative_schema: Mapping[str, Any] = {
         "type": "object",
-        "required": ["subject", "html"],
-        "properties": {k: {"type": "string"} for k in _FIELDS},
+        "required": ["subject"],
+        "anyOf": [{"required": ["html"]}, {"required": ["text"]}],
+        "properties": {
+            "subject": {"type": "string", "minLength": 1, "maxLength": SUBJECT_MAX},
+            "html": {"type": "string", "description": "Liquid HTML; a text part is generated when text is missing"},
+            "text": {"type": "string", "description": "plain-text part; an HTML part is generated when html is missing"},
+            "from": {"type": "string", "format": "email"},
+            "reply_to": {"type": "string", "format": "email"},
+            "sender_name": {"type": "string"},
+            "preheader": {"type": "string"},
+        },
         "additionalProperties": False,
     }
 
     def __init__(self, settings: Mapping[str, Any]):
         self.cost = float(settings.get("cost", 0.001))
-        self.unsubscribe_base = settings.get("unsubscribe_base", "https://herald.example/u")
+        self.unsubscribe_base = str(settings.get("unsubscribe_base", "https://herald.example/u")).rstrip("/")
+        if urlsplit(self.unsubscribe_base).scheme != "https":
+            raise ValueError("email unsubscribe_base must be an https URL (RFC 8058)")
+        self.unsubscribe_mailto = settings.get("unsubscribe_mailto")
+        self.html_warn_bytes = int(settings.get("html_warn_bytes", HTML_WARN_BYTES))
         self.tags = {"unsubscribe_url": f"{self.unsubscribe_base}/preview"}
 
     def validate(self, creative: Creative, message: Message) -> list[Issue]:
-        """Subject and HTML required; addresses valid; a warning above ~100 KB of HTML."""
+        """Subject and a body part required; header fields single-line; addresses valid; a size warning."""
         content, issues = creative.content, []
         for key in content:
             if key not in _FIELDS:
                 issues.append(Issue(key, "unknown_key", f"unknown e-mail field {key!r}"))
-        for key in ("subject", "html"):
-            if not isinstance(content.get(key), str) or not content[key].strip():
-                issues.append(Issue(key, "required", f"the {key} is required"))
+        subject = content.get("subject")
+        if not isinstance(subject, str) or not subject.strip():
+            issues.append(Issue("subject", "required", "the subject is required"))
+        elif len(subject) > SUBJECT_MAX:
+            issues.append(Issue("subject", "too_long", f"the subject has {len(subject)} characters; at most {SUBJECT_MAX}"))
+        if not any(isinstance(content.get(k), str) and content[k].strip() for k in ("html", "text")):
+            issues.append(Issue("html", "required", "an html or a text part is required"))
         senders = message.delivery.senders.get("email", {})
+        for key in ("subject", "sender_name"):
+            value = content.get(key) or (senders.get(key) if key == "sender_name" else None)
+            if isinstance(value, str) and ("\n" in value or "\r" in value):
+                issues.append(Issue(key, "header_newline", f"the {key} must be a single line"))
         for key in ("from", "reply_to"):
             address = content.get(key) or senders.get(key)
             if address is None:
@@ -61,35 +116,63 @@ class Email:
             try:
                 validate_email(str(address), check_deliverability=False)
             except EmailNotValidError as exc:
-                issues.append(Issue(key, "invalid_email", str(exc)))
+                issues.append(Issue(key, "invalid_email", f"the {key} address {address!r} is invalid: {exc}"))
         size = len(str(content.get("html", "")).encode())
-        if size > HTML_WARN_BYTES:
-            issues.append(Issue("html", "large_html", f"the HTML is {size // 1024} KB; mail clients clip above ~100 KB", "warning"))
+        if size > self.html_warn_bytes:
+            issues.append(Issue("html", "large_html", f"the html is {size // 1024} KB; Gmail clips messages above ~100 KB", "warning"))
         return issues
 
     def reachability(self, customer: Customer, message: Message) -> Reachability:
-        """No address → contact_unavailable; otherwise the recorded status."""
-        return Reachability.recorded(customer, self.name, "email")
+        """No address → contact_unavailable; a recorded unreachable status wins; a malformed address →
+        invalid; else the recorded status (valid when unknown)."""
+        address = customer.attributes.get("email")
+        if not address:
+            return Reachability.CONTACT_UNAVAILABLE
+        recorded = customer.attributes.get("subscription.email")
+        status = Reachability(recorded) if recorded in _STATES else Reachability.VALID
+        if status.reachable and normalized_email(str(address)) is None:
+            return Reachability.INVALID
+        return status
+
+    def reachability_expr(self, message: Message) -> pl.Expr:
+        """``reachability`` over a frame with ``customer.email`` and ``customer.subscription.email``."""
+        address = _fact("customer.email")
+        recorded = _fact("customer.subscription.email")
+        status = pl.when(recorded.is_in(list(_STATES))).then(recorded).otherwise(pl.lit("valid"))
+        valid = address.map_batches(
+            lambda s: pl.Series([bool(v) and normalized_email(v) is not None for v in s.to_list()], dtype=pl.Boolean),
+            return_dtype=pl.Boolean, is_elementwise=True)
+        return (pl.when(address.is_null() | (address == "")).then(pl.lit("contact_unavailable"))
+                .when(status.is_in(_BLOCKED)).then(status)
+                .when(~valid).then(pl.lit("invalid"))
+                .otherwise(status))
+
+    def unsubscribe_url(self, message_id: str, customer_id: str) -> str:
+        """The one-click unsubscribe URL of one recipient of one message."""
+        return f"{self.unsubscribe_base}/{quote(str(message_id), safe='')}/{quote(str(customer_id), safe='')}"
 
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
-        """An e-mail request: from, to, subject, html, text and the one-click unsubscribe headers."""
-        unsubscribe = f"{self.unsubscribe_base}/{context['customer']['id']}"
-        ctx = {**context, "unsubscribe_url": unsubscribe}
-        content = render_content(dict(creative.content), ctx)
+        """An e-mail request: from, to, reply_to, subject, html and text parts, and the RFC 8058 headers."""
+        unsubscribe = self.unsubscribe_url(context.get("message", {}).get("id", ""), context["customer"]["id"])
+        content = render_content(dict(creative.content), {**context, "unsubscribe_url": unsubscribe})
         defaults = context.get("delivery", {}).get("sender", {})
-        sender = content.get("from") or defaults.get("from")
-        content.setdefault("reply_to", defaults.get("reply_to"))
-        content.setdefault("sender_name", defaults.get("sender_name"))
-        if content.get("sender_name"):
-            sender = f"{content['sender_name']} <{sender}>"
+        address = content.get("from") or defaults.get("from")
+        name = content.get("sender_name") or defaults.get("sender_name")
+        html, text = content.get("html"), content.get("text")
+        if html and content.get("preheader"):
+            hidden = f'<div style="display:none;max-height:0;overflow:hidden">{html_lib.escape(content["preheader"])}</div>'
+            html = hidden + html
+        links = [f"<{unsubscribe}>"]
+        if self.unsubscribe_mailto:
+            links.append(f"<mailto:{self.unsubscribe_mailto}?subject=unsubscribe>")
         return {
-            "from": sender,
+            "from": formataddr((name, address)) if name else address,
             "to": context["customer"].get("email"),
-            "reply_to": content.get("reply_to"),
+            "reply_to": content.get("reply_to") or defaults.get("reply_to"),
             "subject": content["subject"],
-            "html": content["html"],
-            "text": content.get("text") or html_to_text(content["html"]),
-            "headers": {"List-Unsubscribe": f"<{unsubscribe}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+            "html": html or text_to_html(text or ""),
+            "text": text or html_to_text(html or ""),
+            "headers": {"List-Unsubscribe": ", ".join(links), "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
         }
 
 

@@ -1,22 +1,56 @@
-"""SMS: GSM-7/UCS-2 segmenting, sender ids, the opt-out tag, DND, gateway payloads."""
+"""SMS: GSM-7/UCS-2 segmenting, sender ids, the opt-out tag, DND, India DLT templates, gateway payloads.
+
+Settings (plugin ``plugins.channels.sms``): ``cost`` (per send, default 0.01), ``max_segments`` (6),
+``optout_text``, ``short_link_length`` (23: a tracked link's length once shortened), ``default_region``
+(for numbers stored without ``+``), and ``dlt`` to turn on India DLT mode::
+
+    dlt:
+      entity_id: "1101234567890123456"          # the principal entity id registered on the DLT portal
+      templates:
+        - {id: "1107160000000000001", category: promotional, body: "Sale! {#var#} off. {#var#}"}
+
+A creative (or ``delivery.senders.sms``) may name its template with ``dlt_template_id``; otherwise the
+first registered template the body matches is used.
+"""
 
 from __future__ import annotations
 
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
+
+import phonenumbers
+import polars as pl
+import polars.selectors as cs
 
 from engine import Creative, Customer, Issue, Message, Reachability, hookimpl, render_content
 
 # GSM 03.38 basic character set, and the extension table (each extension character costs two septets).
-GSM7_BASIC = set(
+GSM7_BASIC = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
-GSM7_EXTENDED = set("^{}\\[~]|€\f")
-_URL = re.compile(r"https?://\S+")
+GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
+DLT_CATEGORIES = ("promotional", "service_explicit", "service_implicit", "transactional")
+DLT_VAR = "{#var#}"
+_URL = re.compile(r"https?://[^\s{}]+")
 _TAG = re.compile(r"{{.*?}}|{%.*?%}", re.S)
+_OPTOUT = re.compile(r"{{-?\s*optout\s*-?}}")
+_ALPHA_SENDER = re.compile(r"[A-Za-z0-9 .&_-]{1,11}")
+_TAG_ESTIMATE = 10  # characters a personalisation tag is assumed to render to
+_STATES = frozenset(r.value for r in Reachability)
+_BLOCKED = tuple(r.value for r in Reachability if not r.reachable)
+_NOT_SMS = {phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.TOLL_FREE,
+            phonenumbers.PhoneNumberType.PREMIUM_RATE, phonenumbers.PhoneNumberType.SHARED_COST,
+            phonenumbers.PhoneNumberType.VOICEMAIL, phonenumbers.PhoneNumberType.UAN}
+
+
+def _fact(path: str, dtype: pl.DataType = pl.String) -> pl.Expr:
+    """The frame column ``path`` as ``dtype``; all nulls when the frame has no such column."""
+    return pl.coalesce(cs.by_name(path, require_all=False).cast(dtype), pl.lit(None, dtype))
 
 
 def encoding(text: str) -> tuple[str, int]:
@@ -33,8 +67,75 @@ def segments(text: str) -> tuple[str, int, int]:
     return enc, units, 1 if units <= single else math.ceil(units / part)
 
 
+@lru_cache(maxsize=65536)
+def sms_number(value: str, region: str | None = None) -> str | None:
+    """The E.164 form of a number that can receive SMS (valid, not a landline or premium line), else None."""
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number) or phonenumbers.number_type(number) in _NOT_SMS:
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def sender_id_problems(sender: str) -> list[str]:
+    """Sender id rules: alphanumeric up to 11 characters with a letter, a 3–8 digit short code, or a
+    valid long code (a phone number in international form)."""
+    digits = sender[1:] if sender.startswith("+") else sender
+    if digits.isdigit():
+        if not sender.startswith("+") and 3 <= len(digits) <= 8:
+            return []
+        if sms_number("+" + digits) or _valid_any(digits):
+            return []
+        return [f"sender id {sender!r}: a numeric sender id is a 3–8 digit short code or a valid international long code"]
+    if not _ALPHA_SENDER.fullmatch(sender) or not any(c.isalpha() for c in sender):
+        return [f"sender id {sender!r}: an alphanumeric sender id has 1–11 letters, digits, spaces or . & _ - and at least one letter"]
+    return []
+
+
+def _valid_any(digits: str) -> bool:
+    try:
+        return phonenumbers.is_valid_number(phonenumbers.parse("+" + digits, None))
+    except phonenumbers.NumberParseException:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class DltTemplate:
+    """A DLT content template: id, category and body, where only ``{#var#}`` slots may vary."""
+
+    id: str
+    category: str
+    body: str
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        """A regex over a body: literal text exactly, each ``{#var#}`` one capture group."""
+        parts = self.body.split(DLT_VAR)
+        return re.compile("(.*?)".join(re.escape(p) for p in parts), re.S)
+
+    def match(self, text: str) -> re.Match[str] | None:
+        """The match of ``text`` against the template, or None."""
+        return self.pattern.fullmatch(text)
+
+
+def dlt_sender_class(sender: str) -> str:
+    """``promotional`` for a numeric DLT header, ``service`` for an alphabetic one."""
+    return "promotional" if sender.isdigit() else "service"
+
+
+def _dlt_header_problems(sender: str, category: str) -> list[str]:
+    if category == "promotional":
+        if not (sender.isdigit() and 3 <= len(sender) <= 9):
+            return [f"DLT promotional templates need a numeric header of 3–9 digits; {sender!r} is not"]
+    elif not (sender.isalpha() and 3 <= len(sender) <= 9):
+        return [f"DLT {category} templates need an alphabetic header of 3–9 letters; {sender!r} is not"]
+    return []
+
+
 class Sms:
-    """The SMS channel. Settings: ``max_segments`` (default 6), ``optout_text``, ``short_link_length``."""
+    """The SMS channel: validation, reachability over ``phone``, and a gateway request as payload."""
 
     name = "sms"
     kind = "direct"
@@ -42,7 +143,11 @@ class Sms:
     creative_schema: Mapping[str, Any] = {
         "type": "object",
         "required": ["body"],
-        "properties": {"body": {"type": "string"}, "sender_id": {"type": "string"}},
+        "properties": {
+            "body": {"type": "string", "minLength": 1, "description": "Liquid text; must contain {{ optout }}"},
+            "sender_id": {"type": "string", "description": "alphanumeric (≤11) or a short/long code"},
+            "dlt_template_id": {"type": "string", "description": "DLT content template id (India)"},
+        },
         "additionalProperties": False,
     }
 
@@ -50,14 +155,25 @@ class Sms:
         self.cost = float(settings.get("cost", 0.01))
         self.max_segments = int(settings.get("max_segments", 6))
         self.short_link_length = int(settings.get("short_link_length", 23))
+        self.region = settings.get("default_region")
         self.tags = {"optout": settings.get("optout_text", "Reply STOP to opt out")}
+        dlt = settings.get("dlt") or None
+        self.dlt_entity_id = dlt.get("entity_id") if dlt else None
+        self.dlt_templates: dict[str, DltTemplate] | None = None
+        if dlt is not None:
+            self.dlt_templates = {}
+            for t in dlt.get("templates", ()):
+                category = str(t["category"]).lower()
+                if category not in DLT_CATEGORIES:
+                    raise ValueError(f"DLT template {t['id']}: category must be one of {', '.join(DLT_CATEGORIES)}")
+                self.dlt_templates[str(t["id"])] = DltTemplate(str(t["id"]), category, str(t["body"]))
 
     def sender(self, creative: Creative, message: Message) -> str | None:
         """The sender id: the creative's, else the message's delivery settings'."""
         return creative.content.get("sender_id") or message.delivery.senders.get("sms", {}).get("sender_id")
 
     def validate(self, creative: Creative, message: Message) -> list[Issue]:
-        """Body present, known keys, sender id rules, and the segment count within the maximum."""
+        """Body present, known keys, sender id rules, segments within the maximum, and DLT rules when on."""
         content, issues = creative.content, []
         for key in content:
             if key not in self.creative_schema["properties"]:
@@ -68,42 +184,108 @@ class Sms:
         sender = self.sender(creative, message)
         if sender is not None:
             issues += [Issue("sender_id", "sender_id", m) for m in sender_id_problems(str(sender))]
-        estimate = self.estimated_text(body, message)
-        enc, units, parts = segments(estimate)
-        if parts > self.max_segments:
-            issues.append(Issue("body", "too_long", f"{units} {enc} units make {parts} segments; the maximum is {self.max_segments}"))
+        issues += self._length_issues(body, message)
+        if self.dlt_templates is not None:
+            issues += self._dlt_issues(body, sender, creative, message)
         return issues
 
+    def _length_issues(self, body: str, message: Message) -> list[Issue]:
+        enc, units, parts = segments(self.estimated_text(body, message))
+        if parts > self.max_segments:
+            return [Issue("body", "too_long", f"the body is about {units} {enc} characters, {parts} segments; "
+                          f"the maximum is {self.max_segments} segments")]
+        out = []
+        if enc == "UCS-2":
+            odd = "".join(dict.fromkeys(c for c in _TAG.sub("", body) if c not in GSM7_BASIC and c not in GSM7_EXTENDED))
+            out.append(Issue("body", "unicode", f"the body needs UCS-2 (70 characters per SMS) because of {odd[:10]!r}", "warning"))
+        if parts > 1:
+            out.append(Issue("body", "segments", f"the body is about {units} {enc} characters: {parts} segments, each billed", "warning"))
+        return out
+
     def estimated_text(self, body: str, message: Message) -> str:
-        """The body as it will be counted: tags replaced by their text, tracked links by a short link."""
-        text = _TAG.sub(lambda m: self.tags["optout"] if "optout" in m.group(0) else "x" * 10, body)
+        """The body as it will be counted: the opt-out tag as its text, other tags at an estimate, and
+        tracked links at their shortened length when the message uses tiny URLs."""
+        text = _OPTOUT.sub(lambda _: self.tags["optout"], body)
+        text = _TAG.sub("x" * _TAG_ESTIMATE, text)
         if message.delivery.tiny_url:
             text = _URL.sub("x" * self.short_link_length, text)
         return text
 
+    def _template_id(self, creative: Creative, message: Message) -> str | None:
+        return creative.content.get("dlt_template_id") or message.delivery.senders.get("sms", {}).get("dlt_template_id")
+
+    def _dlt_issues(self, body: str, sender: str | None, creative: Creative, message: Message) -> list[Issue]:
+        assert self.dlt_templates is not None
+        text = _OPTOUT.sub(lambda _: self.tags["optout"], body)
+        wanted = self._template_id(creative, message)
+        if wanted is not None and wanted not in self.dlt_templates:
+            return [Issue("dlt_template_id", "dlt_unknown_template", f"DLT template {wanted!r} is not registered")]
+        candidates = [self.dlt_templates[wanted]] if wanted else list(self.dlt_templates.values())
+        matched = next(((t, m) for t in candidates if (m := t.match(text))), None)
+        if matched is None:
+            which = f"DLT template {wanted}" if wanted else "any registered DLT template"
+            return [Issue("body", "dlt_template_mismatch",
+                          f"the body does not match {which}; only {DLT_VAR} slots may vary (spaces count)")]
+        template, match = matched
+        issues = []
+        if sender is None:
+            issues.append(Issue("sender_id", "required", "DLT mode needs a registered sender id (header)"))
+        else:
+            issues += [Issue("sender_id", "dlt_header", m) for m in _dlt_header_problems(str(sender), template.category)]
+        slots = [match.span(i) for i in range(1, (match.lastindex or 0) + 1)]
+        for url in _URL.finditer(text):
+            if not any(a <= url.start() and url.end() <= b for a, b in slots):
+                issues.append(Issue("body", "dlt_link_outside_var",
+                                    f"the link {url.group(0)} must sit inside a {DLT_VAR} slot of template {template.id}"))
+        return issues
+
     def reachability(self, customer: Customer, message: Message) -> Reachability:
-        """No phone → contact_unavailable; DND blocks unless the message may send to DND; else the recorded status."""
-        status = Reachability.recorded(customer, self.name, "phone")
-        if status.reachable and customer.attributes.get("dnd") is True and not message.delivery.send_to_dnd:
+        """No phone → contact_unavailable; a recorded unreachable status wins; a number that cannot take SMS
+        → invalid; DND → unsubscribed unless the message may send to DND; else the recorded status."""
+        phone = customer.attributes.get("phone")
+        if not phone:
+            return Reachability.CONTACT_UNAVAILABLE
+        recorded = customer.attributes.get("subscription.sms")
+        status = Reachability(recorded) if recorded in _STATES else Reachability.VALID
+        if not status.reachable:
+            return status
+        if sms_number(str(phone), self.region) is None:
+            return Reachability.INVALID
+        if customer.attributes.get("dnd") is True and not message.delivery.send_to_dnd:
             return Reachability.UNSUBSCRIBED
         return status
 
+    def reachability_expr(self, message: Message) -> pl.Expr:
+        """``reachability`` over a frame with ``customer.phone``, ``customer.subscription.sms``, ``customer.dnd``."""
+        phone = _fact("customer.phone")
+        recorded = _fact("customer.subscription.sms")
+        status = pl.when(recorded.is_in(list(_STATES))).then(recorded).otherwise(pl.lit("valid"))
+        region = self.region
+        valid = phone.map_batches(
+            lambda s: pl.Series([bool(v) and sms_number(v, region) is not None for v in s.to_list()], dtype=pl.Boolean),
+            return_dtype=pl.Boolean, is_elementwise=True)
+        dnd = _fact("customer.dnd", pl.Boolean).eq_missing(True) & pl.lit(not message.delivery.send_to_dnd)
+        return (pl.when(phone.is_null() | (phone == "")).then(pl.lit("contact_unavailable"))
+                .when(status.is_in(_BLOCKED)).then(status)
+                .when(~valid).then(pl.lit("invalid"))
+                .when(dnd).then(pl.lit("unsubscribed"))
+                .otherwise(status))
+
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
-        """A gateway request: to, from, text, encoding and segments."""
+        """A gateway request: to (E.164), from, text, encoding and segments; DLT ids when DLT mode is on."""
         text = render_content(creative.content["body"], context)
         enc, units, parts = segments(text)
-        sender = creative.content.get("sender_id") or context.get("delivery", {}).get("sender", {}).get("sender_id")
-        return {"to": context["customer"].get("phone"), "from": sender,
-                "text": text, "encoding": enc, "units": units, "segments": parts}
-
-
-def sender_id_problems(sender: str) -> list[str]:
-    """Alphanumeric sender ids are 1–11 letters/digits (not all digits); numeric ones are 3–15 digits."""
-    if sender.isdigit():
-        return [] if 3 <= len(sender) <= 15 else ["a numeric sender id (short or long code) has 3 to 15 digits"]
-    if not re.fullmatch(r"[A-Za-z0-9 ]{1,11}", sender):
-        return ["an alphanumeric sender id has at most 11 letters, digits or spaces"]
-    return []
+        defaults = context.get("delivery", {}).get("sender", {})
+        sender = creative.content.get("sender_id") or defaults.get("sender_id")
+        phone = context["customer"].get("phone")
+        payload: dict[str, Any] = {"to": sms_number(str(phone), self.region) or phone, "from": sender,
+                                   "text": text, "encoding": enc, "units": units, "segments": parts}
+        if self.dlt_templates is not None:
+            wanted = creative.content.get("dlt_template_id") or defaults.get("dlt_template_id")
+            template = self.dlt_templates.get(wanted) if wanted else next(
+                (t for t in self.dlt_templates.values() if t.match(text)), None)
+            payload["dlt"] = {"entity_id": self.dlt_entity_id, "template_id": template.id if template else None}
+        return payload
 
 
 @hookimpl

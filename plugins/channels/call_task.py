@@ -1,0 +1,180 @@
+"""Call task: not a send but a to-do for a call centre — a script, a call window in the customer's local
+time, a queue, custom labels and the outcome fields the agent fills in. Reachable when there is a phone.
+
+Settings (plugin ``plugins.channels.call_task``): ``cost`` (default 0.5: an agent's call), ``queues``
+(optional list of known queue names), ``default_region`` (for numbers stored without ``+``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+import phonenumbers
+import polars as pl
+import polars.selectors as cs
+
+from engine import Creative, Customer, Issue, Message, Reachability, hookimpl, render_content
+
+OUTCOME_TYPES = ("choice", "text", "number", "boolean", "date")
+_HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_STATES = frozenset(r.value for r in Reachability)
+_BLOCKED = tuple(r.value for r in Reachability if not r.reachable)
+
+
+
+def _fact(path: str, dtype: pl.DataType = pl.String) -> pl.Expr:
+    """The frame column ``path`` as ``dtype``; all nulls when the frame has no such column."""
+    return pl.coalesce(cs.by_name(path, require_all=False).cast(dtype), pl.lit(None, dtype))
+
+@lru_cache(maxsize=65536)
+def call_number(value: str, region: str | None = None) -> str | None:
+    """The E.164 form of a valid, diallable number, else None."""
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) if phonenumbers.is_valid_number(number) else None
+
+
+class CallTask:
+    """The call-task channel (``kind="task"``): renders a task for an agent queue instead of a message."""
+
+    name = "call_task"
+    kind = "task"
+    required_tags: tuple[str, ...] = ()
+    tags: Mapping[str, Any] = {}
+    creative_schema: Mapping[str, Any] = {
+        "type": "object",
+        "required": ["script", "queue"],
+        "properties": {
+            "script": {"type": "string", "minLength": 1, "description": "what the agent says (Liquid)"},
+            "queue": {"type": "string", "minLength": 1},
+            "call_window": {"type": "object", "required": ["start", "end"], "properties": {
+                "start": {"type": "string", "pattern": "^([01]\\d|2[0-3]):[0-5]\\d$"},
+                "end": {"type": "string", "pattern": "^([01]\\d|2[0-3]):[0-5]\\d$"}}},
+            "priority": {"enum": ["low", "normal", "high"]},
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+            "outcomes": {"type": "array", "items": {"type": "object", "required": ["name", "type"], "properties": {
+                "name": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"}, "type": {"enum": list(OUTCOME_TYPES)},
+                "options": {"type": "array", "items": {"type": "string"}, "minItems": 2},
+                "required": {"type": "boolean"}}}},
+        },
+        "additionalProperties": False,
+    }
+
+    def __init__(self, settings: Mapping[str, Any]):
+        self.cost = float(settings.get("cost", 0.5))
+        self.queues = tuple(settings["queues"]) if settings.get("queues") is not None else None
+        self.region = settings.get("default_region")
+
+    def validate(self, creative: Creative, message: Message) -> list[Issue]:
+        """Script and queue required; call window as HH:MM with start ≠ end; labels text; outcome fields
+        named, typed, unique, and choices with at least two options."""
+        content, issues = creative.content, []
+        for key in content:
+            if key not in self.creative_schema["properties"]:
+                issues.append(Issue(key, "unknown_key", f"unknown call task field {key!r}"))
+        for key in ("script", "queue"):
+            if not isinstance(content.get(key), str) or not content[key].strip():
+                issues.append(Issue(key, "required", f"the call task {key} is required"))
+        if self.queues is not None and isinstance(content.get("queue"), str) and content["queue"] not in self.queues:
+            issues.append(Issue("queue", "unknown_queue", f"queue {content['queue']!r} is not one of {', '.join(self.queues)}"))
+        if content.get("priority") not in (None, "low", "normal", "high"):
+            issues.append(Issue("priority", "enum", "priority is low, normal or high"))
+        window = content.get("call_window")
+        if window is not None:
+            issues += _window_issues(window)
+        labels = content.get("labels", {})
+        if not isinstance(labels, Mapping):
+            issues.append(Issue("labels", "type", "labels map a label name to its text"))
+        else:
+            issues += [Issue(f"labels.{k}", "type", f"label {k!r} needs a text value") for k, v in labels.items() if not isinstance(v, str)]
+        issues += _outcome_issues(content.get("outcomes", []))
+        return issues
+
+    def reachability(self, customer: Customer, message: Message) -> Reachability:
+        """No phone → contact_unavailable; a recorded unreachable status wins; an invalid number → invalid."""
+        phone = customer.attributes.get("phone")
+        if not phone:
+            return Reachability.CONTACT_UNAVAILABLE
+        recorded = customer.attributes.get("subscription.call_task")
+        status = Reachability(recorded) if recorded in _STATES else Reachability.VALID
+        if status.reachable and call_number(str(phone), self.region) is None:
+            return Reachability.INVALID
+        return status
+
+    def reachability_expr(self, message: Message) -> pl.Expr:
+        """``reachability`` over a frame with ``customer.phone`` and ``customer.subscription.call_task``."""
+        phone = _fact("customer.phone")
+        recorded = _fact("customer.subscription.call_task")
+        status = pl.when(recorded.is_in(list(_STATES))).then(recorded).otherwise(pl.lit("valid"))
+        region = self.region
+        valid = phone.map_batches(
+            lambda s: pl.Series([bool(v) and call_number(v, region) is not None for v in s.to_list()], dtype=pl.Boolean),
+            return_dtype=pl.Boolean, is_elementwise=True)
+        return (pl.when(phone.is_null() | (phone == "")).then(pl.lit("contact_unavailable"))
+                .when(status.is_in(_BLOCKED)).then(status)
+                .when(~valid).then(pl.lit("invalid"))
+                .otherwise(status))
+
+    def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A task for the call-centre queue: who to call, when, what to say, and the outcome form."""
+        content = render_content(dict(creative.content), context)
+        customer = context["customer"]
+        phone = customer.get("phone")
+        task: dict[str, Any] = {
+            "type": "call_task",
+            "queue": content["queue"],
+            "priority": content.get("priority", "normal"),
+            "customer_id": customer["id"],
+            "phone": call_number(str(phone), self.region) or phone,
+            "script": content["script"],
+            "labels": dict(content.get("labels", {})),
+            "outcomes": [dict(o) for o in content.get("outcomes", [])],
+        }
+        if content.get("call_window"):
+            task["call_window"] = {**content["call_window"], "timezone": customer.get("timezone") or "UTC"}
+        return task
+
+
+def _window_issues(window: Any) -> list[Issue]:
+    if not isinstance(window, Mapping):
+        return [Issue("call_window", "type", "call_window has start and end as HH:MM")]
+    issues = [Issue(f"call_window.{k}", "time_format", f"call_window.{k} must be HH:MM (00:00–23:59)")
+              for k in ("start", "end") if not _HHMM.fullmatch(str(window.get(k, "")))]
+    if not issues and window["start"] == window["end"]:
+        issues.append(Issue("call_window.end", "empty_window", "the call window is empty: start equals end"))
+    return issues
+
+
+def _outcome_issues(outcomes: Any) -> list[Issue]:
+    if not isinstance(outcomes, list):
+        return [Issue("outcomes", "type", "outcomes is a list of fields the agent fills in")]
+    issues, seen = [], set()
+    for i, o in enumerate(outcomes):
+        where = f"outcomes[{i}]"
+        if not isinstance(o, Mapping):
+            issues.append(Issue(where, "type", f"{where} must be an object with name and type"))
+            continue
+        name = o.get("name")
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            issues.append(Issue(f"{where}.name", "format", f"{where}.name must be lower_snake_case"))
+        elif name in seen:
+            issues.append(Issue(f"{where}.name", "duplicate", f"outcome field {name!r} appears twice"))
+        seen.add(name)
+        if o.get("type") not in OUTCOME_TYPES:
+            issues.append(Issue(f"{where}.type", "enum", f"{where}.type must be one of {', '.join(OUTCOME_TYPES)}"))
+        options = o.get("options")
+        if o.get("type") == "choice" and (not isinstance(options, list) or len(set(map(str, options))) < 2):
+            issues.append(Issue(f"{where}.options", "required", f"{where} is a choice and needs at least two distinct options"))
+    return issues
+
+
+@hookimpl
+def register_channels(register, settings):
+    """Register the call-task channel."""
+    register(CallTask(settings))

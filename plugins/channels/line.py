@@ -1,0 +1,146 @@
+"""LINE: up to five text (≤5,000 characters) and image messages; the payload is a LINE Messaging API
+push request (``POST /v2/bot/message/push``).
+
+Settings (plugin ``plugins.channels.line``): ``cost`` (default 0.003).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import polars as pl
+import polars.selectors as cs
+
+from engine import Creative, Customer, Issue, Message, Reachability, hookimpl, render_content
+
+TEXT_MAX = 5000
+URL_MAX = 2000
+MESSAGES_MAX = 5
+USER_ID = re.compile(r"U[0-9a-f]{32}")
+_TAG = re.compile(r"{{.*?}}|{%.*?%}", re.S)
+_STATES = frozenset(r.value for r in Reachability)
+_BLOCKED = tuple(r.value for r in Reachability if not r.reachable)
+
+
+
+def _fact(path: str, dtype: pl.DataType = pl.String) -> pl.Expr:
+    """The frame column ``path`` as ``dtype``; all nulls when the frame has no such column."""
+    return pl.coalesce(cs.by_name(path, require_all=False).cast(dtype), pl.lit(None, dtype))
+
+def _image_url_issues(value: Any, where: str) -> list[Issue]:
+    if not isinstance(value, str) or not value.strip():
+        return [Issue(where, "required", f"{where} is required for an image message")]
+    parts = urlsplit(_TAG.sub("x", value))
+    if parts.scheme != "https" or not parts.netloc:
+        return [Issue(where, "https_required", f"{where} must be an https URL, not {value!r}")]
+    if len(value) > URL_MAX:
+        return [Issue(where, "too_long", f"{where} has {len(value)} characters; LINE accepts at most {URL_MAX}")]
+    return []
+
+
+class Line:
+    """The LINE channel (Messaging API push messages to a user id)."""
+
+    name = "line"
+    kind = "direct"
+    required_tags: tuple[str, ...] = ()
+    tags: Mapping[str, Any] = {}
+    creative_schema: Mapping[str, Any] = {
+        "type": "object",
+        "required": ["messages"],
+        "properties": {
+            "messages": {
+                "type": "array", "minItems": 1, "maxItems": MESSAGES_MAX,
+                "items": {"oneOf": [
+                    {"type": "object", "required": ["type", "text"], "additionalProperties": False,
+                     "properties": {"type": {"const": "text"}, "text": {"type": "string", "maxLength": TEXT_MAX}}},
+                    {"type": "object", "required": ["type", "original_url"], "additionalProperties": False,
+                     "properties": {"type": {"const": "image"}, "original_url": {"type": "string", "pattern": "^https://"},
+                                    "preview_url": {"type": "string", "pattern": "^https://"}}},
+                ]},
+            },
+            "notification_disabled": {"type": "boolean"},
+        },
+        "additionalProperties": False,
+    }
+
+    def __init__(self, settings: Mapping[str, Any]):
+        self.cost = float(settings.get("cost", 0.003))
+
+    def validate(self, creative: Creative, message: Message) -> list[Issue]:
+        """One to five messages; text ≤5,000 characters; images as https URLs of at most 2,000 characters."""
+        content, issues = creative.content, []
+        for key in content:
+            if key not in self.creative_schema["properties"]:
+                issues.append(Issue(key, "unknown_key", f"unknown LINE field {key!r}"))
+        messages = content.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return [*issues, Issue("messages", "required", "LINE needs at least one message (text or image)")]
+        if len(messages) > MESSAGES_MAX:
+            issues.append(Issue("messages", "too_many", f"LINE pushes at most {MESSAGES_MAX} messages at once; there are {len(messages)}"))
+        for i, m in enumerate(messages):
+            where = f"messages[{i}]"
+            kind = m.get("type") if isinstance(m, Mapping) else None
+            if kind == "text":
+                text = m.get("text")
+                if not isinstance(text, str) or not text.strip():
+                    issues.append(Issue(f"{where}.text", "required", f"{where}.text is required"))
+                elif len(text) > TEXT_MAX:
+                    issues.append(Issue(f"{where}.text", "too_long", f"{where}.text has {len(text)} characters; at most {TEXT_MAX}"))
+                extra = set(m) - {"type", "text"}
+            elif kind == "image":
+                issues += _image_url_issues(m.get("original_url"), f"{where}.original_url")
+                if m.get("preview_url") is not None:
+                    issues += _image_url_issues(m["preview_url"], f"{where}.preview_url")
+                extra = set(m) - {"type", "original_url", "preview_url"}
+            else:
+                issues.append(Issue(f"{where}.type", "enum", f"{where}.type must be text or image"))
+                continue
+            issues += [Issue(f"{where}.{k}", "unknown_key", f"unknown field {k!r} in a LINE {kind} message") for k in sorted(extra)]
+        return issues
+
+    def reachability(self, customer: Customer, message: Message) -> Reachability:
+        """No LINE id → contact_unavailable; a recorded unreachable status (e.g. the user blocked the account)
+        wins; an id that is not ``U`` + 32 hex digits → invalid; else the recorded status."""
+        user = customer.attributes.get("line_id")
+        if not user:
+            return Reachability.CONTACT_UNAVAILABLE
+        recorded = customer.attributes.get("subscription.line")
+        status = Reachability(recorded) if recorded in _STATES else Reachability.VALID
+        if status.reachable and not USER_ID.fullmatch(str(user)):
+            return Reachability.INVALID
+        return status
+
+    def reachability_expr(self, message: Message) -> pl.Expr:
+        """``reachability`` over a frame with ``customer.line_id`` and ``customer.subscription.line``."""
+        user = _fact("customer.line_id")
+        recorded = _fact("customer.subscription.line")
+        status = pl.when(recorded.is_in(list(_STATES))).then(recorded).otherwise(pl.lit("valid"))
+        return (pl.when(user.is_null() | (user == "")).then(pl.lit("contact_unavailable"))
+                .when(status.is_in(_BLOCKED)).then(status)
+                .when(~user.str.contains(f"^{USER_ID.pattern}$")).then(pl.lit("invalid"))
+                .otherwise(status))
+
+    def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A push request: ``{"to": user id, "messages": [{"type": "text", "text"} | {"type": "image", …}]}``."""
+        content = render_content(dict(creative.content), context)
+        messages = []
+        for m in content["messages"]:
+            if m["type"] == "text":
+                messages.append({"type": "text", "text": m["text"]})
+            else:
+                messages.append({"type": "image", "originalContentUrl": m["original_url"],
+                                 "previewImageUrl": m.get("preview_url") or m["original_url"]})
+        payload: dict[str, Any] = {"to": context["customer"].get("line_id"), "messages": messages}
+        if content.get("notification_disabled"):
+            payload["notificationDisabled"] = True
+        return payload
+
+
+@hookimpl
+def register_channels(register, settings):
+    """Register the LINE channel."""
+    register(Line(settings))

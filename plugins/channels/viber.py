@@ -1,0 +1,143 @@
+"""Viber: text (≤1,000 characters), an optional image, an optional button that needs both a caption and
+a URL; the payload is a Viber REST API ``send_message`` request.
+
+Settings (plugin ``plugins.channels.viber``): ``cost`` (default 0.004), ``sender_name`` (≤28 characters;
+``delivery.senders.viber.name`` overrides it), ``sender_avatar`` (URL).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import polars as pl
+import polars.selectors as cs
+
+from engine import Creative, Customer, Issue, Message, Reachability, hookimpl, render_content
+
+TEXT_MAX = 1000
+CAPTION_MAX = 30
+SENDER_MAX = 28
+_TAG = re.compile(r"{{.*?}}|{%.*?%}", re.S)
+_STATES = frozenset(r.value for r in Reachability)
+_BLOCKED = tuple(r.value for r in Reachability if not r.reachable)
+
+
+
+def _fact(path: str, dtype: pl.DataType = pl.String) -> pl.Expr:
+    """The frame column ``path`` as ``dtype``; all nulls when the frame has no such column."""
+    return pl.coalesce(cs.by_name(path, require_all=False).cast(dtype), pl.lit(None, dtype))
+
+def _url_problem(value: Any, where: str, schemes: tuple[str, ...]) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        return f"{where} is required"
+    parts = urlsplit(_TAG.sub("x", value))
+    if parts.scheme not in schemes or not parts.netloc:
+        return f"{where} must be an {' or '.join(schemes)} URL, not {value!r}"
+    return None
+
+
+class Viber:
+    """The Viber channel (REST bot API ``send_message``)."""
+
+    name = "viber"
+    kind = "direct"
+    required_tags: tuple[str, ...] = ()
+    tags: Mapping[str, Any] = {}
+    creative_schema: Mapping[str, Any] = {
+        "type": "object",
+        "anyOf": [{"required": ["text"]}, {"required": ["image"]}],
+        "properties": {
+            "text": {"type": "string", "maxLength": TEXT_MAX},
+            "image": {"type": "string", "pattern": "^https://"},
+            "button": {"type": "object", "required": ["caption", "url"], "additionalProperties": False,
+                       "properties": {"caption": {"type": "string", "maxLength": CAPTION_MAX},
+                                      "url": {"type": "string", "pattern": "^https?://"}}},
+        },
+        "additionalProperties": False,
+    }
+
+    def __init__(self, settings: Mapping[str, Any]):
+        self.cost = float(settings.get("cost", 0.004))
+        self.sender_name = settings.get("sender_name")
+        self.sender_avatar = settings.get("sender_avatar")
+
+    def validate(self, creative: Creative, message: Message) -> list[Issue]:
+        """Text or image; text ≤1,000; image https; a button has caption (≤30) and an http(s) URL; sender name."""
+        content, issues = creative.content, []
+        for key in content:
+            if key not in self.creative_schema["properties"]:
+                issues.append(Issue(key, "unknown_key", f"unknown Viber field {key!r}"))
+        text, image = content.get("text"), content.get("image")
+        if not (isinstance(text, str) and text.strip()) and image is None:
+            issues.append(Issue("text", "required", "a Viber message needs text or an image"))
+        elif isinstance(text, str) and len(text) > TEXT_MAX:
+            issues.append(Issue("text", "too_long", f"the text has {len(text)} characters; Viber accepts at most {TEXT_MAX}"))
+        if image is not None and (p := _url_problem(image, "image", ("https",))):
+            issues.append(Issue("image", "https_required", p))
+        button = content.get("button")
+        if button is not None:
+            if not isinstance(button, Mapping):
+                issues.append(Issue("button", "type", "button must be an object with caption and url"))
+            else:
+                caption = button.get("caption")
+                if not isinstance(caption, str) or not caption.strip():
+                    issues.append(Issue("button.caption", "required", "a button needs a caption"))
+                elif len(caption) > CAPTION_MAX:
+                    issues.append(Issue("button.caption", "too_long", f"the button caption has {len(caption)} characters; at most {CAPTION_MAX}"))
+                if p := _url_problem(button.get("url"), "button.url", ("https", "http")):
+                    issues.append(Issue("button.url", "required" if "required" in p else "url", p))
+                issues += [Issue(f"button.{k}", "unknown_key", f"unknown button field {k!r}") for k in sorted(set(button) - {"caption", "url"})]
+        name = message.delivery.senders.get("viber", {}).get("name") or self.sender_name
+        if not name:
+            issues.append(Issue("", "sender_required", "Viber needs a sender name (delivery.senders.viber.name or plugin settings)"))
+        elif len(str(name)) > SENDER_MAX:
+            issues.append(Issue("", "sender_too_long", f"the Viber sender name {name!r} is longer than {SENDER_MAX} characters"))
+        return issues
+
+    def reachability(self, customer: Customer, message: Message) -> Reachability:
+        """No Viber id → contact_unavailable; a recorded unreachable status wins; an id with whitespace →
+        invalid; else the recorded status."""
+        user = customer.attributes.get("viber_id")
+        if not user:
+            return Reachability.CONTACT_UNAVAILABLE
+        recorded = customer.attributes.get("subscription.viber")
+        status = Reachability(recorded) if recorded in _STATES else Reachability.VALID
+        if status.reachable and (not str(user).strip() or any(c.isspace() for c in str(user))):
+            return Reachability.INVALID
+        return status
+
+    def reachability_expr(self, message: Message) -> pl.Expr:
+        """``reachability`` over a frame with ``customer.viber_id`` and ``customer.subscription.viber``."""
+        user = _fact("customer.viber_id")
+        recorded = _fact("customer.subscription.viber")
+        status = pl.when(recorded.is_in(list(_STATES))).then(recorded).otherwise(pl.lit("valid"))
+        return (pl.when(user.is_null() | (user == "")).then(pl.lit("contact_unavailable"))
+                .when(status.is_in(_BLOCKED)).then(status)
+                .when(user.str.contains(r"\s")).then(pl.lit("invalid"))
+                .otherwise(status))
+
+    def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A ``send_message`` body: receiver, sender, type ``text`` or ``picture``, and a URL-button keyboard."""
+        content = render_content(dict(creative.content), context)
+        sender = {"name": context.get("delivery", {}).get("sender", {}).get("name") or self.sender_name}
+        if self.sender_avatar:
+            sender["avatar"] = self.sender_avatar
+        payload: dict[str, Any] = {"receiver": context["customer"].get("viber_id"), "min_api_version": 1, "sender": sender}
+        if content.get("image"):
+            payload.update(type="picture", text=content.get("text", ""), media=content["image"])
+        else:
+            payload.update(type="text", text=content["text"])
+        if content.get("button"):
+            b = content["button"]
+            payload["keyboard"] = {"Type": "keyboard", "DefaultHeight": False, "Buttons": [
+                {"ActionType": "open-url", "ActionBody": b["url"], "Text": b["caption"], "Columns": 6, "Rows": 1}]}
+        return payload
+
+
+@hookimpl
+def register_channels(register, settings):
+    """Register the Viber channel."""
+    register(Viber(settings))

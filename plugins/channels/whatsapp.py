@@ -1,0 +1,203 @@
+"""WhatsApp: approved message templates only (name, language, category, positional ``{{1}}`` parameters);
+the payload is a WhatsApp Cloud API ``/messages`` request of type ``template``.
+
+A creative names the template and repeats its approved body text (for previews and to count the slots):
+
+    {name: order_ready, language: en_US, category: utility,
+     body: "Hi {{1}}, your order {{2}} is ready.",
+     parameters: ["{{ customer.first_name }}", "{{ vars.order_id }}"]}
+
+Settings (plugin ``plugins.channels.whatsapp``): ``cost`` (default 0.005), ``templates`` (optional registry of
+approved templates: name → ``{language, category, body, status}``; when given, the creative must match it
+and the status must be ``approved``), ``default_region`` (for numbers stored without ``+``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit
+
+import phonenumbers
+import polars as pl
+import polars.selectors as cs
+
+from engine import Creative, Customer, Issue, Message, Reachability, hookimpl, render_content
+
+CATEGORIES = ("utility", "marketing", "authentication")
+NAME = re.compile(r"[a-z0-9_]+")
+LANGUAGE = re.compile(r"[a-z]{2,3}(_[A-Z]{2})?")
+NAME_MAX = 512
+BODY_MAX = 1024
+_SLOT = re.compile(r"{{\s*(\d+)\s*}}")
+_TAG = re.compile(r"{{.*?}}|{%.*?%}", re.S)
+_STATES = frozenset(r.value for r in Reachability)
+_BLOCKED = tuple(r.value for r in Reachability if not r.reachable)
+
+
+
+def _fact(path: str, dtype: pl.DataType = pl.String) -> pl.Expr:
+    """The frame column ``path`` as ``dtype``; all nulls when the frame has no such column."""
+    return pl.coalesce(cs.by_name(path, require_all=False).cast(dtype), pl.lit(None, dtype))
+
+@lru_cache(maxsize=65536)
+def wa_number(value: str, region: str | None = None) -> str | None:
+    """The number as WhatsApp wants it (E.164 digits, no ``+``) when valid, else None."""
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164).lstrip("+")
+
+
+def slots(body: str) -> list[int]:
+    """The positional parameter numbers of a template body, in order of appearance."""
+    return [int(n) for n in _SLOT.findall(body)]
+
+
+class WhatsApp:
+    """The WhatsApp channel (Cloud API template messages)."""
+
+    name = "whatsapp"
+    kind = "direct"
+    required_tags: tuple[str, ...] = ()
+    tags: Mapping[str, Any] = {}
+    creative_schema: Mapping[str, Any] = {
+        "type": "object",
+        "required": ["name", "language", "category", "body"],
+        "properties": {
+            "name": {"type": "string", "pattern": "^[a-z0-9_]+$", "maxLength": NAME_MAX},
+            "language": {"type": "string", "pattern": "^[a-z]{2,3}(_[A-Z]{2})?$"},
+            "category": {"enum": list(CATEGORIES)},
+            "body": {"type": "string", "maxLength": BODY_MAX, "description": "the approved text with {{1}} slots"},
+            "parameters": {"type": "array", "items": {"type": "string"}},
+            "header_image": {"type": "string", "pattern": "^https://"},
+        },
+        "additionalProperties": False,
+    }
+
+    def __init__(self, settings: Mapping[str, Any]):
+        self.cost = float(settings.get("cost", 0.005))
+        self.region = settings.get("default_region")
+        registry = settings.get("templates")
+        self.templates = {str(k): dict(v) for k, v in registry.items()} if registry is not None else None
+
+    def validate(self, creative: Creative, message: Message) -> list[Issue]:
+        """Name, language and category; slots numbered 1..n; as many parameters as slots; parameters on one
+        line; an https header image; and, with a registry, an approved template that matches."""
+        content, issues = creative.content, []
+        for key in content:
+            if key not in self.creative_schema["properties"]:
+                issues.append(Issue(key, "unknown_key", f"unknown WhatsApp field {key!r}"))
+        name = content.get("name")
+        if not isinstance(name, str) or not name:
+            issues.append(Issue("name", "required", "the WhatsApp template name is required"))
+        elif not NAME.fullmatch(name) or len(name) > NAME_MAX:
+            issues.append(Issue("name", "format", f"template name {name!r} may only use lowercase letters, digits and _"))
+        language = content.get("language")
+        if not isinstance(language, str) or not LANGUAGE.fullmatch(language):
+            issues.append(Issue("language", "format", f"language {language!r} must be a WhatsApp code such as en or en_US"))
+        category = content.get("category")
+        if not isinstance(category, str) or category.lower() not in CATEGORIES:
+            issues.append(Issue("category", "enum", f"category {category!r} must be one of {', '.join(CATEGORIES)}"))
+        body = content.get("body")
+        numbers: list[int] = []
+        if not isinstance(body, str) or not body.strip():
+            issues.append(Issue("body", "required", "the approved template body (with its {{1}} slots) is required"))
+        else:
+            if len(body) > BODY_MAX:
+                issues.append(Issue("body", "too_long", f"the body has {len(body)} characters; WhatsApp allows {BODY_MAX}"))
+            numbers = sorted(set(slots(body)))
+            if numbers != list(range(1, len(numbers) + 1)):
+                issues.append(Issue("body", "slots", f"body slots must be numbered {{{{1}}}} to {{{{{len(numbers)}}}}} without gaps; found {numbers}"))
+            if leftover := [t for t in _TAG.findall(_SLOT.sub("", body))]:
+                issues.append(Issue("body", "named_tag", f"the approved body holds only positional slots; move {leftover[0]} into parameters"))
+        params = content.get("parameters", [])
+        if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+            issues.append(Issue("parameters", "type", "parameters must be a list of texts"))
+        else:
+            if body is not None and len(params) != len(numbers):
+                issues.append(Issue("parameters", "count", f"the body has {len(numbers)} slots but {len(params)} parameters are given"))
+            for i, p in enumerate(params):
+                if not p.strip():
+                    issues.append(Issue(f"parameters[{i}]", "required", f"parameters[{i}] is empty"))
+                elif "\n" in p or "\t" in p or "     " in p:
+                    issues.append(Issue(f"parameters[{i}]", "format", f"parameters[{i}] may not contain new lines, tabs or 5+ spaces"))
+        image = content.get("header_image")
+        if image is not None:
+            parts = urlsplit(_TAG.sub("x", str(image)))
+            if parts.scheme != "https" or not parts.netloc:
+                issues.append(Issue("header_image", "https_required", f"header_image must be an https URL, not {image!r}"))
+        if self.templates is not None and isinstance(name, str):
+            issues += self._registry_issues(name, content)
+        return issues
+
+    def _registry_issues(self, name: str, content: Mapping[str, Any]) -> list[Issue]:
+        approved = self.templates.get(name) if self.templates is not None else None
+        if approved is None:
+            return [Issue("name", "unknown_template", f"template {name!r} is not among this account's templates")]
+        issues = []
+        if str(approved.get("status", "approved")).lower() != "approved":
+            issues.append(Issue("name", "not_approved", f"template {name!r} is {approved.get('status')}, not approved"))
+        for key in ("language", "category", "body"):
+            want, got = approved.get(key), content.get(key)
+            if want is None:
+                continue
+            if (str(want).lower() != str(got).lower()) if key == "category" else want != got:
+                issues.append(Issue(key, "template_mismatch", f"template {name!r} was approved with {key} {want!r}, not {got!r}"))
+        return issues
+
+    def reachability(self, customer: Customer, message: Message) -> Reachability:
+        """No WhatsApp number → contact_unavailable; a recorded unreachable status wins; an invalid number →
+        invalid; else the recorded status (unknown opt-in counts as reachable)."""
+        number = customer.attributes.get("whatsapp")
+        if not number:
+            return Reachability.CONTACT_UNAVAILABLE
+        recorded = customer.attributes.get("subscription.whatsapp")
+        status = Reachability(recorded) if recorded in _STATES else Reachability.VALID
+        if status.reachable and wa_number(str(number), self.region) is None:
+            return Reachability.INVALID
+        return status
+
+    def reachability_expr(self, message: Message) -> pl.Expr:
+        """``reachability`` over a frame with ``customer.whatsapp`` and ``customer.subscription.whatsapp``."""
+        number = _fact("customer.whatsapp")
+        recorded = _fact("customer.subscription.whatsapp")
+        status = pl.when(recorded.is_in(list(_STATES))).then(recorded).otherwise(pl.lit("valid"))
+        region = self.region
+        valid = number.map_batches(
+            lambda s: pl.Series([bool(v) and wa_number(v, region) is not None for v in s.to_list()], dtype=pl.Boolean),
+            return_dtype=pl.Boolean, is_elementwise=True)
+        return (pl.when(number.is_null() | (number == "")).then(pl.lit("contact_unavailable"))
+                .when(status.is_in(_BLOCKED)).then(status)
+                .when(~valid).then(pl.lit("invalid"))
+                .otherwise(status))
+
+    def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A Cloud API template message: to, template name, language code and header/body components."""
+        content = creative.content
+        params = [render_content(p, context) for p in content.get("parameters", [])]
+        components: list[dict[str, Any]] = []
+        if content.get("header_image"):
+            link = render_content(content["header_image"], context)
+            components.append({"type": "header", "parameters": [{"type": "image", "image": {"link": link}}]})
+        if params:
+            components.append({"type": "body", "parameters": [{"type": "text", "text": p} for p in params]})
+        number = context["customer"].get("whatsapp")
+        return {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": wa_number(str(number), self.region) or number,
+            "type": "template",
+            "template": {"name": content["name"], "language": {"code": content["language"]}, "components": components},
+        }
+
+
+@hookimpl
+def register_channels(register, settings):
+    """Register the WhatsApp channel."""
+    register(WhatsApp(settings))
