@@ -73,7 +73,7 @@ class Cost:
         draft.note(self.name, "ranked", channels=ranked, figures={c: figures[c] for c in ranked})
         draft.channels = ranked
         if drop:
-            for c in ranked:
+            for c in list(ranked):
                 if figures[c]["margin"] < 0:
                     draft.drop_channel(c, self.name, "unprofitable", margin=figures[c]["margin"])
             if not draft.channels:
