@@ -39,6 +39,8 @@ from engine.model import (
     TraceStep,
 )
 from engine.rulefiles.outcome import outcome
+from engine.facts import zone
+from engine.scheduling import defer_for_quiet_hours, local_send_time, parse_hhmm
 from engine.templating import check_tags, render_content, template_strings
 from engine.templating import variables as template_variables
 
@@ -47,6 +49,6 @@ __all__ = [
     "DeliverySettings", "EngineError", "EngineEvent", "EvaluationContext", "EvaluationError", "Evaluator",
     "FieldSpec", "FiredRule", "IncentiveSpec", "IncentiveType", "Issue", "Message", "MessageFileError",
     "Optimizer", "PluginConflict", "Problem", "Reachability", "RuleFileError", "Schedule", "TemplateError",
-    "TraceStep", "AudienceError", "UnknownReference", "ValidationFailed", "check_tags", "hookimpl", "outcome",
+    "TraceStep", "AudienceError", "UnknownReference", "ValidationFailed", "check_tags", "defer_for_quiet_hours", "hookimpl", "local_send_time", "outcome", "parse_hhmm", "zone",
     "render_content", "template_strings", "template_variables",
 ]

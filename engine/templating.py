@@ -1,6 +1,7 @@
 """Liquid templating (python-liquid): strict rendering and static analysis of the variables a template uses.
 
-Strict means an undefined variable is an error for that recipient, never an empty string. Templates are
+Strict means an undefined variable is an error for that recipient, never an empty string; the only
+way to allow a missing value is an explicit `| default: ...` filter. Templates are
 parsed once and cached by their source text.
 """
 
@@ -10,13 +11,13 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from liquid import Environment, StrictUndefined
+from liquid import Environment, StrictDefaultUndefined
 from liquid.exceptions import LiquidError
 
 from engine.errors import TemplateError
 from engine.model import Issue
 
-_ENV = Environment(undefined=StrictUndefined, autoescape=False)
+_ENV = Environment(undefined=StrictDefaultUndefined, autoescape=False)
 
 
 @lru_cache(maxsize=4096)

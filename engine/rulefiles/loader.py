@@ -123,7 +123,7 @@ def _to_ir(cond: Any, src: SourceData, loc: tuple[Any, ...], label: str, cat: Fi
         return Not(_to_ir(cond.not_, src, (*loc, "not"), label, cat, problems))
     assert isinstance(cond, Comparison)
     op, value = cond.operator
-    where = f"{label}:{_loc(loc[3:]) or 'when'}"
+    where = f"{label}:{_loc(loc[2:])}"
 
     def bad(msg: str, code: str, key: str = op) -> Cmp:
         problems.append(src.problem(msg,

@@ -1,0 +1,240 @@
+"""The plugin system: a fresh manager per call, allow/block lists, attribution, duplicates, and every hook.
+
+Each hook has a ``test_hook_<name>`` here; ``test_every_hook_is_documented_and_tested`` keeps it so.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import sys
+import types
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from engine import Creative, Customer, Issue, Reachability, hookimpl
+from engine import hookspecs as specs
+from engine.errors import PluginConflict
+from engine.events import EngineEvent
+from engine.fields import build_catalogue
+from engine.model import Campaign, Message
+from engine.pipeline import evaluate
+from engine.plugin_manager import make_plugin_manager
+from engine.registry import Registry
+from plugins import DEFAULT_PLUGINS
+
+AT = datetime(2026, 7, 4, 12, tzinfo=UTC)
+
+
+class Pigeon:
+    """A tiny channel for tests."""
+
+    kind = "direct"
+    cost = 0.5
+    creative_schema = {"type": "object"}
+    tags = {"optout": "coo to stop"}
+    required_tags = ()
+
+    def __init__(self, name="pigeon"):
+        self.name = name
+
+    def validate(self, creative, message):
+        return []
+
+    def reachability(self, customer, message):
+        return Reachability.VALID if customer.get("loft") else Reachability.CONTACT_UNAVAILABLE
+
+    def render(self, creative, context):
+        return {"note": creative.content["note"]}
+
+
+def plugin(name, **hooks):
+    """A plugin module named ``name`` with the given hook implementations."""
+    mod = types.ModuleType(name)
+    for hook, fn in hooks.items():
+        setattr(mod, hook, hookimpl(fn))
+    return mod
+
+
+def message(**kw):
+    base = dict(id="m1", title="t", campaign=Campaign("c1"), creatives=(Creative("pigeon", "default", {"note": "hi"}),))
+    base.update(kw)
+    return Message(**base)
+
+
+def registry_with(*plugins):
+    return Registry.build(make_plugin_manager(("plugins.optimizers.channel_priority", *plugins), entry_points=False))
+
+
+def channels_plugin(*names):
+    return plugin(f"p_{'_'.join(names)}", register_channels=lambda register: [register(Pigeon(n)) for n in names])
+
+
+def test_every_hook_is_documented_and_tested():
+    hooks = [n for n, f in inspect.getmembers(specs, inspect.isfunction) if hasattr(f, "herald_spec")]
+    assert len(hooks) >= 7
+    source = Path(__file__).read_text(encoding="utf-8")
+    for name in hooks:
+        assert (getattr(specs, name).__doc__ or "").strip(), f"hook {name} has no docstring"
+        assert re.search(rf"^def test_hook_{name}[_(]", source, re.M), f"hook {name} has no test_hook_{name}"
+
+
+def test_hook_register_channels_records_the_owner(registry):
+    reg = registry_with(channels_plugin("pigeon"))
+    assert reg.channels["pigeon"].owner == "p_pigeon"
+    assert registry.channels["sms"].owner == "plugins.channels.sms"
+
+
+def test_hook_register_incentives(registry):
+    class Stamps:
+        kind = "stamps"
+        spec_schema = {}
+        tags = ("stamps.count",)
+
+        def validate(self, spec, message):
+            return []
+
+        def reserve(self, spec, customer, ctx):
+            return {"count": 1}
+
+        def release(self, spec, grant):
+            return None
+
+    reg = registry_with(plugin("stamps_plugin", register_incentives=lambda register: register(Stamps())))
+    assert reg.incentive("stamps").tags == ("stamps.count",)
+    assert reg.incentives["stamps"].owner == "stamps_plugin"
+
+
+def test_hook_register_optimizers_run_in_order():
+    seen = []
+
+    class Step:
+        def __init__(self, name, order):
+            self.name, self.order = name, order
+
+        def apply(self, draft, ctx):
+            seen.append(self.name)
+
+    reg = registry_with(channels_plugin("pigeon"), plugin("steps", register_optimizers=lambda register: [
+        register(Step("late", 90)), register(Step("early", 5))]))
+    evaluate(message(), [Customer("a", {"loft": "x"})], at=AT, registry=reg)
+    assert seen == ["early", "late"]
+    assert [o.name for o in reg.pipeline] == ["early", "channel_priority", "late"]
+
+
+def test_hook_register_fields_extends_what_rules_may_test():
+    from engine.contracts import FieldSpec
+
+    reg = registry_with(plugin("weather", register_fields=lambda register: register(
+        FieldSpec("weather.rain_mm", "number", "rain today"))))
+    cat = build_catalogue((r.obj for r in reg.fields.values()))
+    assert cat.lookup("weather.rain_mm").type == "number"
+    assert reg.fields["weather.rain_mm"].owner == "weather"
+
+
+def test_hook_enrich_facts_adds_facts_rules_can_use():
+    from engine.rulefiles.ir import Cmp, Rule, Ruleset
+
+    rs = Ruleset("elig", "eligibility", "first", (Rule("rainy", 1, Cmp("weather.rain_mm", "gt", 5), {"exclude": "rain"}),), "v1")
+    reg = Registry.build(make_plugin_manager(
+        ("plugins.optimizers.eligibility", "plugins.optimizers.channel_priority", channels_plugin("pigeon"),
+         plugin("weather", enrich_facts=lambda customer: {"weather.rain_mm": 10 if customer.id == "wet" else 0})),
+        entry_points=False))
+    decisions = evaluate(message(rulesets={"eligibility": rs}), [Customer("wet", {"loft": 1}), Customer("dry", {"loft": 1})],
+                         at=AT, registry=reg)
+    assert [(d.customer, d.excluded_reason) for d in decisions] == [("wet", "rain"), ("dry", None)]
+
+
+def test_hook_enrich_facts_may_not_overwrite_a_fact():
+    from engine.errors import EvaluationError
+
+    reg = registry_with(channels_plugin("pigeon"), plugin("bad", enrich_facts=lambda: {"customer.id": "x"}))
+    with pytest.raises(EvaluationError, match="customer.id"):
+        evaluate(message(), [Customer("a")], at=AT, registry=reg)
+
+
+def test_hook_check_delivery_errors_drop_the_channel():
+    def check(channel, customer):
+        if channel == "pigeon" and customer.id == "blocked":
+            return [Issue("loft", "quarantine", "loft under quarantine")]
+        return None
+
+    reg = registry_with(channels_plugin("pigeon", "raven"), plugin("checks", check_delivery=check))
+    msg = message(creatives=(Creative("pigeon", "default", {"note": "a"}), Creative("raven", "default", {"note": "b"})))
+    a, b = evaluate(msg, [Customer("ok", {"loft": 1}), Customer("blocked", {"loft": 1})], at=AT, registry=reg, explain=True)
+    assert (a.channel, a.fallbacks) == ("pigeon", ("raven",))
+    assert (b.channel, b.fallbacks) == ("raven", ())
+    dropped = [t for t in b.trace if t.event == "channel_dropped"]
+    assert dropped[0].detail["issues"] == ["loft under quarantine"]
+
+
+def test_hook_engine_event_observers_see_decisions_and_cannot_break_evaluation(caplog):
+    seen = []
+
+    def observe(event):
+        seen.append(event)
+        raise RuntimeError("observer bug")
+
+    reg = registry_with(channels_plugin("pigeon"), plugin("obs", engine_event=observe))
+    decisions = evaluate(message(), [Customer("a", {"loft": 1})], at=AT, registry=reg)
+    assert decisions[0].channel == "pigeon"
+    assert [e.kind for e in seen] == ["decision_made"] and isinstance(seen[0], EngineEvent)
+    assert "observer bug" in caplog.text
+
+
+def test_duplicate_names_fail_naming_both_plugins():
+    with pytest.raises(PluginConflict, match="'pigeon' is registered twice: by plugin 'p_pigeon' and by plugin 'second'"):
+        registry_with(channels_plugin("pigeon"), plugin("second", register_channels=lambda register: register(Pigeon())))
+
+
+def test_malformed_registrations_are_refused():
+    with pytest.raises(PluginConflict, match="missing"):
+        registry_with(plugin("broken", register_channels=lambda register: register(object())))
+    with pytest.raises(PluginConflict, match="lower_snake_case"):
+        registry_with(channels_plugin("Bad-Name"))
+
+
+def test_misspelt_hooks_fail_when_the_manager_is_built():
+    with pytest.raises(PluginConflict, match="register_chanels"):
+        make_plugin_manager((plugin("typo", register_chanels=lambda register: None),), entry_points=False)
+
+
+def test_each_call_builds_a_fresh_manager():
+    a = make_plugin_manager(DEFAULT_PLUGINS, entry_points=False)
+    b = make_plugin_manager(DEFAULT_PLUGINS, entry_points=False)
+    assert a is not b
+    a.register(channels_plugin("pigeon"))
+    assert "pigeon" not in Registry.build(b).channels
+
+
+def test_disable_plugins_blocks_defaults_by_name():
+    pm = make_plugin_manager(DEFAULT_PLUGINS, entry_points=False, env={"HERALD_DISABLE_PLUGINS": "plugins.channels.sms"})
+    reg = Registry.build(pm)
+    assert "sms" not in reg.channels and "email" in reg.channels
+
+
+def test_entry_point_plugins_follow_the_allow_list(monkeypatch):
+    mod = channels_plugin("owl")
+    monkeypatch.setitem(sys.modules, "herald_owl", mod)
+
+    class EP:
+        name, group = "owl", "herald"
+
+        def load(self):
+            return mod
+
+    monkeypatch.setattr("engine.plugin_manager._entry_points", lambda group: [EP()] if group == "herald" else [])
+    assert "owl" in Registry.build(make_plugin_manager(env={})).channels
+    assert "owl" not in Registry.build(make_plugin_manager(env={"HERALD_PLUGINS": ""})).channels
+    assert "owl" in Registry.build(make_plugin_manager(env={"HERALD_PLUGINS": "owl,other"})).channels
+    assert "owl" not in Registry.build(make_plugin_manager(env={"HERALD_DISABLE_PLUGINS": "owl"})).channels
+    assert "owl" not in Registry.build(make_plugin_manager(entry_points=False, env={})).channels
+
+
+def test_registry_rows_list_everything_with_its_owner(registry):
+    rows = registry.rows()
+    assert ("sms", "channel:direct", "plugins.channels.sms") in rows
+    assert ("coupon", "incentive", "plugins.incentives.coupon") in rows
+    assert any(r[0] == "channel_priority" and r[2] == "plugins.optimizers.channel_priority" for r in rows)
