@@ -46,6 +46,18 @@ class Summary:
         else:
             self.excluded[decision.excluded_reason or "unknown"] += 1
 
+    @classmethod
+    def from_counts(cls, counts: Mapping[str, Any], prior: Summary | None = None) -> Summary:
+        """A Summary from :meth:`as_dict` counts (added to ``prior``, when given)."""
+        out = prior or cls()
+        out.total += counts["total"]
+        out.included += counts["included"]
+        out.channels.update(counts["channels"])
+        out.variants.update(counts["variants"])
+        out.excluded.update(counts["exclusion_reasons"])
+        out.cost += counts["estimated_cost"]
+        return out
+
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready form, counts sorted by name."""
         return {
@@ -77,6 +89,15 @@ class Pipeline:
     ):
         self.message = message
         self.registry = registry
+        # bulk (columnar) evaluation is picked for large audiences unless an evaluator was asked for by name
+        self.bulk_threshold: int | None = None
+        if evaluator in ("compiled", "columnar"):
+            from engine.columnar.plan import threshold
+
+            self.bulk_threshold = 0 if evaluator == "columnar" else threshold()
+            evaluator = "compiled"
+        self.preview = preview
+        self.default_tz = default_tz
         self.evaluator = get_evaluator(evaluator) if isinstance(evaluator, str) else evaluator
         self.explain = explain
         self.render = render
@@ -138,9 +159,47 @@ class Pipeline:
         return decision
 
     def run(self, customers: Iterable[Customer]) -> Iterator[Decision]:
-        """Decisions in the order of ``customers``."""
+        """Decisions in the order of ``customers``.
+
+        A list above the bulk threshold (``HERALD_COLUMNAR_THRESHOLD``) is decided by the columnar plan
+        when every step supports it (:func:`engine.columnar.unsupported`); the decisions are the same.
+        """
+        if self.bulk_ok(customers):
+            bulk = self._run_bulk(customers)  # type: ignore[arg-type]
+            if bulk is not None:
+                yield from bulk
+                return
         for customer in customers:
             yield self.decide(customer)
+
+    def bulk_ok(self, customers: Iterable[Customer]) -> bool:
+        """Whether ``customers`` would be decided by the columnar plan."""
+        if self.bulk_threshold is None or not isinstance(customers, Sequence) or len(customers) <= self.bulk_threshold:
+            return False
+        from engine.columnar.plan import unsupported
+
+        return unsupported(self.message, self.registry, explain=self.explain, render=self.render,
+                           preview=self.preview, slow_reach=False) is None
+
+    def _run_bulk(self, customers: Sequence[Customer]) -> Iterator[Decision] | None:
+        from engine.columnar import evaluate_frame, frame_from_customers, iter_decisions, summary_counts
+
+        try:
+            frame = frame_from_customers(customers)
+        except (ValueError, TypeError):
+            return None  # attributes of mixed types: stay per recipient
+        out = evaluate_frame(frame, self.message, self.registry, self.facts.at, default_tz=self.default_tz,
+                             slow_reach=False)
+        self.summary = Summary.from_counts(summary_counts(out, self.costs), self.summary)
+        spec = self.message.incentive
+        reserve = None
+        if spec is not None:
+            kind = self.registry.incentive(spec.kind)
+
+            def reserve(_cid: str, i: int) -> Mapping[str, Any]:
+                return kind.reserve(spec.settings, customers[i], self.ctx)
+
+        return iter_decisions(out, self.message, base_send_at=self.base_send_at, reserve=reserve)
 
     def _finish(self, draft: DecisionDraft) -> None:
         if draft.variant is None:

@@ -48,6 +48,27 @@ class ChannelPriority:
                 if errors:
                     draft.drop_channel(name, self.name, "delivery_check", issues=[i.message for i in errors])
 
+    def columnar(self, frame, ctx):
+        """The same step over a whole frame: ``_channels`` of the included rows, filtered by creative and
+        reachability (the bulk path is only chosen when no ``check_delivery`` hook is registered)."""
+        import polars as pl
+
+        message = ctx.message
+        static = list(message.channels) or list(dict.fromkeys(c.channel for c in message.creatives))
+        listed = pl.lit(static, pl.List(pl.String))
+        if ctx.has("channel_priority"):
+            frame = ctx.run_rules(frame, "channel_priority")
+            chosen = ctx.outcome("channel_priority", "channels")
+            candidates = pl.when(chosen.list.len() > 0).then(chosen).otherwise(listed)
+            universe = list(dict.fromkeys([c for r in message.rulesets["channel_priority"].rules
+                                           for c in r.then["channels"]] + static))
+        else:
+            candidates, universe = listed, static
+        keep = {name: ctx.creative_ok(name) & ctx.reachable(name) for name in universe}
+        channels = ctx.keep_channels(candidates, keep, universe)
+        return frame.with_columns(pl.when(pl.col("_included")).then(channels).otherwise(pl.col("_channels"))
+                                  .alias("_channels"))
+
 
 @hookimpl
 def register_optimizers(register):

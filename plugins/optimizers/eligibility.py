@@ -19,6 +19,16 @@ class Audience:
         if not outcome("audience_filter", [f.then for f in fired])["include"]:
             draft.exclude("not_in_audience", self.name, fired=[f.id for f in fired])
 
+    def columnar(self, frame, ctx):
+        """The same step over a whole frame (see ``engine.contracts.ColumnarOptimizer``)."""
+        import polars as pl
+
+        if not ctx.has("audience_filter"):
+            return frame
+        frame = ctx.run_rules(frame, "audience_filter")
+        keep = ctx.outcome("audience_filter", "include")
+        return ctx.exclude(frame, pl.when(~keep).then(pl.lit("not_in_audience")))
+
 
 class Eligibility:
     """Step 1c: blocked (fraud) customers are out; then the message's eligibility rules may exclude."""
@@ -37,6 +47,18 @@ class Eligibility:
         reason = outcome("eligibility", [f.then for f in fired])["exclude"]
         if reason:
             draft.exclude(reason, self.name, rule=fired[0].id)
+
+    def columnar(self, frame, ctx):
+        """The same step over a whole frame (see ``engine.contracts.ColumnarOptimizer``)."""
+        import polars as pl
+
+        blocked = ctx.flag("customer.blocked")
+        if not ctx.has("eligibility"):
+            return ctx.exclude(frame, pl.when(blocked).then(pl.lit("blocked")))
+        frame = ctx.run_rules(frame, "eligibility", where=~blocked)
+        reason = ctx.outcome("eligibility", "exclude")
+        reason = pl.when(reason != "").then(reason)  # an empty reason does not exclude
+        return ctx.exclude(frame, pl.when(blocked).then(pl.lit("blocked")).otherwise(reason))
 
 
 @hookimpl

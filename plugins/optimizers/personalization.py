@@ -21,6 +21,19 @@ class Personalization:
         draft.vars = result["vars"]
         draft.note(self.name, "variant", variant=draft.variant)
 
+    def columnar(self, frame, ctx):
+        """The same step over a whole frame: ``_variant`` of the included rows (vars are for rendering)."""
+        import polars as pl
+
+        if not ctx.has("personalization"):
+            variant = pl.lit("default")
+        else:
+            frame = ctx.run_rules(frame, "personalization")
+            chosen = ctx.outcome("personalization", "variant")
+            variant = pl.when(chosen.is_null() | (chosen == "")).then(pl.lit("default")).otherwise(chosen)
+        return frame.with_columns(pl.when(pl.col("_included")).then(variant).otherwise(pl.col("_variant"))
+                                  .alias("_variant"))
+
 
 @hookimpl
 def register_optimizers(register):

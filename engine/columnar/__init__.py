@@ -1,0 +1,13 @@
+"""Bulk evaluation over polars frames: audiences read as columns, the decision plan, decision frames.
+
+The per-recipient pipeline (``engine.pipeline``) stays the reference; this package gives the same
+decisions for whole audiences at once when every step supports it (see :func:`unsupported`).
+"""
+
+from engine.columnar.context import ColumnarContext, fired_column
+from engine.columnar.decisions import iter_decisions, summary_counts
+from engine.columnar.frame import FrameRead, complete, frame_from_customers, read_frame
+from engine.columnar.plan import evaluate_frame, plan, threshold, unsupported
+
+__all__ = ["ColumnarContext", "FrameRead", "complete", "evaluate_frame", "fired_column", "frame_from_customers",
+           "iter_decisions", "plan", "read_frame", "summary_counts", "threshold", "unsupported"]

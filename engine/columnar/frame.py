@@ -1,0 +1,293 @@
+"""Audiences as columns: CSV, JSONL and Parquet read with polars into one frame (``customer.*`` columns),
+typed by the field catalogue and checked like ``engine.audience`` — without a Python object per customer.
+
+Values are converted column by column; values polars cannot convert the way ``engine.fields.coerce``
+does are converted by ``coerce`` itself, once per distinct value, so the results are the same. When a
+CSV or JSONL file has any bad row (or polars cannot parse it), the file is read again with the per-row
+reader of ``engine.audience``, which reports every bad row with its line number; Parquet rows are
+reported with their row number (1 = the first row) as the line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from engine.audience import MAX_REPORTED, read_audience
+from engine.columnar.contacts import normalise_emails, normalise_phones, per_unique
+from engine.errors import AudienceError, Problem
+from engine.facts import zone
+from engine.fields import FieldCatalogue, coerce
+from engine.model import CONTACT_FIELDS, Customer
+
+ID = "customer.id"
+_DTYPES: dict[str, pl.DataType] = {"string": pl.String, "integer": pl.Int64, "number": pl.Float64,
+                                   "boolean": pl.Boolean, "date": pl.String, "datetime": pl.String,
+                                   "list": pl.List(pl.String)}
+_BOOL = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False, "y": True, "n": False}
+_CHECKS = {"phone": normalise_phones, "whatsapp": normalise_phones, "email": normalise_emails}
+
+
+@dataclass
+class FrameRead:
+    """The audience frame and the rows rejected."""
+
+    frame: pl.DataFrame
+    rejected: list[Problem] = field(default_factory=list)
+
+
+class _Bad(Exception):
+    """The fast path found a bad row; the caller reports rows the exact per-row way."""
+
+
+def read_frame(path: str | Path, catalogue: FieldCatalogue, *, keep_valid: bool = False,
+               channels: Iterable[str] = ()) -> FrameRead:
+    """Read an audience file (.csv, .jsonl/.ndjson, .parquet) as a frame; ``AudienceError`` on bad rows
+    unless ``keep_valid``. ``channels``: their ``customer.subscription.<name>`` columns are always present."""
+    p = Path(path)
+    types = catalogue.customer_types()
+    suffix = p.suffix.lower()
+    if not p.exists():
+        raise AudienceError([Problem("file not found", "not_found", str(p))])
+    try:
+        if suffix == ".parquet":
+            frame, problems = _typed(_flatten(pl.read_parquet(p)), types, str(p), rows_are_lines=True)
+            if problems:
+                frame = _drop_rows(frame, problems, keep_valid, str(p))
+        elif suffix in (".csv", ".jsonl", ".ndjson"):
+            raw = _read_csv(p) if suffix == ".csv" else _flatten(pl.read_ndjson(p, infer_schema_length=None))
+            frame, problems = _typed(raw, types, str(p), rows_are_lines=False)
+        else:
+            raise AudienceError([Problem("audience files are .csv, .jsonl or .parquet", "format", str(p))])
+    except (_Bad, pl.exceptions.PolarsError, UnicodeDecodeError):
+        read = read_audience(p, catalogue, keep_valid=keep_valid)
+        frame, problems = frame_from_customers(read.customers, types), read.rejected
+    return FrameRead(complete(frame, types, channels), problems)
+
+
+def _drop_rows(frame: pl.DataFrame, problems: list[Problem], keep_valid: bool, file: str) -> pl.DataFrame:
+    if not keep_valid:
+        more = f" (first {MAX_REPORTED} shown)" if len(problems) > MAX_REPORTED else ""
+        raise AudienceError(problems[:MAX_REPORTED], f"{file}: {len(problems)} bad row(s){more}; nothing was evaluated")
+    bad = [p.line - 1 for p in problems if p.line is not None]
+    return frame.with_row_index("_row").filter(~pl.col("_row").is_in(bad)).drop("_row")
+
+
+def _read_csv(p: Path) -> pl.DataFrame:
+    with p.open("rb") as fh:
+        head = fh.readline().decode("utf-8-sig")
+    if '"' in head:
+        raise _Bad("quoted header")
+    header = [h.strip() for h in head.rstrip("\r\n").split(",")]
+    if "id" not in header and "customer.id" not in header or len(set(header)) != len(header):
+        raise _Bad("header")
+    df = pl.read_csv(p, infer_schema=False, has_header=True, encoding="utf8", quote_char='"',
+                     truncate_ragged_lines=False)
+    df.columns = ["id" if h == "customer.id" else h for h in header]
+    blank = pl.all_horizontal([pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in df.columns])
+    df = df.filter(~blank)
+    if _ragged(p, len(header)):
+        raise _Bad("ragged")
+    return df
+
+
+def _ragged(p: Path, width: int) -> bool:
+    """Whether some non-blank line has another number of fields than the header (quoted files: always
+    answered by the per-row reader, by raising ``_Bad``)."""
+    data = p.read_bytes()
+    if b'"' in data:
+        raise _Bad("quoted fields are checked by the per-row reader")
+    lines = pl.Series(data.decode("utf-8-sig").splitlines()[1:], dtype=pl.String)
+    nonblank = lines.filter(lines.str.replace_all(r"[,\s]", "") != "")
+    return bool((nonblank.str.count_matches(",") != width - 1).any())
+
+
+def _flatten(df: pl.DataFrame, prefix: str = "") -> pl.DataFrame:
+    """Nested objects (structs) become dotted columns: ``subscription: {sms}`` → ``subscription.sms``."""
+    cols = []
+    for name, dtype in df.schema.items():
+        if isinstance(dtype, pl.Struct):
+            inner = _flatten(df.select(pl.col(name).struct.unnest()), f"{prefix}{name}.")
+            cols += [inner.get_column(c) for c in inner.columns]
+        else:
+            cols.append(df.get_column(name).alias(f"{prefix}{name}"))
+    return pl.DataFrame(cols, height=df.height)
+
+
+def _typed(raw: pl.DataFrame, types: Mapping[str, str], file: str, *, rows_are_lines: bool
+           ) -> tuple[pl.DataFrame, list[Problem]]:
+    """The ``customer.*`` frame and the problems, column by column (first bad column of a row wins)."""
+    raw = raw.rename({c: c.removeprefix("customer.") for c in raw.columns if c.startswith("customer.")})
+    if "id" not in raw.columns:
+        raise AudienceError([Problem("no id column; columns are " + ", ".join(raw.columns), "missing_id_column", file, 1)])
+    cid = raw.get_column("id").cast(pl.String).str.strip_chars()
+    errors: list[tuple[str, str, pl.Series]] = [("id", "missing_id", pl.when(cid.is_null() | (cid == ""))
+                                                .then(pl.lit("the id is missing")).otherwise(None).alias("e"))]
+    cols = [cid.alias(ID)]
+    for name in raw.columns:
+        if name == "id":
+            continue
+        s = raw.get_column(name)
+        if s.dtype == pl.String:
+            s = pl.select(pl.when(s == "").then(None).otherwise(s)).to_series()
+        ftype = types.get(name) or ("string" if name.startswith("subscription.") else None)
+        value, err, code = s, None, "type"
+        if ftype is not None:
+            value, err = _coerce(s, ftype)
+        if name == "timezone":
+            value, err, code = _check_zone(value, err)
+        if name in _CHECKS and (err is None or err.null_count() == err.len()):
+            value, err = _CHECKS[name](value.cast(pl.String))
+            code = name
+        if err is not None:
+            errors.append((name, code, err.alias("e")))
+        cols.append(value.alias(f"customer.{name}"))
+    frame = pl.DataFrame(cols, height=raw.height)
+    problems = _problems(errors, file, raw.height)
+    if problems and not rows_are_lines:
+        raise _Bad("bad rows")
+    return frame, problems
+
+
+def _problems(errors: list[tuple[str, str, Any]], file: str, height: int) -> list[Problem]:
+    table = pl.select([(e if isinstance(e, pl.Series) else pl.select(e).to_series()).alias(f"{i}")
+                       for i, (_, _, e) in enumerate(errors)]) if errors else pl.DataFrame()
+    if table.width == 0:
+        return []
+    if table.height == 1 and height != 1:
+        table = pl.DataFrame([pl.repeat(table[c][0], height, eager=True).alias(c) for c in table.columns])
+    any_bad = table.select(pl.any_horizontal(pl.all().is_not_null()).alias("b")).to_series()
+    out = []
+    for row in table.with_row_index("_row").filter(any_bad).iter_rows():
+        i = next(k for k, v in enumerate(row[1:]) if v is not None)
+        name, code, _ = errors[i]
+        msg = row[i + 1] if name == "id" else f"{name}: {row[i + 1]}"
+        out.append(Problem(msg, code, file, row[0] + 1, path=name))
+    return out
+
+
+def _coerce(s: pl.Series, ftype: str) -> tuple[pl.Series, pl.Series | None]:
+    """(values in the engine's form, error messages or None) — ``coerce`` semantics, vectorised."""
+    target = _DTYPES[ftype]
+    if s.dtype == pl.Null:
+        return s.cast(target), None
+    if ftype == "list" and s.dtype == pl.String:
+        parts = s.str.split("|").list.eval(pl.element().str.strip_chars().filter(pl.element().str.strip_chars() != ""))
+        return parts, None
+    if ftype == "string" and s.dtype == pl.String:
+        return s, None
+    if ftype == "boolean" and s.dtype == pl.String:
+        key = s.str.strip_chars().str.to_lowercase()
+        value = key.replace_strict(list(_BOOL), list(_BOOL.values()), default=None, return_dtype=pl.Boolean)
+        err = pl.select(pl.when(s.is_not_null() & value.is_null())
+                        .then(pl.lit("expected true or false, got ") + s.map_elements(repr, return_dtype=pl.String))
+                        ).to_series()
+        return value, err
+    if ftype in ("integer", "number") and s.dtype.is_numeric() and s.dtype != pl.Boolean:
+        fast = s.cast(target, strict=False)
+        if s.dtype.is_float() and ftype == "integer" or s.dtype.is_float() and s.is_nan().any():
+            return _python(s, ftype)
+        return fast, None
+    if ftype in ("integer", "number") and s.dtype == pl.String:
+        text = s.str.strip_chars()
+        if ftype == "integer" or not text.str.contains(r"[.eEnN]").any():
+            fast = text.cast(pl.Int64, strict=False).cast(target)
+        else:
+            fast = text.cast(pl.Float64, strict=False)
+        if fast.is_null().sum() == s.is_null().sum() and (target != pl.Float64 or not fast.is_nan().any()):
+            return fast, None
+        return _python(s, ftype)
+    if ftype == "date" and s.dtype == pl.String:
+        text = s.str.strip_chars()
+        ok = text.str.contains(r"^\d{4}-\d{2}-\d{2}$") & text.str.to_date("%Y-%m-%d", strict=False).is_not_null()
+        if ok.fill_null(True).all():
+            return text, None
+        return _python(s, ftype)
+    if ftype == "list" and s.dtype == pl.List(pl.String):
+        return s, None
+    if ftype == "boolean" and s.dtype == pl.Boolean:
+        return s, None
+    return _python(s, ftype)
+
+
+def _python(s: pl.Series, ftype: str) -> tuple[pl.Series, pl.Series]:
+    """``coerce`` once per distinct value."""
+    def fn(value: Any) -> Any:
+        return coerce(ftype, value)
+
+    uniq = s.drop_nulls().unique().to_list() if s.dtype != pl.Object else list({v for v in s.to_list() if v is not None})
+    values, errs = [], []
+    for v in uniq:
+        try:
+            values.append(fn(v))
+            errs.append(None)
+        except ValueError as exc:
+            values.append(None)
+            errs.append(str(exc))
+    target = _DTYPES[ftype]
+    if ftype == "number" and any(isinstance(v, float) for v in values):
+        values = [float(v) if v is not None else None for v in values]
+    good = s.replace_strict(uniq, values, default=None, return_dtype=target)
+    bad = s.replace_strict(uniq, errs, default=None, return_dtype=pl.String)
+    return good, bad
+
+
+def _check_zone(value: pl.Series, err: pl.Series | None) -> tuple[pl.Series, pl.Series | None, str]:
+    uniq = value.drop_nulls().unique().to_list()
+    unknown = [z for z in uniq if zone(z) is None]
+    if not unknown:
+        return value, err, "type"
+    msgs = [f"unknown IANA time zone {z!r}" for z in unknown]
+    zerr = value.replace_strict(unknown, msgs, default=None, return_dtype=pl.String)
+    if err is not None:
+        zerr = pl.select(pl.coalesce(err, zerr)).to_series()
+    return value, zerr, "timezone"
+
+
+def frame_from_customers(customers: Iterable[Customer], types: Mapping[str, str] | None = None) -> pl.DataFrame:
+    """A frame from Customer objects (``customer.id`` and one ``customer.<attr>`` column per attribute).
+
+    Column types come from ``types`` when given, else from the values; ``ValueError`` when one
+    attribute holds values of incompatible types (the caller then stays per-recipient)."""
+    customers = list(customers)
+    keys = list(dict.fromkeys(k for c in customers for k in c.attributes))
+    cols = [pl.Series(ID, [c.id for c in customers], dtype=pl.String)]
+    for key in keys:
+        values = [c.attributes.get(key) for c in customers]
+        cols.append(pl.Series(f"customer.{key}", values, dtype=_infer(key, values, types or {})))
+    return pl.DataFrame(cols, height=len(customers))
+
+
+def _infer(key: str, values: list[Any], types: Mapping[str, str]) -> pl.DataType:
+    kinds = {type(v) for v in values if v is not None}
+    if key in types and types[key] != "number":
+        return _DTYPES[types[key]]
+    if kinds <= {str}:
+        return pl.String
+    if kinds <= {bool}:
+        return pl.Boolean
+    if kinds <= {int}:
+        return pl.Int64
+    if kinds <= {int, float}:
+        return pl.Float64
+    if kinds <= {list, tuple} and all(isinstance(x, str) for v in values if v is not None for x in v):
+        return pl.List(pl.String)
+    raise ValueError(f"attribute {key} holds values of several types: {sorted(k.__name__ for k in kinds)}")
+
+
+def complete(frame: pl.DataFrame, types: Mapping[str, str], channels: Iterable[str] = ()) -> pl.DataFrame:
+    """Add the columns channels and steps read, as nulls, where the audience has none: every catalogue
+    attribute, contact handles, ``dnd``, ``blocked``, ``timezone`` and ``subscription.<channel>``."""
+    want: dict[str, pl.DataType] = {f"customer.{k}": _DTYPES[t] for k, t in types.items()}
+    want.update({f"customer.{k}": pl.String for k in (*CONTACT_FIELDS, "timezone")})
+    want.update({"customer.dnd": pl.Boolean, "customer.blocked": pl.Boolean})
+    want.update({f"customer.subscription.{c}": pl.String for c in channels})
+    missing = [pl.lit(None, dtype).alias(name) for name, dtype in want.items() if name not in frame.columns]
+    return frame.with_columns(missing) if missing else frame
+
+
+__all__ = ["FrameRead", "complete", "frame_from_customers", "per_unique", "read_frame"]

@@ -1,0 +1,177 @@
+"""The bulk plan: an audience frame → one decision row per recipient, equal to the per-recipient pipeline.
+
+Steps: ``time.*`` facts and the local send time per distinct time zone (computed in Python with zoneinfo
+at the fixed instant, so DST is exact, then mapped onto the rows), ``message.*`` facts, then every
+optimizer's ``columnar`` step in pipeline order, then the pipeline's finish (variant ``default``,
+``no_reachable_channel``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+
+from engine.columnar.context import (
+    CHANNELS,
+    INCLUDED,
+    REASON,
+    SEND_AT,
+    VARIANT,
+    ColumnarContext,
+    fired_column,
+)
+from engine.columnar.reach import reach_exprs
+from engine.facts import time_facts, zone
+from engine.model import Message
+from engine.registry import Registry
+from engine.scheduling import local_send_time, run_time
+
+ID = "customer.id"
+TZ = "customer.timezone"
+DEFAULT_THRESHOLD = 20_000
+#: The order in which the built-in steps run the rulesets (the order of a decision's ``fired`` keys).
+KIND_ORDER = {"audience_filter": 0, "eligibility": 1, "personalization": 2, "channel_priority": 3}
+_TIME_TYPES = {"time.local_hour": pl.Int64, "time.local_minute": pl.Int64, "time.weekday": pl.String,
+               "time.date": pl.String}
+
+
+def threshold() -> int:
+    """Audiences larger than this use the bulk plan (``HERALD_COLUMNAR_THRESHOLD``, default 20,000)."""
+    try:
+        return int(os.environ.get("HERALD_COLUMNAR_THRESHOLD", DEFAULT_THRESHOLD))
+    except ValueError:
+        return DEFAULT_THRESHOLD
+
+
+def unsupported(message: Message, registry: Registry, *, explain: bool = False, render: bool = False,
+                preview: bool = True, slow_reach: bool = False) -> str | None:
+    """Why the bulk plan cannot decide for this message (``None`` when it can).
+
+    It needs: no trace or rendering asked for, a preview (nothing reserved), no ``enrich_facts``,
+    ``check_delivery`` or ``engine_event`` hooks, every optimizer active for the message implementing
+    ``columnar`` (an optimizer may declare ``active(message) -> bool``), and every candidate channel
+    registered and implementing ``reachability_expr`` (unless ``slow_reach`` allows the per-row path).
+    """
+    if explain or render:
+        return "a trace or rendering was asked for"
+    if not preview:
+        return "not a preview"
+    if registry.has_enrichers or registry.has_delivery_checks or registry.has_observers:
+        return "enrich_facts, check_delivery or engine_event hooks are registered"
+    for opt in registry.pipeline:
+        active = getattr(opt, "active", None)
+        if active is not None and not active(message):
+            continue
+        if not callable(getattr(opt, "columnar", None)):
+            return f"optimizer {opt.name} has no columnar step"
+    for name in candidate_channels(message):
+        if name not in registry.channels:
+            return f"channel {name} is not registered"
+        if not slow_reach and not callable(getattr(registry.channel(name), "reachability_expr", None)):
+            return f"channel {name} has no reachability_expr"
+    return None
+
+
+def candidate_channels(message: Message) -> list[str]:
+    """Every channel a recipient of ``message`` could be offered, in first-mention order."""
+    names: list[str] = []
+    rs = message.rulesets.get("channel_priority")
+    if rs is not None:
+        names += [c for r in rs.rules for c in r.then.get("channels", ())]
+    names += list(message.channels) + [c.channel for c in message.creatives]
+    return list(dict.fromkeys(names))
+
+
+def zone_table(zones: list[str | None], at: datetime, message: Message, default_tz: str) -> dict[str, list[Any]]:
+    """``time.*`` facts and the local send time for each zone name (unknown or null → the default zone)."""
+    default = zone(default_tz) or zone("UTC")
+    base = run_time(message.schedule, at)
+    out: dict[str, list[Any]] = {k: [] for k in (*_TIME_TYPES, SEND_AT)}
+    for name in zones:
+        tz = zone(name) or default
+        for k, v in time_facts(at, tz).items():
+            out[k].append(v)
+        out[SEND_AT].append(local_send_time(base, message.schedule.local_time, tz))
+    return out
+
+
+def with_facts(frame: pl.DataFrame, message: Message, at: datetime, default_tz: str = "UTC") -> pl.LazyFrame:
+    """The audience frame with ``time.*``, ``message.*``, ``_send_at`` and the initial decision columns."""
+    at = at.astimezone(UTC)
+    zones = frame.get_column(TZ).unique().to_list() if TZ in frame.columns else []
+    keys = [z for z in zones if z is not None]
+    table = zone_table([None, *keys], at, message, default_tz)
+    tz = pl.col(TZ) if TZ in frame.columns else pl.lit(None, pl.String)
+    cols: list[pl.Expr] = []
+    for name, values in table.items():
+        dtype = _TIME_TYPES.get(name, pl.Datetime("us", "UTC"))
+        if keys:
+            cols.append(tz.replace_strict(keys, values[1:], default=pl.lit(values[0], dtype),
+                                          return_dtype=dtype).alias(name))
+        else:
+            cols.append(pl.lit(values[0], dtype).alias(name))
+    cols += [pl.lit(v).alias(k) for k, v in message.facts.items() if v is not None and k not in frame.columns]
+    cols += [pl.lit(True).alias(INCLUDED), pl.lit(None, pl.String).alias(REASON),
+             pl.lit(None, pl.String).alias(VARIANT), pl.lit([], pl.List(pl.String)).alias(CHANNELS)]
+    return frame.lazy().with_columns(cols)
+
+
+def plan(frame: pl.DataFrame, message: Message, registry: Registry, at: datetime, *, default_tz: str = "UTC",
+         slow_reach: bool = True) -> pl.LazyFrame:
+    """The lazy decision plan for ``frame``; see :func:`decision_columns` for what it yields."""
+    lazy = with_facts(frame, message, at, default_tz)
+    schema = lazy.collect_schema()
+    channels = candidate_channels(message)
+    reach = reach_exprs(channels, message, registry, schema, slow=slow_reach)
+    ctx = ColumnarContext(message, registry, at.astimezone(UTC), schema, reach)
+    for opt in registry.pipeline:
+        active = getattr(opt, "active", None)
+        if active is not None and not active(message):
+            continue
+        lazy = opt.columnar(lazy, ctx)
+    lazy = lazy.with_columns(pl.when(pl.col(INCLUDED)).then(pl.col(VARIANT).fill_null("default")).alias(VARIANT))
+    lazy = ctx.exclude(lazy, pl.when(pl.col(CHANNELS).list.len() == 0).then(pl.lit("no_reachable_channel")))
+    have = lazy.collect_schema()
+    missing = [pl.lit(None, pl.Int32).alias(fired_column(k)) for k in message.rulesets if fired_column(k) not in have]
+    return lazy.with_columns(missing).select(decision_columns(message))
+
+
+def decision_columns(message: Message) -> list[pl.Expr]:
+    """The decision columns: ``customer``, ``included``, ``excluded_reason``, ``variant``, ``channel``,
+    ``fallbacks``, ``send_at`` and one ``_fired:<kind>`` per ruleset of the message."""
+    inc = pl.col(INCLUDED)
+    return [
+        pl.col(ID).alias("customer"),
+        inc.alias("included"),
+        pl.col(REASON).alias("excluded_reason"),
+        pl.when(inc).then(pl.col(VARIANT)).alias("variant"),
+        pl.when(inc).then(pl.col(CHANNELS).list.first()).alias("channel"),
+        pl.when(inc).then(pl.col(CHANNELS).list.slice(1)).otherwise(pl.lit([], pl.List(pl.String))).alias("fallbacks"),
+        pl.when(inc).then(pl.col(SEND_AT)).alias("send_at"),
+        *(pl.col(fired_column(kind)) for kind in message.rulesets),
+    ]
+
+
+def evaluate_frame(frame: pl.DataFrame, message: Message, registry: Registry, at: datetime, *,
+                   default_tz: str = "UTC", slow_reach: bool = True) -> pl.DataFrame:
+    """The decision frame for a whole audience frame (one row per recipient, in order)."""
+    return plan(frame, message, registry, at, default_tz=default_tz, slow_reach=slow_reach).collect()
+
+
+def fired_lists(message: Message, row: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    """A decision row's ``fired`` mapping (ruleset name → fired ids) for the rulesets that ran, in pipeline order."""
+    out: dict[str, tuple[str, ...]] = {}
+    for kind in sorted(message.rulesets, key=lambda k: KIND_ORDER.get(k, 99)):
+        rs = message.rulesets[kind]
+        value = row.get(fired_column(kind))
+        if value is None:
+            continue
+        if rs.hit_policy == "first":
+            out[rs.name] = () if value < 0 else (rs.rules[value].id,)
+        else:
+            out[rs.name] = tuple(value)
+    return out
