@@ -66,34 +66,72 @@ def _at(value: str | None) -> datetime:
 @app.command()
 def evaluate(
     message: Annotated[Path, typer.Option("--message", "-m", help="message file (YAML)")],
-    audience: Annotated[Path, typer.Option("--audience", "-a", help="audience file (.csv or .jsonl)")],
+    audience: Annotated[Path, typer.Option("--audience", "-a", help="audience file (.csv, .jsonl or .parquet)")],
     at: Annotated[str | None, typer.Option(help="evaluation instant, ISO 8601 with offset (default: now)")] = None,
-    evaluator: Annotated[str, typer.Option(help="compiled | durable | reference")] = "compiled",
+    evaluator: Annotated[str, typer.Option(help="compiled | columnar | durable | reference")] = "compiled",
     explain: Annotated[bool, typer.Option("--explain", help="include the step-by-step trace")] = False,
     render: Annotated[bool, typer.Option("--render", help="render the chosen creative")] = False,
     fmt: Annotated[str, typer.Option("--format", help="table | json | ndjson")] = "table",
     keep_valid: Annotated[bool, typer.Option("--keep-valid", help="skip bad audience rows instead of failing")] = False,
+    summary_only: Annotated[bool, typer.Option("--summary", help="print only the summary")] = False,
 ) -> None:
-    """Evaluate a message for an audience: one decision per recipient, and a summary."""
+    """Evaluate a message for an audience: one decision per recipient, and a summary.
+
+    Audiences above HERALD_COLUMNAR_THRESHOLD rows (default 20,000; always with --evaluator columnar) are
+    read as columns and decided by the bulk plan when every step supports it; NDJSON is then written in
+    batches. --explain and --render always take the per-recipient path.
+    """
+    from engine.columnar import read_frame, unsupported
+    from engine.columnar.decisions import customer_of
+    from engine.columnar.stream import run_frame
+
     if fmt not in ("table", "json", "ndjson"):
         raise typer.BadParameter("choose table, json or ndjson", param_hint="--format")
     when = _at(at)
     try:
-        get_evaluator(evaluator)
+        if evaluator != "columnar":
+            get_evaluator(evaluator)
         herald = _engine(message)
         msg = herald.load_message(message)
-        read = read_audience(audience, herald.catalogue, keep_valid=keep_valid)
+        pipeline = Pipeline(msg, herald.registry, at=when, evaluator=evaluator, explain=explain, render=render)
+        bulk_able = pipeline.bulk_threshold is not None and unsupported(
+            msg, herald.registry, explain=explain, render=render, slow_reach=False) is None
+        frame = None
+        if bulk_able or audience.suffix.lower() == ".parquet":
+            fr = read_frame(audience, herald.catalogue, keep_valid=keep_valid, channels=herald.registry.channels)
+            frame, rejected = fr.frame, fr.rejected
+        else:
+            read = read_audience(audience, herald.catalogue, keep_valid=keep_valid)
+            rejected = read.rejected
     except EngineError as exc:
         raise _fail(exc) from None
-    for p in read.rejected:
+    for p in rejected:
         err.print(f"[yellow]skipped:[/] {p}")
-    pipeline = Pipeline(msg, herald.registry, at=when, evaluator=evaluator, explain=explain, render=render)
     try:
-        decisions = pipeline.run(_progress(read.customers))
-        if fmt == "ndjson":
+        if frame is not None and bulk_able and frame.height > (pipeline.bulk_threshold or 0):
+            decisions = run_frame(pipeline, frame, decisions=not summary_only)
+        elif frame is not None:
+            decisions = pipeline.run(_progress([customer_of(r) for r in frame.iter_rows(named=True)]))
+        else:
+            decisions = pipeline.run(_progress(read.customers))
+        if summary_only:
+            for _ in decisions:
+                pass
+            if fmt == "table":
+                _summary(pipeline)
+            else:
+                sys.stdout.write(json.dumps({"summary": pipeline.summary.as_dict()}) + "\n")
+        elif fmt == "ndjson":
+            write = sys.stdout.write
+            batch: list[str] = []
             for d in decisions:
-                sys.stdout.write(json.dumps(d.as_dict(), ensure_ascii=False) + "\n")
-            sys.stdout.write(json.dumps({"summary": pipeline.summary.as_dict()}) + "\n")
+                batch.append(json.dumps(d.as_dict(), ensure_ascii=False))
+                if len(batch) >= 10_000:
+                    write("\n".join(batch) + "\n")
+                    batch.clear()
+            if batch:
+                write("\n".join(batch) + "\n")
+            write(json.dumps({"summary": pipeline.summary.as_dict()}) + "\n")
         elif fmt == "json":
             items = [d.as_dict() for d in decisions]
             json.dump({"decisions": items, "summary": pipeline.summary.as_dict()}, sys.stdout, ensure_ascii=False, indent=2)

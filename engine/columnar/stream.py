@@ -1,0 +1,49 @@
+"""Bulk evaluation of a whole audience frame in chunks: decisions streamed out in batches, and the summary.
+
+Memory stays bounded by the audience frame plus one chunk's plan; decisions are materialised as Python
+objects one batch at a time, and not at all when only the summary is wanted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from engine.columnar.decisions import customer_of, iter_decisions, summary_counts
+from engine.columnar.plan import evaluate_frame
+from engine.model import Decision
+
+if TYPE_CHECKING:
+    from engine.pipeline import Pipeline
+
+CHUNK = 250_000
+
+
+def run_frame(pipeline: Pipeline, frame: pl.DataFrame, *, decisions: bool = True, chunk: int = CHUNK,
+              slow_reach: bool = False) -> Iterator[Decision]:
+    """Decide every row of ``frame`` with the bulk plan, chunk by chunk, adding to ``pipeline.summary``.
+
+    Yields the decisions (incentives reserved as the per-recipient path does) unless ``decisions`` is
+    false, in which case only the summary is computed (iterate the result to run it).
+    """
+    from engine.pipeline import Summary
+
+    message, spec = pipeline.message, pipeline.message.incentive
+    kind = pipeline.registry.incentive(spec.kind) if spec is not None else None
+    for start in range(0, max(frame.height, 1) if frame.height else 0, chunk):
+        part = frame.slice(start, chunk)
+        out = evaluate_frame(part, message, pipeline.registry, pipeline.facts.at, default_tz=pipeline.default_tz,
+                             slow_reach=slow_reach)
+        pipeline.summary = Summary.from_counts(summary_counts(out, pipeline.costs), pipeline.summary)
+        if not decisions:
+            continue
+        reserve = None
+        if kind is not None:
+            rows: list[Mapping[str, Any]] = part.rows(named=True)
+
+            def reserve(_cid: str, i: int, rows: list[Mapping[str, Any]] = rows) -> Mapping[str, Any]:
+                return kind.reserve(spec.settings, customer_of(rows[i]), pipeline.ctx)
+
+        yield from iter_decisions(out, message, base_send_at=pipeline.base_send_at, reserve=reserve)
