@@ -112,11 +112,31 @@ def make_customer(raw: Mapping[str, Any], types: Mapping[str, str], file: str, l
     return Customer(str(cid).strip(), attrs)
 
 
-def _csv(p: Path, types: Mapping[str, str]) -> Iterator[Customer | Problem]:
+def check_utf8(p: Path) -> None:
+    """Raise ``AudienceError`` naming the line of the first byte that is not UTF-8 (files are read in chunks)."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line, offset = 1, 0
     try:
-        fh = p.open(encoding="utf-8-sig", newline="")
+        fh = p.open("rb")
     except FileNotFoundError:
         raise AudienceError([Problem("file not found", "not_found", str(p))]) from None
+    with fh:
+        while chunk := fh.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                line += chunk.count(b"\n", 0, exc.start)
+                raise AudienceError([Problem(f"not UTF-8 text (byte {offset + exc.start}); save the file as UTF-8",
+                                             "encoding", str(p), line)]) from None
+            line += chunk.count(b"\n")
+            offset += len(chunk)
+
+
+def _csv(p: Path, types: Mapping[str, str]) -> Iterator[Customer | Problem]:
+    check_utf8(p)
+    fh = p.open(encoding="utf-8-sig", newline="")
     with fh:
         reader = csv.reader(fh, strict=True)
         try:
@@ -155,10 +175,8 @@ def _csv(p: Path, types: Mapping[str, str]) -> Iterator[Customer | Problem]:
 
 
 def _jsonl(p: Path, types: Mapping[str, str]) -> Iterator[Customer | Problem]:
-    try:
-        fh = p.open(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise AudienceError([Problem("file not found", "not_found", str(p))]) from None
+    check_utf8(p)
+    fh = p.open(encoding="utf-8-sig")
     with fh:
         for n, text in enumerate(fh, start=1):
             if not text.strip():

@@ -229,7 +229,7 @@ def rules_test(
             err.print(f"[red]FAIL[/] {path}: {f}")
         failed += len(failures)
         passed += len(rs.tests) - len(failures)
-    out.print(f"{passed} passed, {failed} failed")
+    out.print(f"{passed} examples passed, {failed} failed")
     if failed:
         raise typer.Exit(1)
 
