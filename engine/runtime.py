@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.errors import ValidationFailed
 from engine.fields import FieldCatalogue, build_catalogue, load_org_fields
 from engine.messages import load_message
 from engine.model import Message
@@ -15,8 +16,42 @@ from engine.plugin_manager import make_plugin_manager
 from engine.registry import Registry
 from engine.rulefiles.ir import Ruleset
 from engine.rulefiles.loader import load_ruleset
+from engine.sourcefile import read_source
 
 FIELDS_FILE = "fields.yaml"
+
+
+def load_settings(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """Per-plugin settings from a YAML file (``HERALD_SETTINGS``): ``plugins: {plugin-name: {...}}``.
+
+    A value written ``$env:NAME`` is read from the environment, so secrets stay out of the file.
+    """
+    path = path or os.environ.get("HERALD_SETTINGS")
+    if not path:
+        return {}
+    src = read_source(path)
+    data = src.data or {}
+    if not isinstance(data, dict) or not isinstance(data.get("plugins", {}), dict):
+        raise ValidationFailed([src.problem("settings are a mapping with a 'plugins' mapping", code="shape")])
+    problems = []
+    out: dict[str, dict[str, Any]] = {}
+    for name, block in (data.get("plugins") or {}).items():
+        if not isinstance(block, dict):
+            problems.append(src.problem("a plugin's settings are a mapping", ("plugins", name), "shape"))
+            continue
+        resolved = {}
+        for key, value in block.items():
+            if isinstance(value, str) and value.startswith("$env:"):
+                var = value[5:]
+                if var not in os.environ:
+                    problems.append(src.problem(f"environment variable {var} is not set", ("plugins", name, key), "env"))
+                    continue
+                value = os.environ[var]
+            resolved[key] = value
+        out[name] = resolved
+    if problems:
+        raise ValidationFailed(problems, f"{src.file}: invalid settings")
+    return out
 
 
 def find_fields_file(start: str | Path) -> Path | None:
@@ -48,7 +83,11 @@ class Herald:
         fields_file: str | Path | None = None,
         entry_points: bool = True,
     ) -> Herald:
-        """Build the registry from ``defaults`` (e.g. ``plugins.DEFAULT_PLUGINS``) and entry points."""
+        """Build the registry from ``defaults`` (e.g. ``plugins.DEFAULT_PLUGINS``) and entry points.
+
+        :param settings: per-plugin settings; by default read from the ``HERALD_SETTINGS`` file.
+        """
+        settings = load_settings() if settings is None else settings
         registry = Registry.build(make_plugin_manager(defaults, entry_points=entry_points), settings)
         org = load_org_fields(fields_file) if fields_file else []
         return cls(registry, build_catalogue((r.obj for r in registry.fields.values()), org))
