@@ -32,7 +32,7 @@ _IOS = {"badge": int, "sound": str, "category": str, "thread_id": str}
 
 def _fact(path: str, dtype: pl.DataType = pl.String) -> pl.Expr:
     """The frame column ``path`` as ``dtype``; all nulls when the frame has no such column."""
-    return pl.coalesce(cs.by_name(path, require_all=False).cast(dtype), pl.lit(None, dtype))
+    return pl.coalesce(cs.by_name(path, require_all=False).cast(dtype), pl.repeat(None, pl.len(), dtype=dtype))
 
 
 def valid_token(token: str) -> bool:

@@ -50,7 +50,7 @@ _NOT_SMS = {phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberTyp
 
 def _fact(path: str, dtype: pl.DataType = pl.String) -> pl.Expr:
     """The frame column ``path`` as ``dtype``; all nulls when the frame has no such column."""
-    return pl.coalesce(cs.by_name(path, require_all=False).cast(dtype), pl.lit(None, dtype))
+    return pl.coalesce(cs.by_name(path, require_all=False).cast(dtype), pl.repeat(None, pl.len(), dtype=dtype))
 
 
 def encoding(text: str) -> tuple[str, int]:

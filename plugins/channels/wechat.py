@@ -30,7 +30,7 @@ _BLOCKED = tuple(r.value for r in Reachability if not r.reachable)
 
 def _fact(path: str, dtype: pl.DataType = pl.String) -> pl.Expr:
     """The frame column ``path`` as ``dtype``; all nulls when the frame has no such column."""
-    return pl.coalesce(cs.by_name(path, require_all=False).cast(dtype), pl.lit(None, dtype))
+    return pl.coalesce(cs.by_name(path, require_all=False).cast(dtype), pl.repeat(None, pl.len(), dtype=dtype))
 
 class WeChat:
     """The WeChat channel (template messages to a follower's openid)."""

@@ -40,7 +40,7 @@ _BLOCKED = tuple(r.value for r in Reachability if not r.reachable)
 
 def _fact(path: str, dtype: pl.DataType = pl.String) -> pl.Expr:
     """The frame column ``path`` as ``dtype``; all nulls when the frame has no such column."""
-    return pl.coalesce(cs.by_name(path, require_all=False).cast(dtype), pl.lit(None, dtype))
+    return pl.coalesce(cs.by_name(path, require_all=False).cast(dtype), pl.repeat(None, pl.len(), dtype=dtype))
 
 @lru_cache(maxsize=65536)
 def wa_number(value: str, region: str | None = None) -> str | None:
