@@ -144,6 +144,20 @@ class Coupon:
         """Check the series settings; paths are inside ``incentive.settings``."""
         return check_series(spec, message)
 
+    def sample_specs(self) -> list[Mapping[str, Any]]:
+        """Valid series settings, one per code source (for the contract kit and the docs)."""
+        return [{"source": "generated", "alphabet": "alphanumeric", "length": 8, "cap": 10_000,
+                 "expiry": {"days": 14}},
+                {"source": "list", "codes": ["SUMMER-A1", "SUMMER-B2", "SUMMER-C3"], "expiry": {"with_campaign": True}},
+                {"source": "common", "code": "SALE20", "expiry": {"date": "2026-12-31"}}]
+
+    def sample_invalid_specs(self) -> list[tuple[Mapping[str, Any], str]]:
+        """Invalid settings and the path each is rejected at."""
+        return [({"alphabet": "numeric", "length": 4, "cap": 20_000, "expiry": {"days": 7}}, "cap"),
+                ({"source": "list", "codes": ["A1", "A1"], "expiry": {"days": 7}}, "codes[1]"),
+                ({"source": "common", "expiry": {"days": 7}}, "code"),
+                ({"expiry": {"days": 0}}, "expiry.days")]
+
     def ledger(self, spec: Mapping[str, Any], message: Message) -> CouponLedger:
         """The ledger of the series ``spec`` describes (created on first use)."""
         key = str(spec.get("series") or message.id)

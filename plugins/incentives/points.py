@@ -119,6 +119,19 @@ class Points:
         """Check the strategy; paths are inside ``incentive.settings``."""
         return check_strategy(spec, message)
 
+    def sample_specs(self) -> list[Mapping[str, Any]]:
+        """Valid strategies: a fixed amount, and points by tier (for the contract kit and the docs)."""
+        return [{"program": "Herald Rewards", "amount": 200, "expiry": {"days": 90}},
+                {"program": "Herald Rewards", "rule": {"by_field": "customer.tier", "amounts": {"gold": 500,
+                 "silver": 250}, "default": 100}, "expiry": {"date": "2026-12-31"}}]
+
+    def sample_invalid_specs(self) -> list[tuple[Mapping[str, Any], str]]:
+        """Invalid strategies and the path each is rejected at."""
+        return [({"amount": 100}, "program"),
+                ({"program": "Herald Rewards"}, "amount"),
+                ({"program": "Herald Rewards", "rule": {"by_field": "customer.tier", "amounts": {"gold": 5}}},
+                 "rule.default")]
+
     def reservations(self, spec: Mapping[str, Any], message: Message) -> int:
         """How many recipients of ``message`` hold reserved or credited points."""
         with self._lock:
