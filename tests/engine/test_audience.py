@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.audience import read_audience
@@ -90,6 +90,7 @@ def test_the_bundled_sample_audience_reads_cleanly(catalogue):
     assert len(read_audience(EXAMPLES / "audience.csv", catalogue).customers) == 200
 
 
+@settings(deadline=None, max_examples=60)
 @given(st.lists(st.tuples(st.text(alphabet="abcxyz", min_size=1, max_size=5),
                           st.text(alphabet='ab ,"\n', max_size=8)), min_size=1, max_size=10, unique_by=lambda r: r[0]))
 def test_any_csv_the_csv_module_writes_reads_back(tmp_path_factory, rows):
