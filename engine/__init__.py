@@ -23,6 +23,7 @@ from engine.errors import (
     ValidationFailed,
 )
 from engine.events import EngineEvent
+from engine.facts import zone
 from engine.hookspecs import hookimpl
 from engine.model import (
     CONTACT_FIELDS,
@@ -39,7 +40,6 @@ from engine.model import (
     TraceStep,
 )
 from engine.rulefiles.outcome import outcome
-from engine.facts import zone
 from engine.scheduling import defer_for_quiet_hours, local_send_time, parse_hhmm
 from engine.templating import check_tags, render_content, template_strings
 from engine.templating import variables as template_variables

@@ -82,7 +82,7 @@ def compile_ruleset(ruleset: Ruleset) -> Callable[[Mapping[str, Any]], tuple[str
         lines.append(f"        return {rid}" if first else f"        out.append({rid})")
     lines.append("    return ()" if first else "    return tuple(out)")
     namespace: dict[str, Any] = {"_seq": (list, tuple), **gen.consts}
-    exec(compile("\n".join(lines), f"<ruleset {ruleset.key}>", "exec"), namespace)  # noqa: S102 - see module doc
+    exec(compile("\n".join(lines), f"<ruleset {ruleset.key}>", "exec"), namespace)
     return namespace["_evaluate"]
 
 

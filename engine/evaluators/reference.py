@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from engine.rulefiles.ir import All, Always, AnyOf, Cmp, Condition, Not, Ruleset
+from engine.rulefiles.ir import All, Always, AnyOf, Condition, Not, Ruleset
 
 
 def holds(cond: Condition, facts: Mapping[str, Any]) -> bool:

@@ -129,7 +129,7 @@ def test_hook_register_fields_extends_what_rules_may_test():
 
     reg = registry_with(plugin("weather", register_fields=lambda register: register(
         FieldSpec("weather.rain_mm", "number", "rain today"))))
-    cat = build_catalogue((r.obj for r in reg.fields.values()))
+    cat = build_catalogue(r.obj for r in reg.fields.values())
     assert cat.lookup("weather.rain_mm").type == "number"
     assert reg.fields["weather.rain_mm"].owner == "weather"
 
