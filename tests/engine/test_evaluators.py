@@ -114,3 +114,16 @@ def test_fact_builder_uses_the_default_zone_for_unknown_or_missing_zones():
 def test_naive_evaluation_times_are_refused():
     with pytest.raises(ValueError, match="time zone"):
         FactBuilder(datetime(2026, 7, 4, 13, 30), {})
+
+
+def test_compiled_code_treats_field_names_and_literals_as_data():
+    from engine.evaluators.compiled import compile_ruleset
+
+    sneaky = '"); import os; os.system("echo pwned") #'
+    fn = compile_ruleset(ruleset(Cmp("customer.note", "eq", sneaky), Cmp("customer.x", "in", ("a'b", 'c"d'))))
+    assert fn({"customer.note": sneaky}) == ("r0",)
+    assert fn({"customer.x": 'c"d'}) == ("r1",)
+    with pytest.raises(ValueError, match="invalid field name"):
+        compile_ruleset(ruleset(Cmp("customer.x) or __import__('os') or (1", "eq", 1)))
+    with pytest.raises(ValueError, match="cannot compile"):
+        compile_ruleset(ruleset(Cmp("customer.x", "__import__", 1)))
