@@ -13,20 +13,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from engine import DecisionDraft, EvaluationContext, Message, hookimpl
-from engine.scheduling import defer_for_quiet_hours
-
-
-@lru_cache(maxsize=1024)
-def _zone(name: str | None) -> ZoneInfo | None:
-    if not name:
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
+from engine import DecisionDraft, EvaluationContext, Message, defer_for_quiet_hours, hookimpl
+from engine import zone as _zone
 
 
 class QuietHours:
