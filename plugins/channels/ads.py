@@ -104,6 +104,10 @@ class AdChannel:
         self.creative_schema: Mapping[str, Any] = {
             "type": "object", "required": ["audience_name"], "properties": props, "additionalProperties": False}
 
+    def sample_creatives(self) -> list[Mapping[str, Any]]:
+        """Valid example contents (used by docs and the contract test kit)."""
+        return [{"audience_name": "Summer sale 2026"}]
+
     def validate(self, creative: Creative, message: Message) -> list[Issue]:
         """The audience name is required (≤200 characters); Google membership is 1–540 days."""
         content, issues = creative.content, []

@@ -71,6 +71,13 @@ class CallTask:
         self.queues = tuple(settings["queues"]) if settings.get("queues") is not None else None
         self.region = settings.get("default_region")
 
+    def sample_creatives(self) -> list[Mapping[str, Any]]:
+        """Valid example contents (used by docs and the contract test kit)."""
+        return [{"script": "Hello {{ customer.first_name | default: 'there' }}, this is Herald about our summer sale.",
+                 "queue": "retention", "call_window": {"start": "10:00", "end": "18:00"},
+                 "labels": {"reason": "lapsed"},
+                 "outcomes": [{"name": "result", "type": "choice", "options": ["interested", "not_interested"]}]}]
+
     def validate(self, creative: Creative, message: Message) -> list[Issue]:
         """Script and queue required; call window as HH:MM with start ≠ end; labels text; outcome fields
         named, typed, unique, and choices with at least two options."""

@@ -89,6 +89,13 @@ class Email:
         self.html_warn_bytes = int(settings.get("html_warn_bytes", HTML_WARN_BYTES))
         self.tags = {"unsubscribe_url": f"{self.unsubscribe_base}/preview"}
 
+    def sample_creatives(self) -> list[Mapping[str, Any]]:
+        """Valid example contents (used by docs and the contract test kit)."""
+        return [{"subject": "{{ customer.first_name | default: 'Friend' }}, 20% off this summer",
+                 "html": "<p>Hello {{ customer.first_name | default: 'there' }},</p><p>20% off all summer.</p>"
+                         "<p><a href=\"{{ unsubscribe_url }}\">Unsubscribe</a></p>"},
+                {"subject": "Summer sale", "text": "20% off all summer.\n\nUnsubscribe: {{ unsubscribe_url }}"}]
+
     def validate(self, creative: Creative, message: Message) -> list[Issue]:
         """Subject and a body part required; header fields single-line; addresses valid; a size warning."""
         content, issues = creative.content, []

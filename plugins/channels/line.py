@@ -70,6 +70,11 @@ class Line:
     def __init__(self, settings: Mapping[str, Any]):
         self.cost = float(settings.get("cost", 0.003))
 
+    def sample_creatives(self) -> list[Mapping[str, Any]]:
+        """Valid example contents (used by docs and the contract test kit)."""
+        return [{"messages": [{"type": "text", "text": "{{ customer.first_name | default: 'Hi' }}, 20% off this weekend!"},
+                              {"type": "image", "original_url": "https://cdn.herald.example/summer.jpg"}]}]
+
     def validate(self, creative: Creative, message: Message) -> list[Issue]:
         """One to five messages; text ≤5,000 characters; images as https URLs of at most 2,000 characters."""
         content, issues = creative.content, []

@@ -78,6 +78,12 @@ class Push:
         self.body_max = int(settings.get("body_max", 240))
         self.schemes = tuple(s.lower() for s in settings.get("deep_link_schemes", ("https",)))
 
+    def sample_creatives(self) -> list[Mapping[str, Any]]:
+        """Valid example contents (used by docs and the contract test kit)."""
+        return [{"title": "Summer sale is live", "body": "{{ customer.first_name | default: 'Hi' }}, 20% off today only",
+                 "image": "https://cdn.herald.example/summer.png", "deep_link": "https://shop.example/sale",
+                 "android": {"channel_id": "offers", "priority": "high"}, "ios": {"badge": 1, "sound": "default"}}]
+
     def validate(self, creative: Creative, message: Message) -> list[Issue]:
         """Title and body within limits, https image, deep-link scheme, platform fields, payload size."""
         content, issues = creative.content, []

@@ -172,6 +172,10 @@ class Sms:
         """The sender id: the creative's, else the message's delivery settings'."""
         return creative.content.get("sender_id") or message.delivery.senders.get("sms", {}).get("sender_id")
 
+    def sample_creatives(self) -> list[Mapping[str, Any]]:
+        """Valid example contents (used by docs and the contract test kit)."""
+        return [{"body": "{{ customer.first_name | default: 'Hi' }}, summer sale: 20% off everything until Sunday. {{ optout }}"}]
+
     def validate(self, creative: Creative, message: Message) -> list[Issue]:
         """Body present, known keys, sender id rules, segments within the maximum, and DLT rules when on."""
         content, issues = creative.content, []

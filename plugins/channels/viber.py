@@ -64,6 +64,11 @@ class Viber:
         self.sender_name = settings.get("sender_name")
         self.sender_avatar = settings.get("sender_avatar")
 
+    def sample_creatives(self) -> list[Mapping[str, Any]]:
+        """Valid example contents (used by docs and the contract test kit)."""
+        return [{"text": "{{ customer.first_name | default: 'Hi' }}, summer sale: 20% off", "image": "https://cdn.herald.example/summer.jpg",
+                 "button": {"caption": "Shop now", "url": "https://shop.example/sale"}}]
+
     def validate(self, creative: Creative, message: Message) -> list[Issue]:
         """Text or image; text ≤1,000; image https; a button has caption (≤30) and an http(s) URL; sender name."""
         content, issues = creative.content, []

@@ -61,6 +61,12 @@ class WeChat:
         registry = settings.get("templates")
         self.templates = {str(k): tuple(v) for k, v in registry.items()} if registry is not None else None
 
+    def sample_creatives(self) -> list[Mapping[str, Any]]:
+        """Valid example contents (used by docs and the contract test kit)."""
+        return [{"template_id": "ngqIpbwh8bUfcSsECmogfXcV14J0tQlEpBO27izEYtY", "url": "https://shop.example/sale",
+                 "data": {"first": {"value": "Summer sale", "color": "#173177"},
+                          "keyword1": "{{ customer.first_name | default: 'Member' }}", "remark": "20% off until Sunday"}}]
+
     def validate(self, creative: Creative, message: Message) -> list[Issue]:
         """Template id (registered, when a registry is configured), data fields, colours, URL, mini program."""
         content, issues = creative.content, []

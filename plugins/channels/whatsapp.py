@@ -86,6 +86,12 @@ class WhatsApp:
         registry = settings.get("templates")
         self.templates = {str(k): dict(v) for k, v in registry.items()} if registry is not None else None
 
+    def sample_creatives(self) -> list[Mapping[str, Any]]:
+        """Valid example contents (used by docs and the contract test kit)."""
+        return [{"name": "summer_sale_2026", "language": "en_US", "category": "marketing",
+                 "body": "Hi {{1}}, our summer sale is on: {{2}} off until Sunday.",
+                 "parameters": ["{{ customer.first_name | default: 'there' }}", "20%"]}]
+
     def validate(self, creative: Creative, message: Message) -> list[Issue]:
         """Name, language and category; slots numbered 1..n; as many parameters as slots; parameters on one
         line; an https header image; and, with a registry, an approved template that matches."""
