@@ -139,7 +139,7 @@ def test_the_kit_fails_a_channel_that_breaks_the_contract(tmp_path):
     assert "FAILED test_broken.py::TestBroken::test_render_is_deterministic_and_json_ready" in out
     assert "broken: no contact gave valid" in out
     # the required-tag and unknown-tag checks come from the engine's validation, so they still pass
-    assert "3 passed" in out or "passed" in out
+    assert " passed" in out
 
 
 @pytest.mark.slow
