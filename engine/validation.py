@@ -55,7 +55,7 @@ def validate_message(message: Message, registry: Registry, catalogue: FieldCatal
             continue
         if "x_engage" not in strategy and channel.kind == "ad":
             issues.append(Issue(f"{where}.channel", "strategy", f"{creative.channel} is an ad channel: add x_engage to the strategy"))
-        issues += [Issue(f"{where}.content.{x.path}".rstrip("."), x.code, x.message, x.severity)
+        issues += [Issue(_creative_path(where, x.path), x.code, x.message, x.severity)
                    for x in channel.validate(creative, message)]
         tag_issues, used = check_tags(creative.content, base_tags | set(channel.tags), channel.required_tags,
                                       prefix=f"{where}.content")
@@ -113,6 +113,17 @@ def _schedule_issues(message: Message) -> list[Issue]:
             except ValueError as exc:
                 out.append(Issue(f"schedule.quiet_hours[{k}]", "time_format", str(exc)))
     return out
+
+
+def _creative_path(where: str, path: str) -> str:
+    """A channel's issue path: inside the creative's content, unless it names a message-level section."""
+    if path.startswith(MESSAGE_SECTIONS):
+        return path
+    return f"{where}.content.{path}".rstrip(".")
+
+
+#: Issue paths starting with one of these point outside the creative (e.g. ``delivery.senders.viber.sender_name``).
+MESSAGE_SECTIONS = ("delivery.", "schedule.", "incentive.", "message.")
 
 
 def _unknown_channel(name: str, registry: Registry) -> str:
