@@ -30,7 +30,7 @@ def register_channels(register: Callable[[Channel], None], settings: Mapping[str
 
     :param register: records the channel under its ``name`` with this plugin as owner; a name another
         plugin already registered raises ``PluginConflict`` naming both plugins.
-    :param settings: this plugin's settings block (from ``HERALD_PLUGIN_SETTINGS`` or the caller).
+    :param settings: this plugin's settings block (the ``plugins:`` block of the ``HERALD_SETTINGS`` file, or what the caller passes).
     """
 
 
