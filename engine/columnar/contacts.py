@@ -65,10 +65,11 @@ def normalise_emails(s: pl.Series) -> tuple[pl.Series, pl.Series]:
     checked = [_checked("email", f"a@{d}", normalise_email) for d in domains]
     ok_domains = [d for d, r in zip(domains, checked, strict=True) if r[0] is not None]
     norm_domains = [r[0].split("@", 1)[1] for r in checked if r[0] is not None]
-    slow_values = parts.filter(~pl.col("simple") | ~pl.col("domain").is_in(ok_domains)).get_column("v")
-    slow_good, slow_bad = per_unique(slow_values.unique(), "email", normalise_email)
-    slow_map_good = dict(zip(slow_values.unique().to_list(), slow_good.to_list(), strict=True))
-    slow_map_bad = dict(zip(slow_values.unique().to_list(), slow_bad.to_list(), strict=True))
+    slow = parts.filter(~pl.col("simple") | ~pl.col("domain").is_in(pl.Series(ok_domains, dtype=pl.String).implode()))
+    slow_values = slow.get_column("v").drop_nulls().unique().to_list()
+    slow_results = [_checked("email", v, normalise_email) for v in slow_values]
+    slow_map_good = dict(zip(slow_values, [r[0] for r in slow_results], strict=True))
+    slow_map_bad = dict(zip(slow_values, [r[1] for r in slow_results], strict=True))
     fast_dom = pl.col("domain").replace_strict(ok_domains, norm_domains, default=None, return_dtype=pl.String)
     out = parts.select(
         pl.when(pl.col("simple") & fast_dom.is_not_null())

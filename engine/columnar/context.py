@@ -106,7 +106,7 @@ class ColumnarContext:
         variants = {c.variant for c in self.message.creatives if c.channel == channel}
         if "default" in variants:
             return pl.lit(True)
-        return pl.col(VARIANT).is_in(pl.Series(sorted(variants), dtype=pl.String)).fill_null(False)
+        return pl.col(VARIANT).is_in(pl.Series(sorted(variants), dtype=pl.String).implode()).fill_null(False)
 
     def reachable(self, channel: str) -> pl.Expr:
         """True where the customer is reachable on ``channel``."""

@@ -29,7 +29,7 @@ def reach_exprs(channels: Sequence[str], message: Message, registry: Registry, s
             status = per_row_status(channel, message, schema)
         else:
             raise ValueError(f"channel {name} has no reachability_expr")
-        out[name] = status.cast(pl.String).is_in(pl.Series(REACHABLE, dtype=pl.String)).fill_null(False)
+        out[name] = status.cast(pl.String).is_in(pl.Series(REACHABLE, dtype=pl.String).implode()).fill_null(False)
     return out
 
 

@@ -76,11 +76,16 @@ def _order(col: pl.Expr, ck: str, value: Any, op: str) -> pl.Expr:
     return {"lt": c < v, "lte": c <= v, "gt": c > v, "gte": c >= v}[op]
 
 
-def _is_in(col: pl.Expr, ck: str, values: Any) -> pl.Expr:
+def _is_in(col: pl.Expr, ck: str, values: Any, dtype: pl.DataType | None) -> pl.Expr:
+    values = list(values)
+    if values and ck == "str" and all(isinstance(v, str) for v in values):
+        return col.is_in(pl.Series(values, dtype=pl.String).implode())
+    if values and ck == "num" and all(_lit_kind(v) == "num" for v in values):
+        if dtype is not None and dtype.is_integer() and all(isinstance(v, int) for v in values):
+            return col.is_in(pl.Series(values, dtype=pl.Int64).implode())
+        if dtype is not None and dtype.is_float():
+            return col.is_in(pl.Series([float(v) for v in values], dtype=pl.Float64).implode())
     parts = [_eq(col, ck, v) for v in values]
-    same = [v for v in values if _lit_kind(v) == ck and ck in ("num", "str")]
-    if len(same) == len(parts) and same:
-        return col.is_in(pl.Series(same))
     return pl.any_horizontal(parts) if parts else _FALSE
 
 
@@ -89,7 +94,7 @@ def _matches(col: pl.Expr, pattern: str) -> pl.Expr:
 
     def per_unique(s: pl.Series) -> pl.Series:
         hits = [v for v in s.drop_nulls().unique().to_list() if rx.fullmatch(v) is not None]
-        return s.is_in(pl.Series(hits, dtype=pl.String))
+        return s.is_in(pl.Series(hits, dtype=pl.String).implode())
 
     return col.cast(pl.String).map_batches(per_unique, return_dtype=pl.Boolean)
 
@@ -114,9 +119,9 @@ def _cmp(cond: Cmp, schema: Schema) -> pl.Expr:
     elif op in ("lt", "lte", "gt", "gte"):
         out = _order(col, ck, value, op)
     elif op == "in":
-        out = _is_in(col, ck, value)
+        out = _is_in(col, ck, value, schema.get(cond.field))
     elif op == "not_in":
-        out = present & ~_is_in(col, ck, value).fill_null(False)
+        out = present & ~_is_in(col, ck, value, schema.get(cond.field)).fill_null(False)
     elif op == "between":
         lo, hi = value
         out = _order(col, ck, lo, "gte") & _order(col, ck, hi, "lte")
@@ -175,9 +180,9 @@ def fired_list_expr(ruleset: Ruleset, schema: Schema) -> pl.Expr:
 
 
 def facts_frame(rows: list[Mapping[str, Any]]) -> pl.DataFrame:
-    """A frame of flat fact mappings, one column per fact; types inferred (lists as List(String))."""
+    """A frame of flat fact mappings, one column per fact (plus ``__row``); types inferred (lists as List(String))."""
     names = list(dict.fromkeys(k for row in rows for k in row))
-    columns = {}
+    columns = {"__row": pl.Series("__row", range(len(rows)), dtype=pl.Int64)}
     for name in names:
         values = [row.get(name) for row in rows]
         if any(isinstance(v, (list, tuple)) for v in values):
@@ -185,7 +190,7 @@ def facts_frame(rows: list[Mapping[str, Any]]) -> pl.DataFrame:
                                       dtype=pl.List(pl.String), strict=False)
         else:
             columns[name] = pl.Series(name, values, strict=False)
-    return pl.DataFrame(columns, height=len(rows))
+    return pl.DataFrame(columns)
 
 
 class ColumnarEvaluator:
@@ -197,8 +202,8 @@ class ColumnarEvaluator:
         """Fired rule ids of every row of ``frame``, in row order."""
         lazy = frame.lazy()
         schema = lazy.collect_schema()
-        out = lazy.select(fired_list_expr(ruleset, schema).alias("fired")).collect()
-        return [tuple(v) for v in out["fired"].to_list()]
+        out = lazy.with_columns(fired_list_expr(ruleset, schema).alias("__fired")).select("__fired").collect()
+        return [tuple(v) for v in out["__fired"].to_list()]
 
     def fired(self, ruleset: Ruleset, facts: Mapping[str, Any]) -> tuple[str, ...]:
         """Fired rule ids for one fact mapping (a one-row frame; slow, for tests and single requests)."""
