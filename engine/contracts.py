@@ -78,6 +78,9 @@ class Optimizer(Protocol):
         """Refine ``draft`` (exclude, pick a variant, order channels, move send_at) and trace why."""
         ...
 
+    # Optional: ``validate(message) -> list[Issue]`` checks ``message.optimizers[name]`` when the message
+    # loads (paths relative to that block); ``active(message) -> bool`` says whether the step does anything.
+
 
 @runtime_checkable
 class Evaluator(Protocol):

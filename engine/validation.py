@@ -88,8 +88,23 @@ def validate_message(message: Message, registry: Registry, catalogue: FieldCatal
             if message.incentive.kind not in shown:
                 issues.append(Issue("incentive", "incentive_not_shown",
                                     f"no creative shows the {message.incentive.kind} incentive's tags", "warning"))
+    issues += _optimizer_issues(message, registry)
     issues += _schedule_issues(message)
     return issues
+
+
+def _optimizer_issues(message: Message, registry: Registry) -> list[Issue]:
+    """Settings for unknown optimizers, and each optimizer's own ``validate(message)`` when it has one."""
+    out = []
+    for name in message.optimizers:
+        if name not in registry.optimizers:
+            out.append(Issue(f"optimizers.{name}", "unknown_optimizer",
+                             f"unknown optimizer {name!r}; registered: {', '.join(sorted(registry.optimizers))}"))
+    for name, reg in registry.optimizers.items():
+        check = getattr(reg.obj, "validate", None)
+        if check is not None and name in message.optimizers:
+            out += [Issue(f"optimizers.{name}.{i.path}".rstrip("."), i.code, i.message, i.severity) for i in check(message)]
+    return out
 
 
 def _schedule_issues(message: Message) -> list[Issue]:

@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from engine import DecisionDraft, EvaluationContext, Message, hookimpl
+from engine import DecisionDraft, EvaluationContext, Issue, Message, hookimpl
 
 BUCKETS = 10_000  # percentages to two decimals
 
@@ -48,6 +48,17 @@ class ControlGroup:
         salt = str(merged.get("salt", "herald"))
         key = salt if merged.get("level", "campaign") == "org" else f"{salt}:{message.campaign.id}"
         return key, min(threshold, BUCKETS)
+
+    def validate(self, message: Message) -> list[Issue]:
+        """``percent`` is a number from 0 to 100; ``level`` is campaign or org."""
+        own = message.optimizers.get(self.name) or {}
+        issues = []
+        percent = own.get("percent", 10)
+        if isinstance(percent, bool) or not isinstance(percent, (int, float)) or not 0 <= percent <= 100:
+            issues.append(Issue("percent", "invalid", f"percent is a number from 0 to 100, not {percent!r}"))
+        if own.get("level", "campaign") not in ("campaign", "org"):
+            issues.append(Issue("level", "invalid", "level is campaign or org"))
+        return issues
 
     def active(self, message: Message) -> bool:
         """Whether the split applies to ``message``."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from engine import DecisionDraft, EvaluationContext, Message, hookimpl
+from engine import DecisionDraft, EvaluationContext, Issue, Message, hookimpl
 
 
 class Cost:
@@ -37,6 +37,24 @@ class Cost:
         for name, figures in (own.get("channels") or {}).items():
             channels[name] = {**channels.get(name, {}), **figures}
         return {**self.defaults, **own, "channels": channels}
+
+    def validate(self, message: Message) -> list[Issue]:
+        """``value`` and each channel's ``cost`` are numbers ≥ 0; conversion rates lie in [0, 1]."""
+        own = message.optimizers.get(self.name) or {}
+        issues = [Issue(k, "invalid", f"{k} is a number ≥ 0") for k in ("value",)
+                  if k in own and not _number(own[k], 0, None)]
+        rate = own.get("default_conversion_rate")
+        if rate is not None and not _number(rate, 0, 1):
+            issues.append(Issue("default_conversion_rate", "invalid", "a conversion rate is a number from 0 to 1"))
+        for name, figures in (own.get("channels") or {}).items():
+            if not isinstance(figures, Mapping):
+                issues.append(Issue(f"channels.{name}", "invalid", "channel figures are {cost, conversion_rate}"))
+                continue
+            if "cost" in figures and not _number(figures["cost"], 0, None):
+                issues.append(Issue(f"channels.{name}.cost", "invalid", "cost is a number ≥ 0"))
+            if "conversion_rate" in figures and not _number(figures["conversion_rate"], 0, 1):
+                issues.append(Issue(f"channels.{name}.conversion_rate", "invalid", "a conversion rate is a number from 0 to 1"))
+        return issues
 
     def active(self, message: Message) -> bool:
         """Whether ranking by cost applies to ``message``."""
@@ -100,6 +118,12 @@ class Cost:
             pl.when(emptied).then(False).otherwise(inc).alias("_included"),
             pl.when(emptied).then(pl.lit("unprofitable")).otherwise(pl.col("_reason")).alias("_reason"),
         )
+
+
+def _number(value: Any, low: float | None, high: float | None) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return (low is None or value >= low) and (high is None or value <= high)
 
 
 @hookimpl

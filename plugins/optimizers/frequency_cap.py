@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine import DecisionDraft, EvaluationContext, Message, hookimpl
+from engine import DecisionDraft, EvaluationContext, Issue, Message, hookimpl
 
 PERIODS = ("day", "week", "month")
 OVERALL = "overall"
@@ -97,6 +97,12 @@ class FrequencyCap:
         if problems:
             raise ValueError(f"message {message.id}: optimizers.frequency_cap." + "; ".join(problems))
         return base + extra
+
+    def validate(self, message: Message) -> list[Issue]:
+        """The message's extra ``limits`` (each ``{channel?, period, max}``)."""
+        own = message.optimizers.get(self.name) or {}
+        problems = check_limits(list(own.get("limits") or ())) if "limits" in own else []
+        return [Issue(p.split(":", 1)[0], "invalid", p.split(":", 1)[1].strip()) for p in problems]
 
     def active(self, message: Message) -> bool:
         """Whether any limit applies to ``message``."""

@@ -15,7 +15,15 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine import DecisionDraft, EvaluationContext, Message, defer_for_quiet_hours, hookimpl
+from engine import (
+    DecisionDraft,
+    EvaluationContext,
+    Issue,
+    Message,
+    defer_for_quiet_hours,
+    hookimpl,
+    parse_hhmm,
+)
 from engine import zone as _zone
 
 
@@ -34,6 +42,18 @@ class QuietHours:
         if message.schedule.quiet_hours:
             return tuple(message.schedule.quiet_hours)  # type: ignore[return-value]
         return _window(message.optimizers.get(self.name) or {}) or self.default_window
+
+    def validate(self, message: Message) -> list[Issue]:
+        """``start`` and ``end`` are local times HH:MM."""
+        own = message.optimizers.get(self.name) or {}
+        issues = []
+        for key in ("start", "end"):
+            if key in own:
+                try:
+                    parse_hhmm(str(own[key]))
+                except ValueError as exc:
+                    issues.append(Issue(key, "time_format", str(exc)))
+        return issues
 
     def active(self, message: Message) -> bool:
         """Whether quiet hours apply to ``message``."""

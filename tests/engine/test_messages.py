@@ -77,3 +77,15 @@ def test_a_variant_without_a_creative_is_an_error(herald, write):
     msgs = problems(herald, write(text.replace("  - channel: sms\n    variant: default", "  - channel: sms\n    variant: other")
                                   .replace("  - channel: email\n    variant: default", "  - channel: email\n    variant: other")))
     assert any("variant 'gold_evening' (rule gold-electronics-evening) has no creative" in m for m in msgs)
+
+
+def test_optimizer_settings_are_checked_when_the_message_loads(herald, write):
+    text = BASE.replace("delivery:\n", "optimizers:\n  control_group: {percent: 150}\n  frequency_cap: {limits: [{period: fortnight, max: 2}]}\n"
+                        "  quiet_hours: {start: '25:00', end: '08:00'}\n  cost: {channels: {sms: {conversion_rate: 3}}}\n  magic: {}\n"
+                        "delivery:\n")
+    msgs = problems(herald, write(text))
+    assert any("optimizers.control_group.percent: percent is a number from 0 to 100, not 150" in m for m in msgs)
+    assert any("optimizers.frequency_cap.limits[0].period: one of day, week, month" in m for m in msgs)
+    assert any("optimizers.quiet_hours.start: expected HH:MM, got '25:00'" in m for m in msgs)
+    assert any("optimizers.cost.channels.sms.conversion_rate: a conversion rate is a number from 0 to 1" in m for m in msgs)
+    assert any("optimizers.magic: unknown optimizer 'magic'" in m for m in msgs)
