@@ -1,0 +1,91 @@
+"""Run every benchmark: ``python benchmarks/run.py [--quick]`` (``make bench`` installs the ``bench`` extra
+first). Each figure comes from a fresh process; medians of 3. Prints Markdown tables (for README.md) and
+writes them to ``benchmarks/.work/results.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+ENGINES = ["columnar", "polars-chain", "compiled", "reference", "durable", "compiled-pipeline",
+           "reference-pipeline", "durable-pipeline", "zen", "zen-batch", "rule-engine"]
+
+
+def one(engine: str, n: int) -> dict:
+    out = subprocess.run([sys.executable, str(HERE / "bench_one.py"), engine, str(n)], capture_output=True,
+                         text=True, check=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure(cmd: list[str], stdout=subprocess.DEVNULL) -> tuple[float, float]:
+    """(wall seconds, peak RSS MB) of one command in a fresh process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE, cwd=ROOT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    if status != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.read().decode()[-2000:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def engines_table(sizes: list[int], repeats: int) -> list[str]:
+    lines = ["| engine | recipients | sample timed | decisions/s | µs/decision | peak RSS MB | same decisions |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for n in sizes:
+        digests = {}
+        for engine in ENGINES:
+            runs = [one(engine, n) for _ in range(repeats)]
+            med = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+            digests[engine] = med["digest"]
+            same = "yes" if med["digest"] == digests["columnar"] else "**NO**"
+            lines.append(f"| {engine} | {n:,} | {med['sample']:,} | {med['decisions_per_s']:,.0f} | "
+                         f"{med['us_per_decision']:.2f} | {statistics.median(r['peak_rss_mb'] for r in runs):,.0f} | {same} |")
+            print(lines[-1], flush=True)
+    return lines
+
+
+def end_to_end(n: int, repeats: int) -> list[str]:
+    import polars as pl
+
+    from benchmarks.workload import WORK, audience, write_files
+
+    message = write_files(WORK)
+    raw = audience(n)
+    parquet, csv = WORK / f"audience-{n}.parquet", WORK / f"audience-{n}.csv"
+    raw.write_parquet(parquet)
+    raw.with_columns(pl.col("affinities").list.join("|")).write_csv(csv)
+    herald = str(Path(sys.executable).parent / "herald")
+    lines = ["| audience | output | wall s (median of 3) | peak RSS MB |", "| --- | --- | ---: | ---: |"]
+    for path in (parquet, csv):
+        for label, extra in (("--summary", ["--summary", "--format", "json"]), ("NDJSON", ["--format", "ndjson"])):
+            cmd = [herald, "evaluate", "-m", str(message), "-a", str(path), "--at", "2026-07-04T13:30:00+00:00", *extra]
+            runs = [measure(cmd) for _ in range(repeats)]
+            wall = statistics.median(r[0] for r in runs)
+            rss = statistics.median(r[1] for r in runs)
+            lines.append(f"| {n:,} rows {path.suffix[1:]} | {label} | {wall:.2f} | {rss:,.0f} |")
+            print(lines[-1], flush=True)
+    return lines
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    sizes, repeats = ([20_000], 1) if quick else ([100_000, 1_000_000], 3)
+    out = ["## Engines", "", *engines_table(sizes, repeats), "", "## End to end", "",
+           *end_to_end(sizes[-1], repeats)]
+    (HERE / ".work").mkdir(exist_ok=True)
+    (HERE / ".work" / "results.md").write_text("\n".join(out) + "\n")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
