@@ -39,16 +39,25 @@ from engine.model import (
     Schedule,
     TraceStep,
 )
+from engine.reachability import (
+    ContactReach,
+    check_each,
+    e164_number,
+    fact_column,
+    nonempty,
+    ordered_reachability,
+    ordered_reachability_expr,
+)
 from engine.rulefiles.outcome import outcome
 from engine.scheduling import defer_for_quiet_hours, local_send_time, parse_hhmm
 from engine.templating import check_tags, render_content, template_strings
 from engine.templating import variables as template_variables
 
 __all__ = [
-    "CONTACT_FIELDS", "Campaign", "Channel", "Creative", "Customer", "Decision", "DecisionDraft",
+    "CONTACT_FIELDS", "Campaign", "Channel", "ContactReach", "Creative", "Customer", "Decision", "DecisionDraft",
     "DeliverySettings", "EngineError", "EngineEvent", "EvaluationContext", "EvaluationError", "Evaluator",
     "FieldSpec", "FiredRule", "IncentiveSpec", "IncentiveType", "Issue", "Message", "MessageFileError",
     "Optimizer", "PluginConflict", "Problem", "Reachability", "RuleFileError", "Schedule", "TemplateError",
-    "TraceStep", "AudienceError", "UnknownReference", "ValidationFailed", "check_tags", "defer_for_quiet_hours", "hookimpl", "local_send_time", "outcome", "parse_hhmm", "zone",
+    "TraceStep", "AudienceError", "UnknownReference", "ValidationFailed", "check_each", "check_tags", "defer_for_quiet_hours", "e164_number", "fact_column", "hookimpl", "local_send_time", "ordered_reachability", "ordered_reachability_expr", "outcome", "parse_hhmm", "nonempty", "zone",
     "render_content", "template_strings", "template_variables",
 ]

@@ -20,25 +20,30 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-import phonenumbers
 import polars as pl
-import polars.selectors as cs
 from email_validator import EmailNotValidError, validate_email
 
-from engine import Creative, Customer, Issue, Message, Reachability, hookimpl, render_content
+from engine import (
+    Creative,
+    Customer,
+    Issue,
+    Message,
+    Reachability,
+    check_each,
+    e164_number,
+    fact_column,
+    hookimpl,
+    nonempty,
+    ordered_reachability,
+    ordered_reachability_expr,
+    render_content,
+)
 
 PLATFORMS = {"facebook": "meta", "instagram": "meta", "google": "google", "youtube": "google"}
 MIN_AUDIENCE = {"meta": 100, "google": 1000}
 BATCH = 10_000
 MEMBERSHIP_DAYS_MAX = 540
-_STATES = frozenset(r.value for r in Reachability)
-_BLOCKED = tuple(r.value for r in Reachability if not r.reachable)
 
-
-
-def _fact(path: str, dtype: pl.DataType = pl.String) -> pl.Expr:
-    """The frame column ``path`` as ``dtype``; all nulls when the frame has no such column."""
-    return pl.coalesce(cs.by_name(path, require_all=False).cast(dtype), pl.repeat(None, pl.len(), dtype=dtype))
 
 def sha256(value: str) -> str:
     """Lower-case hex SHA-256 of the UTF-8 bytes of ``value``."""
@@ -54,16 +59,6 @@ def normal_email(value: str) -> str | None:
     except EmailNotValidError:
         return None
     return address
-
-
-@lru_cache(maxsize=65536)
-def normal_phone(value: str, region: str | None = None) -> str | None:
-    """The E.164 form (with ``+``) of a valid number; else None."""
-    try:
-        number = phonenumbers.parse(value, region)
-    except phonenumbers.NumberParseException:
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) if phonenumbers.is_valid_number(number) else None
 
 
 @dataclass(frozen=True)
@@ -128,7 +123,7 @@ class AdChannel:
         """The hashed ``email`` and ``phone`` of one customer (None where missing or invalid)."""
         attrs = customer.attributes if isinstance(customer, Customer) else customer
         email = normal_email(str(attrs["email"])) if attrs.get("email") else None
-        phone = normal_phone(str(attrs["phone"]), self.region) if attrs.get("phone") else None
+        phone = e164_number(str(attrs["phone"]), self.region) if attrs.get("phone") else None
         if phone is not None and self.platform == "meta":
             phone = phone.lstrip("+")
         return {"email": sha256(email) if email else None, "phone": sha256(phone) if phone else None}
@@ -136,33 +131,17 @@ class AdChannel:
     def reachability(self, customer: Customer, message: Message) -> Reachability:
         """Neither e-mail nor phone → contact_unavailable; a recorded unreachable status (no ad consent) wins;
         neither valid → invalid; else the recorded status."""
-        email, phone = customer.attributes.get("email"), customer.attributes.get("phone")
-        if not email and not phone:
-            return Reachability.CONTACT_UNAVAILABLE
-        recorded = customer.attributes.get(f"subscription.{self.name}")
-        status = Reachability(recorded) if recorded in _STATES else Reachability.VALID
-        if status.reachable and not any(self.identifiers(customer).values()):
-            return Reachability.INVALID
-        return status
+        attrs = customer.attributes
+        return ordered_reachability(customer, self.name, bool(attrs.get("email") or attrs.get("phone")),
+                                    lambda: any(self.identifiers(customer).values()))
 
     def reachability_expr(self, message: Message) -> pl.Expr:
         """``reachability`` over ``customer.email``, ``customer.phone`` and ``customer.subscription.<name>``."""
-        email = _fact("customer.email")
-        phone = _fact("customer.phone")
-        recorded = _fact(f"customer.subscription.{self.name}")
-        status = pl.when(recorded.is_in(list(_STATES))).then(recorded).otherwise(pl.lit("valid"))
+        email, phone = fact_column("customer.email"), fact_column("customer.phone")
         region = self.region
-        ok_email = email.map_batches(
-            lambda s: pl.Series([bool(v) and normal_email(v) is not None for v in s.to_list()], dtype=pl.Boolean),
-            return_dtype=pl.Boolean, is_elementwise=True)
-        ok_phone = phone.map_batches(
-            lambda s: pl.Series([bool(v) and normal_phone(v, region) is not None for v in s.to_list()], dtype=pl.Boolean),
-            return_dtype=pl.Boolean, is_elementwise=True)
-        missing = (email.is_null() | (email == "")) & (phone.is_null() | (phone == ""))
-        return (pl.when(missing).then(pl.lit("contact_unavailable"))
-                .when(status.is_in(_BLOCKED)).then(status)
-                .when(~(ok_email | ok_phone)).then(pl.lit("invalid"))
-                .otherwise(status))
+        ok_email = check_each(lambda v: normal_email(v) is not None)
+        ok_phone = check_each(lambda v: e164_number(v, region) is not None)
+        return ordered_reachability_expr(self.name, nonempty(email) | nonempty(phone), ok_email(email) | ok_phone(phone))
 
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
         """One member of the audience: the audience name and the hashed identifiers."""

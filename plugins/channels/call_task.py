@@ -9,35 +9,25 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Any
 
-import phonenumbers
 import polars as pl
-import polars.selectors as cs
 
-from engine import Creative, Customer, Issue, Message, Reachability, hookimpl, render_content
+from engine import (
+    ContactReach,
+    Creative,
+    Customer,
+    Issue,
+    Message,
+    Reachability,
+    e164_number,
+    hookimpl,
+    render_content,
+)
 
 OUTCOME_TYPES = ("choice", "text", "number", "boolean", "date")
 _HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
-_STATES = frozenset(r.value for r in Reachability)
-_BLOCKED = tuple(r.value for r in Reachability if not r.reachable)
-
-
-
-def _fact(path: str, dtype: pl.DataType = pl.String) -> pl.Expr:
-    """The frame column ``path`` as ``dtype``; all nulls when the frame has no such column."""
-    return pl.coalesce(cs.by_name(path, require_all=False).cast(dtype), pl.repeat(None, pl.len(), dtype=dtype))
-
-@lru_cache(maxsize=65536)
-def call_number(value: str, region: str | None = None) -> str | None:
-    """The E.164 form of a valid, diallable number, else None."""
-    try:
-        number = phonenumbers.parse(value, region)
-    except phonenumbers.NumberParseException:
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) if phonenumbers.is_valid_number(number) else None
 
 
 class CallTask:
@@ -70,6 +60,7 @@ class CallTask:
         self.cost = float(settings.get("cost", 0.5))
         self.queues = tuple(settings["queues"]) if settings.get("queues") is not None else None
         self.region = settings.get("default_region")
+        self._reach = ContactReach(self.name, "phone", valid=lambda v: e164_number(v, self.region) is not None)
 
     def sample_creatives(self) -> list[Mapping[str, Any]]:
         """Valid example contents (used by docs and the contract test kit)."""
@@ -105,28 +96,11 @@ class CallTask:
 
     def reachability(self, customer: Customer, message: Message) -> Reachability:
         """No phone → contact_unavailable; a recorded unreachable status wins; an invalid number → invalid."""
-        phone = customer.attributes.get("phone")
-        if not phone:
-            return Reachability.CONTACT_UNAVAILABLE
-        recorded = customer.attributes.get("subscription.call_task")
-        status = Reachability(recorded) if recorded in _STATES else Reachability.VALID
-        if status.reachable and call_number(str(phone), self.region) is None:
-            return Reachability.INVALID
-        return status
+        return self._reach.of(customer)
 
     def reachability_expr(self, message: Message) -> pl.Expr:
         """``reachability`` over a frame with ``customer.phone`` and ``customer.subscription.call_task``."""
-        phone = _fact("customer.phone")
-        recorded = _fact("customer.subscription.call_task")
-        status = pl.when(recorded.is_in(list(_STATES))).then(recorded).otherwise(pl.lit("valid"))
-        region = self.region
-        valid = phone.map_batches(
-            lambda s: pl.Series([bool(v) and call_number(v, region) is not None for v in s.to_list()], dtype=pl.Boolean),
-            return_dtype=pl.Boolean, is_elementwise=True)
-        return (pl.when(phone.is_null() | (phone == "")).then(pl.lit("contact_unavailable"))
-                .when(status.is_in(_BLOCKED)).then(status)
-                .when(~valid).then(pl.lit("invalid"))
-                .otherwise(status))
+        return self._reach.expr()
 
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
         """A task for the call-centre queue: who to call, when, what to say, and the outcome form."""
@@ -138,7 +112,7 @@ class CallTask:
             "queue": content["queue"],
             "priority": content.get("priority", "normal"),
             "customer_id": customer["id"],
-            "phone": call_number(str(phone), self.region) or phone,
+            "phone": e164_number(str(phone), self.region) or phone,
             "script": content["script"],
             "labels": dict(content.get("labels", {})),
             "outcomes": [dict(o) for o in content.get("outcomes", [])],

@@ -16,22 +16,14 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import polars as pl
-import polars.selectors as cs
 from email_validator import EmailNotValidError, validate_email
 
-from engine import Creative, Customer, Issue, Message, Reachability, hookimpl, render_content
+from engine import ContactReach, Creative, Customer, Issue, Message, Reachability, hookimpl, render_content
 
 HTML_WARN_BYTES = 100 * 1024
 SUBJECT_MAX = 255
 _FIELDS = ("subject", "html", "text", "from", "reply_to", "sender_name", "preheader")
-_STATES = frozenset(r.value for r in Reachability)
-_BLOCKED = tuple(r.value for r in Reachability if not r.reachable)
 
-
-
-def _fact(path: str, dtype: pl.DataType = pl.String) -> pl.Expr:
-    """The frame column ``path`` as ``dtype``; all nulls when the frame has no such column."""
-    return pl.coalesce(cs.by_name(path, require_all=False).cast(dtype), pl.repeat(None, pl.len(), dtype=dtype))
 
 def html_to_text(markup: str) -> str:
     """A plain-text part from HTML: links kept as ``text (url)``, blocks on their own lines."""
@@ -56,6 +48,9 @@ def normalized_email(value: str) -> str | None:
         return validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError:
         return None
+
+
+_REACH = ContactReach("email", "email", valid=lambda v: normalized_email(v) is not None)
 
 
 class Email:
@@ -132,27 +127,11 @@ class Email:
     def reachability(self, customer: Customer, message: Message) -> Reachability:
         """No address → contact_unavailable; a recorded unreachable status wins; a malformed address →
         invalid; else the recorded status (valid when unknown)."""
-        address = customer.attributes.get("email")
-        if not address:
-            return Reachability.CONTACT_UNAVAILABLE
-        recorded = customer.attributes.get("subscription.email")
-        status = Reachability(recorded) if recorded in _STATES else Reachability.VALID
-        if status.reachable and normalized_email(str(address)) is None:
-            return Reachability.INVALID
-        return status
+        return _REACH.of(customer)
 
     def reachability_expr(self, message: Message) -> pl.Expr:
         """``reachability`` over a frame with ``customer.email`` and ``customer.subscription.email``."""
-        address = _fact("customer.email")
-        recorded = _fact("customer.subscription.email")
-        status = pl.when(recorded.is_in(list(_STATES))).then(recorded).otherwise(pl.lit("valid"))
-        valid = address.map_batches(
-            lambda s: pl.Series([bool(v) and normalized_email(v) is not None for v in s.to_list()], dtype=pl.Boolean),
-            return_dtype=pl.Boolean, is_elementwise=True)
-        return (pl.when(address.is_null() | (address == "")).then(pl.lit("contact_unavailable"))
-                .when(status.is_in(_BLOCKED)).then(status)
-                .when(~valid).then(pl.lit("invalid"))
-                .otherwise(status))
+        return _REACH.expr()
 
     def unsubscribe_url(self, message_id: str, customer_id: str) -> str:
         """The one-click unsubscribe URL of one recipient of one message."""

@@ -12,23 +12,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import polars as pl
-import polars.selectors as cs
 
-from engine import Creative, Customer, Issue, Message, Reachability, hookimpl, render_content
+from engine import ContactReach, Creative, Customer, Issue, Message, Reachability, hookimpl, render_content
 
 TEXT_MAX = 5000
 URL_MAX = 2000
 MESSAGES_MAX = 5
 USER_ID = re.compile(r"U[0-9a-f]{32}")
 _TAG = re.compile(r"{{.*?}}|{%.*?%}", re.S)
-_STATES = frozenset(r.value for r in Reachability)
-_BLOCKED = tuple(r.value for r in Reachability if not r.reachable)
+_REACH = ContactReach("line", "line_id", valid=USER_ID.fullmatch,
+                             valid_expr=lambda c: c.str.contains(f"^{USER_ID.pattern}$"))
 
-
-
-def _fact(path: str, dtype: pl.DataType = pl.String) -> pl.Expr:
-    """The frame column ``path`` as ``dtype``; all nulls when the frame has no such column."""
-    return pl.coalesce(cs.by_name(path, require_all=False).cast(dtype), pl.repeat(None, pl.len(), dtype=dtype))
 
 def _image_url_issues(value: Any, where: str) -> list[Issue]:
     if not isinstance(value, str) or not value.strip():
@@ -110,24 +104,11 @@ class Line:
     def reachability(self, customer: Customer, message: Message) -> Reachability:
         """No LINE id → contact_unavailable; a recorded unreachable status (e.g. the user blocked the account)
         wins; an id that is not ``U`` + 32 hex digits → invalid; else the recorded status."""
-        user = customer.attributes.get("line_id")
-        if not user:
-            return Reachability.CONTACT_UNAVAILABLE
-        recorded = customer.attributes.get("subscription.line")
-        status = Reachability(recorded) if recorded in _STATES else Reachability.VALID
-        if status.reachable and not USER_ID.fullmatch(str(user)):
-            return Reachability.INVALID
-        return status
+        return _REACH.of(customer)
 
     def reachability_expr(self, message: Message) -> pl.Expr:
         """``reachability`` over a frame with ``customer.line_id`` and ``customer.subscription.line``."""
-        user = _fact("customer.line_id")
-        recorded = _fact("customer.subscription.line")
-        status = pl.when(recorded.is_in(list(_STATES))).then(recorded).otherwise(pl.lit("valid"))
-        return (pl.when(user.is_null() | (user == "")).then(pl.lit("contact_unavailable"))
-                .when(status.is_in(_BLOCKED)).then(status)
-                .when(~user.str.contains(f"^{USER_ID.pattern}$")).then(pl.lit("invalid"))
-                .otherwise(status))
+        return _REACH.expr()
 
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
         """A push request: ``{"to": user id, "messages": [{"type": "text", "text"} | {"type": "image", …}]}``."""

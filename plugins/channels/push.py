@@ -14,9 +14,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import polars as pl
-import polars.selectors as cs
 
-from engine import Creative, Customer, Issue, Message, Reachability, hookimpl, render_content
+from engine import ContactReach, Creative, Customer, Issue, Message, Reachability, hookimpl, render_content
 
 FCM_MAX_BYTES = 4096
 TTL_MAX = 28 * 24 * 3600
@@ -24,20 +23,17 @@ _TAG = re.compile(r"{{.*?}}|{%.*?%}", re.S)
 _TOKEN = re.compile(r"[A-Za-z0-9_:.\-]{16,4096}")
 _COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
 _NEVER = frozenset({"javascript", "data", "file", "vbscript", "about", "blob"})
-_STATES = frozenset(r.value for r in Reachability)
-_BLOCKED = tuple(r.value for r in Reachability if not r.reachable)
 _ANDROID = {"channel_id": str, "priority": str, "ttl": int, "collapse_key": str, "color": str, "sound": str, "tag": str}
 _IOS = {"badge": int, "sound": str, "category": str, "thread_id": str}
-
-
-def _fact(path: str, dtype: pl.DataType = pl.String) -> pl.Expr:
-    """The frame column ``path`` as ``dtype``; all nulls when the frame has no such column."""
-    return pl.coalesce(cs.by_name(path, require_all=False).cast(dtype), pl.repeat(None, pl.len(), dtype=dtype))
 
 
 def valid_token(token: str) -> bool:
     """Whether ``token`` looks like an FCM registration token (16–4096 URL-safe characters)."""
     return bool(_TOKEN.fullmatch(token))
+
+
+_REACH = ContactReach("push", "push_token", valid=valid_token,
+                             valid_expr=lambda c: c.str.contains(f"^(?:{_TOKEN.pattern})$"))
 
 
 def _untemplated(text: str) -> str:
@@ -136,24 +132,11 @@ class Push:
     def reachability(self, customer: Customer, message: Message) -> Reachability:
         """No push token → contact_unavailable; a recorded unreachable status wins; a malformed token →
         invalid; else the recorded status."""
-        token = customer.attributes.get("push_token")
-        if not token:
-            return Reachability.CONTACT_UNAVAILABLE
-        recorded = customer.attributes.get("subscription.push")
-        status = Reachability(recorded) if recorded in _STATES else Reachability.VALID
-        if status.reachable and not valid_token(str(token)):
-            return Reachability.INVALID
-        return status
+        return _REACH.of(customer)
 
     def reachability_expr(self, message: Message) -> pl.Expr:
         """``reachability`` over a frame with ``customer.push_token`` and ``customer.subscription.push``."""
-        token = _fact("customer.push_token")
-        recorded = _fact("customer.subscription.push")
-        status = pl.when(recorded.is_in(list(_STATES))).then(recorded).otherwise(pl.lit("valid"))
-        return (pl.when(token.is_null() | (token == "")).then(pl.lit("contact_unavailable"))
-                .when(status.is_in(_BLOCKED)).then(status)
-                .when(~token.str.contains(f"^(?:{_TOKEN.pattern})$")).then(pl.lit("invalid"))
-                .otherwise(status))
+        return _REACH.expr()
 
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
         """An FCM HTTP v1 request body: ``{"message": {token, notification, data, android, apns}}``."""

@@ -24,9 +24,18 @@ from typing import Any
 
 import phonenumbers
 import polars as pl
-import polars.selectors as cs
 
-from engine import Creative, Customer, Issue, Message, Reachability, hookimpl, render_content
+from engine import (
+    ContactReach,
+    Creative,
+    Customer,
+    Issue,
+    Message,
+    Reachability,
+    fact_column,
+    hookimpl,
+    render_content,
+)
 
 # GSM 03.38 basic character set, and the extension table (each extension character costs two septets).
 GSM7_BASIC = frozenset(
@@ -41,16 +50,10 @@ _TAG = re.compile(r"{{.*?}}|{%.*?%}", re.S)
 _OPTOUT = re.compile(r"{{-?\s*optout\s*-?}}")
 _ALPHA_SENDER = re.compile(r"[A-Za-z0-9 .&_-]{1,11}")
 _TAG_ESTIMATE = 10  # characters a personalisation tag is assumed to render to
-_STATES = frozenset(r.value for r in Reachability)
-_BLOCKED = tuple(r.value for r in Reachability if not r.reachable)
+_REACHABLE = tuple(r.value for r in Reachability if r.reachable)
 _NOT_SMS = {phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.TOLL_FREE,
             phonenumbers.PhoneNumberType.PREMIUM_RATE, phonenumbers.PhoneNumberType.SHARED_COST,
             phonenumbers.PhoneNumberType.VOICEMAIL, phonenumbers.PhoneNumberType.UAN}
-
-
-def _fact(path: str, dtype: pl.DataType = pl.String) -> pl.Expr:
-    """The frame column ``path`` as ``dtype``; all nulls when the frame has no such column."""
-    return pl.coalesce(cs.by_name(path, require_all=False).cast(dtype), pl.repeat(None, pl.len(), dtype=dtype))
 
 
 def encoding(text: str) -> tuple[str, int]:
@@ -156,6 +159,7 @@ class Sms:
         self.max_segments = int(settings.get("max_segments", 6))
         self.short_link_length = int(settings.get("short_link_length", 23))
         self.region = settings.get("default_region")
+        self._reach = ContactReach(self.name, "phone", valid=lambda v: sms_number(v, self.region) is not None)
         self.tags = {"optout": settings.get("optout_text", "Reply STOP to opt out")}
         dlt = settings.get("dlt") or None
         self.dlt_entity_id = dlt.get("entity_id") if dlt else None
@@ -246,34 +250,16 @@ class Sms:
     def reachability(self, customer: Customer, message: Message) -> Reachability:
         """No phone → contact_unavailable; a recorded unreachable status wins; a number that cannot take SMS
         → invalid; DND → unsubscribed unless the message may send to DND; else the recorded status."""
-        phone = customer.attributes.get("phone")
-        if not phone:
-            return Reachability.CONTACT_UNAVAILABLE
-        recorded = customer.attributes.get("subscription.sms")
-        status = Reachability(recorded) if recorded in _STATES else Reachability.VALID
-        if not status.reachable:
-            return status
-        if sms_number(str(phone), self.region) is None:
-            return Reachability.INVALID
-        if customer.attributes.get("dnd") is True and not message.delivery.send_to_dnd:
+        status = self._reach.of(customer)
+        if status.reachable and customer.attributes.get("dnd") is True and not message.delivery.send_to_dnd:
             return Reachability.UNSUBSCRIBED
         return status
 
     def reachability_expr(self, message: Message) -> pl.Expr:
         """``reachability`` over a frame with ``customer.phone``, ``customer.subscription.sms``, ``customer.dnd``."""
-        phone = _fact("customer.phone")
-        recorded = _fact("customer.subscription.sms")
-        status = pl.when(recorded.is_in(list(_STATES))).then(recorded).otherwise(pl.lit("valid"))
-        region = self.region
-        valid = phone.map_batches(
-            lambda s: pl.Series([bool(v) and sms_number(v, region) is not None for v in s.to_list()], dtype=pl.Boolean),
-            return_dtype=pl.Boolean, is_elementwise=True)
-        dnd = _fact("customer.dnd", pl.Boolean).eq_missing(True) & pl.lit(not message.delivery.send_to_dnd)
-        return (pl.when(phone.is_null() | (phone == "")).then(pl.lit("contact_unavailable"))
-                .when(status.is_in(_BLOCKED)).then(status)
-                .when(~valid).then(pl.lit("invalid"))
-                .when(dnd).then(pl.lit("unsubscribed"))
-                .otherwise(status))
+        status = self._reach.expr()
+        dnd = fact_column("customer.dnd", pl.Boolean).eq_missing(True) & pl.lit(not message.delivery.send_to_dnd)
+        return pl.when(status.is_in(_REACHABLE) & dnd).then(pl.lit("unsubscribed")).otherwise(status)
 
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
         """A gateway request: to (E.164), from, text, encoding and segments; DLT ids when DLT mode is on."""

@@ -13,22 +13,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import polars as pl
-import polars.selectors as cs
 
-from engine import Creative, Customer, Issue, Message, Reachability, hookimpl, render_content
+from engine import ContactReach, Creative, Customer, Issue, Message, Reachability, hookimpl, render_content
 
 TEXT_MAX = 1000
 CAPTION_MAX = 30
 SENDER_MAX = 28
+_SENDER_PATH = "delivery.senders.viber.name"  # a message-level path: where the sender name is set
 _TAG = re.compile(r"{{.*?}}|{%.*?%}", re.S)
-_STATES = frozenset(r.value for r in Reachability)
-_BLOCKED = tuple(r.value for r in Reachability if not r.reachable)
+_REACH = ContactReach("viber", "viber_id", valid=lambda v: not any(c.isspace() for c in v),
+                             valid_expr=lambda c: ~c.str.contains(r"\s"))
 
-
-
-def _fact(path: str, dtype: pl.DataType = pl.String) -> pl.Expr:
-    """The frame column ``path`` as ``dtype``; all nulls when the frame has no such column."""
-    return pl.coalesce(cs.by_name(path, require_all=False).cast(dtype), pl.repeat(None, pl.len(), dtype=dtype))
 
 def _url_problem(value: Any, where: str, schemes: tuple[str, ...]) -> str | None:
     if not isinstance(value, str) or not value.strip():
@@ -97,32 +92,19 @@ class Viber:
                 issues += [Issue(f"button.{k}", "unknown_key", f"unknown button field {k!r}") for k in sorted(set(button) - {"caption", "url"})]
         name = message.delivery.senders.get("viber", {}).get("name") or self.sender_name
         if not name:
-            issues.append(Issue("", "sender_required", "Viber needs a sender name (delivery.senders.viber.name or plugin settings)"))
+            issues.append(Issue(_SENDER_PATH, "sender_required", "Viber needs a sender name (delivery.senders.viber.name or plugin settings)"))
         elif len(str(name)) > SENDER_MAX:
-            issues.append(Issue("", "sender_too_long", f"the Viber sender name {name!r} is longer than {SENDER_MAX} characters"))
+            issues.append(Issue(_SENDER_PATH, "sender_too_long", f"the Viber sender name {name!r} is longer than {SENDER_MAX} characters"))
         return issues
 
     def reachability(self, customer: Customer, message: Message) -> Reachability:
         """No Viber id → contact_unavailable; a recorded unreachable status wins; an id with whitespace →
         invalid; else the recorded status."""
-        user = customer.attributes.get("viber_id")
-        if not user:
-            return Reachability.CONTACT_UNAVAILABLE
-        recorded = customer.attributes.get("subscription.viber")
-        status = Reachability(recorded) if recorded in _STATES else Reachability.VALID
-        if status.reachable and (not str(user).strip() or any(c.isspace() for c in str(user))):
-            return Reachability.INVALID
-        return status
+        return _REACH.of(customer)
 
     def reachability_expr(self, message: Message) -> pl.Expr:
         """``reachability`` over a frame with ``customer.viber_id`` and ``customer.subscription.viber``."""
-        user = _fact("customer.viber_id")
-        recorded = _fact("customer.subscription.viber")
-        status = pl.when(recorded.is_in(list(_STATES))).then(recorded).otherwise(pl.lit("valid"))
-        return (pl.when(user.is_null() | (user == "")).then(pl.lit("contact_unavailable"))
-                .when(status.is_in(_BLOCKED)).then(status)
-                .when(user.str.contains(r"\s")).then(pl.lit("invalid"))
-                .otherwise(status))
+        return _REACH.expr()
 
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
         """A ``send_message`` body: receiver, sender, type ``text`` or ``picture``, and a URL-button keyboard."""

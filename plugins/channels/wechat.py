@@ -14,23 +14,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import polars as pl
-import polars.selectors as cs
 
-from engine import Creative, Customer, Issue, Message, Reachability, hookimpl, render_content
+from engine import ContactReach, Creative, Customer, Issue, Message, Reachability, hookimpl, render_content
 
 OPENID = re.compile(r"[A-Za-z0-9_-]{6,64}")
 _KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _TEMPLATE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
 _TAG = re.compile(r"{{.*?}}|{%.*?%}", re.S)
-_STATES = frozenset(r.value for r in Reachability)
-_BLOCKED = tuple(r.value for r in Reachability if not r.reachable)
+_REACH = ContactReach("wechat", "wechat_openid", valid=OPENID.fullmatch,
+                             valid_expr=lambda c: c.str.contains(f"^{OPENID.pattern}$"))
 
-
-
-def _fact(path: str, dtype: pl.DataType = pl.String) -> pl.Expr:
-    """The frame column ``path`` as ``dtype``; all nulls when the frame has no such column."""
-    return pl.coalesce(cs.by_name(path, require_all=False).cast(dtype), pl.repeat(None, pl.len(), dtype=dtype))
 
 class WeChat:
     """The WeChat channel (template messages to a follower's openid)."""
@@ -115,24 +109,11 @@ class WeChat:
     def reachability(self, customer: Customer, message: Message) -> Reachability:
         """No openid → contact_unavailable; a recorded unreachable status (unfollowed) wins; a malformed
         openid → invalid; else the recorded status."""
-        openid = customer.attributes.get("wechat_openid")
-        if not openid:
-            return Reachability.CONTACT_UNAVAILABLE
-        recorded = customer.attributes.get("subscription.wechat")
-        status = Reachability(recorded) if recorded in _STATES else Reachability.VALID
-        if status.reachable and not OPENID.fullmatch(str(openid)):
-            return Reachability.INVALID
-        return status
+        return _REACH.of(customer)
 
     def reachability_expr(self, message: Message) -> pl.Expr:
         """``reachability`` over a frame with ``customer.wechat_openid`` and ``customer.subscription.wechat``."""
-        openid = _fact("customer.wechat_openid")
-        recorded = _fact("customer.subscription.wechat")
-        status = pl.when(recorded.is_in(list(_STATES))).then(recorded).otherwise(pl.lit("valid"))
-        return (pl.when(openid.is_null() | (openid == "")).then(pl.lit("contact_unavailable"))
-                .when(status.is_in(_BLOCKED)).then(status)
-                .when(~openid.str.contains(f"^{OPENID.pattern}$")).then(pl.lit("invalid"))
-                .otherwise(status))
+        return _REACH.expr()
 
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
         """``{"touser", "template_id", "url"?, "miniprogram"?, "data": {key: {"value", "color"?}}}``."""

@@ -16,15 +16,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
-import phonenumbers
 import polars as pl
-import polars.selectors as cs
 
-from engine import Creative, Customer, Issue, Message, Reachability, hookimpl, render_content
+from engine import (
+    ContactReach,
+    Creative,
+    Customer,
+    Issue,
+    Message,
+    Reachability,
+    e164_number,
+    hookimpl,
+    render_content,
+)
 
 CATEGORIES = ("utility", "marketing", "authentication")
 NAME = re.compile(r"[a-z0-9_]+")
@@ -33,25 +40,12 @@ NAME_MAX = 512
 BODY_MAX = 1024
 _SLOT = re.compile(r"{{\s*(\d+)\s*}}")
 _TAG = re.compile(r"{{.*?}}|{%.*?%}", re.S)
-_STATES = frozenset(r.value for r in Reachability)
-_BLOCKED = tuple(r.value for r in Reachability if not r.reachable)
 
 
-
-def _fact(path: str, dtype: pl.DataType = pl.String) -> pl.Expr:
-    """The frame column ``path`` as ``dtype``; all nulls when the frame has no such column."""
-    return pl.coalesce(cs.by_name(path, require_all=False).cast(dtype), pl.repeat(None, pl.len(), dtype=dtype))
-
-@lru_cache(maxsize=65536)
 def wa_number(value: str, region: str | None = None) -> str | None:
     """The number as WhatsApp wants it (E.164 digits, no ``+``) when valid, else None."""
-    try:
-        number = phonenumbers.parse(value, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164).lstrip("+")
+    number = e164_number(value, region)
+    return number.lstrip("+") if number else None
 
 
 def slots(body: str) -> list[int]:
@@ -83,6 +77,7 @@ class WhatsApp:
     def __init__(self, settings: Mapping[str, Any]):
         self.cost = float(settings.get("cost", 0.005))
         self.region = settings.get("default_region")
+        self._reach = ContactReach(self.name, "whatsapp", valid=lambda v: wa_number(v, self.region) is not None)
         registry = settings.get("templates")
         self.templates = {str(k): dict(v) for k, v in registry.items()} if registry is not None else None
 
@@ -160,28 +155,11 @@ class WhatsApp:
     def reachability(self, customer: Customer, message: Message) -> Reachability:
         """No WhatsApp number → contact_unavailable; a recorded unreachable status wins; an invalid number →
         invalid; else the recorded status (unknown opt-in counts as reachable)."""
-        number = customer.attributes.get("whatsapp")
-        if not number:
-            return Reachability.CONTACT_UNAVAILABLE
-        recorded = customer.attributes.get("subscription.whatsapp")
-        status = Reachability(recorded) if recorded in _STATES else Reachability.VALID
-        if status.reachable and wa_number(str(number), self.region) is None:
-            return Reachability.INVALID
-        return status
+        return self._reach.of(customer)
 
     def reachability_expr(self, message: Message) -> pl.Expr:
         """``reachability`` over a frame with ``customer.whatsapp`` and ``customer.subscription.whatsapp``."""
-        number = _fact("customer.whatsapp")
-        recorded = _fact("customer.subscription.whatsapp")
-        status = pl.when(recorded.is_in(list(_STATES))).then(recorded).otherwise(pl.lit("valid"))
-        region = self.region
-        valid = number.map_batches(
-            lambda s: pl.Series([bool(v) and wa_number(v, region) is not None for v in s.to_list()], dtype=pl.Boolean),
-            return_dtype=pl.Boolean, is_elementwise=True)
-        return (pl.when(number.is_null() | (number == "")).then(pl.lit("contact_unavailable"))
-                .when(status.is_in(_BLOCKED)).then(status)
-                .when(~valid).then(pl.lit("invalid"))
-                .otherwise(status))
+        return self._reach.expr()
 
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
         """A Cloud API template message: to, template name, language code and header/body components."""

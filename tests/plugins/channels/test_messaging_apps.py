@@ -77,10 +77,15 @@ def test_viber_button_needs_caption_and_url():
 
 def test_viber_image_https_and_sender_name():
     issues = Viber({}).validate(Creative("viber", content={**VIBER, "image": "ftp://x/y.jpg"}), message())
-    assert codes(issues) == {"image": "https_required", "": "sender_required"}
+    assert codes(issues) == {"image": "https_required", "delivery.senders.viber.name": "sender_required"}
     long_name = message(senders={"viber": {"name": "A sender name that is far too long"}})
-    assert codes(Viber({}).validate(Creative("viber", content=VIBER), long_name)) == {"": "sender_too_long"}
+    assert codes(Viber({}).validate(Creative("viber", content=VIBER), long_name)) == {"delivery.senders.viber.name": "sender_too_long"}
     assert codes(Viber({"sender_name": "Herald"}).validate(Creative("viber", content=VIBER), message())) == {}
+
+
+def test_viber_sender_issue_points_at_the_message_delivery_settings(registry, catalogue):
+    found = validate_message(message(Creative("viber", content=VIBER)), registry, catalogue)
+    assert [(i.path, i.code) for i in found if i.is_error] == [("delivery.senders.viber.name", "sender_required")]
 
 
 def test_viber_render_is_a_send_message_request():
