@@ -3,12 +3,21 @@ incentive and schedule. Returns issues with paths into the message file (``creat
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 from engine.errors import UnknownReference
 from engine.fields import FieldCatalogue
 from engine.model import Issue, Message
 from engine.registry import Registry
 from engine.scheduling import parse_hhmm
 from engine.templating import check_tags
+
+
+def unknown_keys(content: Mapping[str, Any], allowed: Iterable[str], what: str) -> list[Issue]:
+    """An ``unknown_key`` issue for every key of ``content`` not in ``allowed`` (``what`` names the thing)."""
+    allowed = set(allowed)
+    return [Issue(str(k), "unknown_key", f"unknown {what} field {k!r}") for k in content if k not in allowed]
 
 
 def known_tags(message: Message, registry: Registry, catalogue: FieldCatalogue) -> set[str]:

@@ -37,6 +37,7 @@ from engine import (
     ordered_reachability,
     ordered_reachability_expr,
     render_content,
+    unknown_keys,
 )
 
 PLATFORMS = {"facebook": "meta", "instagram": "meta", "google": "google", "youtube": "google"}
@@ -105,10 +106,8 @@ class AdChannel:
 
     def validate(self, creative: Creative, message: Message) -> list[Issue]:
         """The audience name is required (≤200 characters); Google membership is 1–540 days."""
-        content, issues = creative.content, []
-        for key in content:
-            if key not in self.creative_schema["properties"]:
-                issues.append(Issue(key, "unknown_key", f"unknown {self.name} audience field {key!r}"))
+        content = creative.content
+        issues = unknown_keys(content, self.creative_schema["properties"], f"{self.name} audience")
         name = content.get("audience_name")
         if not isinstance(name, str) or not name.strip():
             issues.append(Issue("audience_name", "required", f"the {self.name} audience_name is required"))

@@ -23,6 +23,7 @@ from engine import (
     e164_number,
     hookimpl,
     render_content,
+    unknown_keys,
 )
 
 OUTCOME_TYPES = ("choice", "text", "number", "boolean", "date")
@@ -72,10 +73,8 @@ class CallTask:
     def validate(self, creative: Creative, message: Message) -> list[Issue]:
         """Script and queue required; call window as HH:MM with start ≠ end; labels text; outcome fields
         named, typed, unique, and choices with at least two options."""
-        content, issues = creative.content, []
-        for key in content:
-            if key not in self.creative_schema["properties"]:
-                issues.append(Issue(key, "unknown_key", f"unknown call task field {key!r}"))
+        content = creative.content
+        issues = unknown_keys(content, self.creative_schema["properties"], "call task")
         for key in ("script", "queue"):
             if not isinstance(content.get(key), str) or not content[key].strip():
                 issues.append(Issue(key, "required", f"the call task {key} is required"))

@@ -18,7 +18,17 @@ from urllib.parse import quote, urlsplit
 import polars as pl
 from email_validator import EmailNotValidError, validate_email
 
-from engine import ContactReach, Creative, Customer, Issue, Message, Reachability, hookimpl, render_content
+from engine import (
+    ContactReach,
+    Creative,
+    Customer,
+    Issue,
+    Message,
+    Reachability,
+    hookimpl,
+    render_content,
+    unknown_keys,
+)
 
 HTML_WARN_BYTES = 100 * 1024
 SUBJECT_MAX = 255
@@ -93,10 +103,8 @@ class Email:
 
     def validate(self, creative: Creative, message: Message) -> list[Issue]:
         """Subject and a body part required; header fields single-line; addresses valid; a size warning."""
-        content, issues = creative.content, []
-        for key in content:
-            if key not in _FIELDS:
-                issues.append(Issue(key, "unknown_key", f"unknown e-mail field {key!r}"))
+        content = creative.content
+        issues = unknown_keys(content, _FIELDS, "e-mail")
         subject = content.get("subject")
         if not isinstance(subject, str) or not subject.strip():
             issues.append(Issue("subject", "required", "the subject is required"))

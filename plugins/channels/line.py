@@ -13,7 +13,17 @@ from urllib.parse import urlsplit
 
 import polars as pl
 
-from engine import ContactReach, Creative, Customer, Issue, Message, Reachability, hookimpl, render_content
+from engine import (
+    ContactReach,
+    Creative,
+    Customer,
+    Issue,
+    Message,
+    Reachability,
+    hookimpl,
+    render_content,
+    unknown_keys,
+)
 
 TEXT_MAX = 5000
 URL_MAX = 2000
@@ -71,10 +81,8 @@ class Line:
 
     def validate(self, creative: Creative, message: Message) -> list[Issue]:
         """One to five messages; text ≤5,000 characters; images as https URLs of at most 2,000 characters."""
-        content, issues = creative.content, []
-        for key in content:
-            if key not in self.creative_schema["properties"]:
-                issues.append(Issue(key, "unknown_key", f"unknown LINE field {key!r}"))
+        content = creative.content
+        issues = unknown_keys(content, self.creative_schema["properties"], "LINE")
         messages = content.get("messages")
         if not isinstance(messages, list) or not messages:
             return [*issues, Issue("messages", "required", "LINE needs at least one message (text or image)")]

@@ -15,7 +15,17 @@ from urllib.parse import urlsplit
 
 import polars as pl
 
-from engine import ContactReach, Creative, Customer, Issue, Message, Reachability, hookimpl, render_content
+from engine import (
+    ContactReach,
+    Creative,
+    Customer,
+    Issue,
+    Message,
+    Reachability,
+    hookimpl,
+    render_content,
+    unknown_keys,
+)
 
 FCM_MAX_BYTES = 4096
 TTL_MAX = 28 * 24 * 3600
@@ -82,10 +92,8 @@ class Push:
 
     def validate(self, creative: Creative, message: Message) -> list[Issue]:
         """Title and body within limits, https image, deep-link scheme, platform fields, payload size."""
-        content, issues = creative.content, []
-        for key in content:
-            if key not in self.creative_schema["properties"]:
-                issues.append(Issue(key, "unknown_key", f"unknown push field {key!r}"))
+        content = creative.content
+        issues = unknown_keys(content, self.creative_schema["properties"], "push")
         for key, limit in (("title", self.title_max), ("body", self.body_max)):
             value = content.get(key)
             if not isinstance(value, str) or not value.strip():

@@ -35,6 +35,7 @@ from engine import (
     fact_column,
     hookimpl,
     render_content,
+    unknown_keys,
 )
 
 # GSM 03.38 basic character set, and the extension table (each extension character costs two septets).
@@ -182,10 +183,8 @@ class Sms:
 
     def validate(self, creative: Creative, message: Message) -> list[Issue]:
         """Body present, known keys, sender id rules, segments within the maximum, and DLT rules when on."""
-        content, issues = creative.content, []
-        for key in content:
-            if key not in self.creative_schema["properties"]:
-                issues.append(Issue(key, "unknown_key", f"unknown SMS field {key!r}"))
+        content = creative.content
+        issues = unknown_keys(content, self.creative_schema["properties"], "SMS")
         body = content.get("body")
         if not isinstance(body, str) or not body.strip():
             return [*issues, Issue("body", "required", "the SMS body is required")]

@@ -14,7 +14,17 @@ from urllib.parse import urlsplit
 
 import polars as pl
 
-from engine import ContactReach, Creative, Customer, Issue, Message, Reachability, hookimpl, render_content
+from engine import (
+    ContactReach,
+    Creative,
+    Customer,
+    Issue,
+    Message,
+    Reachability,
+    hookimpl,
+    render_content,
+    unknown_keys,
+)
 
 TEXT_MAX = 1000
 CAPTION_MAX = 30
@@ -66,10 +76,8 @@ class Viber:
 
     def validate(self, creative: Creative, message: Message) -> list[Issue]:
         """Text or image; text ≤1,000; image https; a button has caption (≤30) and an http(s) URL; sender name."""
-        content, issues = creative.content, []
-        for key in content:
-            if key not in self.creative_schema["properties"]:
-                issues.append(Issue(key, "unknown_key", f"unknown Viber field {key!r}"))
+        content = creative.content
+        issues = unknown_keys(content, self.creative_schema["properties"], "Viber")
         text, image = content.get("text"), content.get("image")
         if not (isinstance(text, str) and text.strip()) and image is None:
             issues.append(Issue("text", "required", "a Viber message needs text or an image"))

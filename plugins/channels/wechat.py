@@ -15,7 +15,17 @@ from urllib.parse import urlsplit
 
 import polars as pl
 
-from engine import ContactReach, Creative, Customer, Issue, Message, Reachability, hookimpl, render_content
+from engine import (
+    ContactReach,
+    Creative,
+    Customer,
+    Issue,
+    Message,
+    Reachability,
+    hookimpl,
+    render_content,
+    unknown_keys,
+)
 
 OPENID = re.compile(r"[A-Za-z0-9_-]{6,64}")
 _KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
@@ -63,10 +73,8 @@ class WeChat:
 
     def validate(self, creative: Creative, message: Message) -> list[Issue]:
         """Template id (registered, when a registry is configured), data fields, colours, URL, mini program."""
-        content, issues = creative.content, []
-        for key in content:
-            if key not in self.creative_schema["properties"]:
-                issues.append(Issue(key, "unknown_key", f"unknown WeChat field {key!r}"))
+        content = creative.content
+        issues = unknown_keys(content, self.creative_schema["properties"], "WeChat")
         template = content.get("template_id")
         if not isinstance(template, str) or not template.strip():
             issues.append(Issue("template_id", "required", "the WeChat template_id is required"))

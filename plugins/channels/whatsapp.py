@@ -31,6 +31,7 @@ from engine import (
     e164_number,
     hookimpl,
     render_content,
+    unknown_keys,
 )
 
 CATEGORIES = ("utility", "marketing", "authentication")
@@ -90,10 +91,8 @@ class WhatsApp:
     def validate(self, creative: Creative, message: Message) -> list[Issue]:
         """Name, language and category; slots numbered 1..n; as many parameters as slots; parameters on one
         line; an https header image; and, with a registry, an approved template that matches."""
-        content, issues = creative.content, []
-        for key in content:
-            if key not in self.creative_schema["properties"]:
-                issues.append(Issue(key, "unknown_key", f"unknown WhatsApp field {key!r}"))
+        content = creative.content
+        issues = unknown_keys(content, self.creative_schema["properties"], "WhatsApp")
         name = content.get("name")
         if not isinstance(name, str) or not name:
             issues.append(Issue("name", "required", "the WhatsApp template name is required"))
