@@ -78,10 +78,18 @@ def end_to_end(n: int, repeats: int) -> list[str]:
 
 
 def main() -> None:
-    quick = "--quick" in sys.argv
+    """``--quick`` (20k, one run), ``--engines a,b`` (only these), ``--no-e2e`` / ``--e2e-only``."""
+    global ENGINES
+    args = sys.argv[1:]
+    quick = "--quick" in args
     sizes, repeats = ([20_000], 1) if quick else ([100_000, 1_000_000], 3)
-    out = ["## Engines", "", *engines_table(sizes, repeats), "", "## End to end", "",
-           *end_to_end(sizes[-1], repeats)]
+    if "--engines" in args:
+        ENGINES = ["columnar", *(e for e in args[args.index("--engines") + 1].split(",") if e != "columnar")]
+    out = []
+    if "--e2e-only" not in args:
+        out += ["## Engines", "", *engines_table(sizes, repeats), ""]
+    if "--no-e2e" not in args:
+        out += ["## End to end", "", *end_to_end(sizes[-1], repeats)]
     (HERE / ".work").mkdir(exist_ok=True)
     (HERE / ".work" / "results.md").write_text("\n".join(out) + "\n")
     print("\n".join(out))

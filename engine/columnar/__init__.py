@@ -7,7 +7,7 @@ decisions for whole audiences at once when every step supports it (see :func:`un
 from engine.columnar.context import ColumnarContext, fired_column
 from engine.columnar.decisions import iter_decisions, summary_counts
 from engine.columnar.frame import FrameRead, complete, frame_from_customers, read_frame
-from engine.columnar.plan import evaluate_frame, plan, threshold, unsupported
+from engine.columnar.plan import decision_plan, evaluate_frame, threshold, unsupported
 
 __all__ = ["ColumnarContext", "FrameRead", "complete", "evaluate_frame", "fired_column", "frame_from_customers",
-           "iter_decisions", "plan", "read_frame", "summary_counts", "threshold", "unsupported"]
+           "iter_decisions", "decision_plan", "read_frame", "summary_counts", "threshold", "unsupported"]

@@ -93,12 +93,12 @@ class ColumnarContext:
         return col.map_batches(per_unique, return_dtype=dtype)
 
     def exclude(self, frame: pl.LazyFrame, reason: pl.Expr) -> pl.LazyFrame:
-        """Exclude the included rows where ``reason`` is not null, with that reason (the first reason wins)."""
+        """Exclude the included rows where ``reason`` is not null, with that reason (the first reason wins).
+        ``_channels`` of excluded rows is left as it is (a decision has no channel once excluded)."""
         hit = pl.col(INCLUDED) & reason.is_not_null()
         return frame.with_columns(
             pl.when(hit).then(pl.lit(False)).otherwise(pl.col(INCLUDED)).alias(INCLUDED),
             pl.when(hit).then(reason).otherwise(pl.col(REASON)).alias(REASON),
-            pl.when(hit).then(pl.lit([], pl.List(pl.String))).otherwise(pl.col(CHANNELS)).alias(CHANNELS),
         )
 
     def creative_ok(self, channel: str) -> pl.Expr:
@@ -112,8 +112,14 @@ class ColumnarContext:
         """True where the customer is reachable on ``channel``."""
         return self._reach[channel]
 
-    def keep_channels(self, candidates: pl.Expr, keep: Mapping[str, pl.Expr], universe: Sequence[str]) -> pl.Expr:
-        """The ``candidates`` list (List(String)) without the channels whose ``keep`` expression is false."""
+    def keep_channels(self, candidates: pl.Expr | Sequence[str], keep: Mapping[str, pl.Expr],
+                      universe: Sequence[str]) -> pl.Expr:
+        """The ``candidates`` list (List(String), or one list for every row) without the channels whose
+        ``keep`` expression is false."""
+        if not isinstance(candidates, pl.Expr):
+            if not candidates:
+                return pl.lit([], pl.List(pl.String))
+            return pl.concat_list([pl.when(keep[c]).then(pl.lit(c)) for c in candidates]).list.drop_nulls()
         def kept(item: pl.Expr) -> pl.Expr:
             chain: Any = None
             for name in universe:

@@ -96,14 +96,18 @@ def _read_csv(p: Path) -> pl.DataFrame:
 
 
 def _ragged(p: Path, width: int) -> bool:
-    """Whether some non-blank line has another number of fields than the header (quoted files: always
-    answered by the per-row reader, by raising ``_Bad``)."""
-    data = p.read_bytes()
-    if b'"' in data:
-        raise _Bad("quoted fields are checked by the per-row reader")
-    lines = pl.Series(data.decode("utf-8-sig").splitlines()[1:], dtype=pl.String)
-    nonblank = lines.filter(lines.str.replace_all(r"[,\s]", "") != "")
-    return bool((nonblank.str.count_matches(",") != width - 1).any())
+    """Whether some non-blank record has another number of fields than the header. Quoted segments are
+    removed first (they may hold commas); a quote left over (malformed CSV, or a quoted line break) sends
+    the file to the per-row reader (``_Bad``)."""
+    text = p.read_bytes().decode("utf-8-sig")
+    lines = pl.Series([text]).str.split("\n").explode().slice(1).str.strip_suffix("\r")
+    del text
+    if lines.str.contains('"', literal=True).any():
+        lines = lines.str.replace_all(r'"(?:[^"]|"")*"', "")
+        if lines.str.contains('"', literal=True).any():
+            raise _Bad("malformed quoting, or a quoted line break")
+    odd = lines.filter(lines.str.count_matches(",", literal=True) != width - 1)
+    return bool(odd.str.contains(r"[^,\s]").any())  # blank lines (only commas and spaces) are skipped
 
 
 def _flatten(df: pl.DataFrame, prefix: str = "") -> pl.DataFrame:
@@ -183,10 +187,9 @@ def _coerce(s: pl.Series, ftype: str) -> tuple[pl.Series, pl.Series | None]:
     if ftype == "boolean" and s.dtype == pl.String:
         key = s.str.strip_chars().str.to_lowercase()
         value = key.replace_strict(list(_BOOL), list(_BOOL.values()), default=None, return_dtype=pl.Boolean)
-        err = pl.select(pl.when(s.is_not_null() & value.is_null())
-                        .then(pl.lit("expected true or false, got ") + s.map_elements(repr, return_dtype=pl.String))
-                        ).to_series()
-        return value, err
+        if (s.is_not_null() & value.is_null()).any():
+            return _python(s, ftype)
+        return value, None
     if ftype in ("integer", "number") and s.dtype.is_numeric() and s.dtype != pl.Boolean:
         fast = s.cast(target, strict=False)
         if s.dtype.is_float() and ftype == "integer" or s.dtype.is_float() and s.is_nan().any():

@@ -105,22 +105,24 @@ def with_facts(frame: pl.DataFrame, message: Message, at: datetime, default_tz: 
     zones = frame.get_column(TZ).unique().to_list() if TZ in frame.columns else []
     keys = [z for z in zones if z is not None]
     table = zone_table([None, *keys], at, message, default_tz)
-    tz = pl.col(TZ) if TZ in frame.columns else pl.lit(None, pl.String)
+    lazy = frame.lazy()
+    if keys:  # one hash look-up per row (zone → index), then a gather per fact column
+        index = pl.col(TZ).replace_strict(keys, range(1, len(keys) + 1), default=0, return_dtype=pl.UInt32)
+        lazy = lazy.with_columns(index.alias("_zone"))
     cols: list[pl.Expr] = []
     for name, values in table.items():
         dtype = _TIME_TYPES.get(name, pl.Datetime("us", "UTC"))
         if keys:
-            cols.append(tz.replace_strict(keys, values[1:], default=pl.lit(values[0], dtype),
-                                          return_dtype=dtype).alias(name))
+            cols.append(pl.lit(pl.Series(values, dtype=dtype)).gather(pl.col("_zone")).alias(name))
         else:
             cols.append(pl.lit(values[0], dtype).alias(name))
     cols += [pl.lit(v).alias(k) for k, v in message.facts.items() if v is not None and k not in frame.columns]
     cols += [pl.lit(True).alias(INCLUDED), pl.lit(None, pl.String).alias(REASON),
              pl.lit(None, pl.String).alias(VARIANT), pl.lit([], pl.List(pl.String)).alias(CHANNELS)]
-    return frame.lazy().with_columns(cols)
+    return lazy.with_columns(cols)
 
 
-def plan(frame: pl.DataFrame, message: Message, registry: Registry, at: datetime, *, default_tz: str = "UTC",
+def decision_plan(frame: pl.DataFrame, message: Message, registry: Registry, at: datetime, *, default_tz: str = "UTC",
          slow_reach: bool = True) -> pl.LazyFrame:
     """The lazy decision plan for ``frame``; see :func:`decision_columns` for what it yields."""
     lazy = with_facts(frame, message, at, default_tz)
@@ -159,7 +161,7 @@ def decision_columns(message: Message) -> list[pl.Expr]:
 def evaluate_frame(frame: pl.DataFrame, message: Message, registry: Registry, at: datetime, *,
                    default_tz: str = "UTC", slow_reach: bool = True) -> pl.DataFrame:
     """The decision frame for a whole audience frame (one row per recipient, in order)."""
-    return plan(frame, message, registry, at, default_tz=default_tz, slow_reach=slow_reach).collect()
+    return decision_plan(frame, message, registry, at, default_tz=default_tz, slow_reach=slow_reach).collect()
 
 
 def fired_lists(message: Message, row: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:

@@ -63,7 +63,7 @@ class ChannelPriority:
             universe = list(dict.fromkeys([c for r in message.rulesets["channel_priority"].rules
                                            for c in r.then["channels"]] + static))
         else:
-            candidates, universe = listed, static
+            candidates, universe = static, static
         keep = {name: ctx.creative_ok(name) & ctx.reachable(name) for name in universe}
         channels = ctx.keep_channels(candidates, keep, universe)
         return frame.with_columns(pl.when(pl.col("_included")).then(channels).otherwise(pl.col("_channels"))
