@@ -18,7 +18,7 @@ from engine.model import Decision
 if TYPE_CHECKING:
     from engine.pipeline import Pipeline
 
-CHUNK = 250_000
+CHUNK = 1_000_000  # one plan over up to 1M rows: faster than smaller chunks, peak RSS < 1 GB at 1M
 
 
 def run_frame(pipeline: Pipeline, frame: pl.DataFrame, *, decisions: bool = True, chunk: int = CHUNK,
