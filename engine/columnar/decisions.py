@@ -21,8 +21,8 @@ def iter_decisions(out: pl.DataFrame, message: Message, *, base_send_at: datetim
                    reserve: Reserve | None = None, batch: int = BATCH) -> Iterator[Decision]:
     """Decisions of a decision frame, in row order.
 
-    :param base_send_at: the run time, used as is when the schedule has no local send time (so the
-        decision carries the same datetime object as the per-recipient path).
+    :param base_send_at: the run time; a row whose send time equals it (no local send time, not moved)
+        carries this very datetime, as on the per-recipient path.
     :param reserve: ``(customer id, row index) → incentive`` for included rows, when the message has one.
     """
     versions = MappingProxyType({rs.name: rs.version for rs in message.rulesets.values()})
@@ -30,7 +30,9 @@ def iter_decisions(out: pl.DataFrame, message: Message, *, base_send_at: datetim
     for start in range(0, out.height, batch):
         for i, row in enumerate(out.slice(start, batch).iter_rows(named=True), start=start):
             included = row["included"]
-            send_at = (constant_send or row["send_at"]) if included else None
+            send_at = row["send_at"] if included else None
+            if send_at is not None and send_at == constant_send:
+                send_at = constant_send  # the same datetime object (and offset) as the per-recipient path
             yield Decision(
                 customer=row["customer"],
                 included=included,
