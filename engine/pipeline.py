@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from engine.contracts import DecisionDraft, EvaluationContext, Evaluator, FiredRule
-from engine.errors import EvaluationError, TemplateError
+from engine.errors import EngineError, EvaluationError, TemplateError
 from engine.evaluators import get_evaluator
 from engine.events import EngineEvent
 from engine.facts import FactBuilder
@@ -209,7 +209,11 @@ class Pipeline:
             return
         spec = self.message.incentive
         if spec is not None:
-            draft.incentive = self.registry.incentive(spec.kind).reserve(spec.settings, draft.customer, self.ctx)
+            try:
+                draft.incentive = self.registry.incentive(spec.kind).reserve(spec.settings, draft.customer, self.ctx)
+            except EngineError as exc:  # e.g. a coupon series that ran out: this recipient goes without
+                draft.exclude("incentive_unavailable", "incentive", kind=spec.kind, error=str(exc))
+                return
             draft.note("incentive", "reserved" if not self.ctx.preview else "previewed", kind=spec.kind)
         if self.render:
             self._render(draft)

@@ -133,3 +133,17 @@ def test_decisions_serialise_to_json_ready_dicts(message, registry):
     assert set(data) >= {"customer", "included", "excluded_reason", "variant", "channel", "fallbacks", "incentive",
                          "rendered", "send_at", "rules_versions", "trace"}
     assert data["trace"][0]["step"] == "eligibility"
+
+
+def test_recipients_beyond_a_coupon_cap_are_excluded_not_the_whole_run(message, registry):
+    from dataclasses import replace
+
+    from engine.model import IncentiveSpec
+
+    capped = replace(message, incentive=IncentiveSpec("coupon", {"source": "generated", "length": 8, "cap": 2,
+                                                                 "series": "cap-test-pipeline"}))
+    customers = [Customer(f"c{i}", GOLD) for i in range(4)]
+    decisions = evaluate(capped, customers, at=AT, registry=registry, preview=False, explain=True)
+    assert [d.included for d in decisions] == [True, True, False, False]
+    assert decisions[2].excluded_reason == "incentive_unavailable"
+    assert "reached its cap of 2" in decisions[2].trace[-1].detail["error"]

@@ -48,8 +48,6 @@ def test_control_group_and_cost_in_bulk_equal_per_recipient(herald, example, at)
     assert any(d["channel"] == "email" and d["fallbacks"] == ["sms"] for d in want)  # cost put email first
 
 
-@pytest.mark.xfail(strict=True, reason="engine.columnar.decisions.iter_decisions uses the run time as send_at "
-                                       "unless schedule.local_time is set, ignoring _send_at moved by quiet_hours")
 @pytest.mark.parametrize("at", INSTANTS[2:])
 def test_quiet_hours_in_bulk_equal_per_recipient(herald, example, at):
     msg, customers, frame = example
