@@ -102,7 +102,7 @@ class FieldSpec:
     description: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class DecisionDraft:
     """The mutable decision one recipient builds up while the optimizers run."""
 

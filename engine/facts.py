@@ -65,9 +65,17 @@ class FactBuilder:
     def facts(self, customer: Customer) -> dict[str, Any]:
         """Every fact of one customer (flat, dotted keys; missing values left out)."""
         attrs = customer.attributes
-        out = self.time(attrs.get("timezone")).copy()
+        cached = self._by_zone.get(attrs.get("timezone"))
+        out = (cached if cached is not None else self.time(attrs.get("timezone"))).copy()
         out["customer.id"] = customer.id
+        names = _PREFIXED
         for key, value in attrs.items():
             if value is not None:
-                out["customer." + key] = value
+                name = names.get(key)
+                if name is None:
+                    name = names[key] = "customer." + key
+                out[name] = value
         return out
+
+
+_PREFIXED: dict[str, str] = {}  # attribute name -> "customer." + name, interned once

@@ -104,11 +104,14 @@ class Pipeline:
         self.facts = FactBuilder(at, message.facts, default_tz)
         self.base_send_at = run_time(message.schedule, self.facts.at)
         self.rules_versions = MappingProxyType({rs.name: rs.version for rs in message.rulesets.values()})
-        self._thens = {kind: {r.id: r.then for r in rs.rules} for kind, rs in message.rulesets.items()}
+        self._fired_rules = {kind: {r.id: FiredRule(r.id, r.then) for r in rs.rules}
+                             for kind, rs in message.rulesets.items()}
         self.costs = {name: reg.obj.cost for name, reg in registry.channels.items()}
         self.ctx = EvaluationContext(message, registry, self.facts.at, self._run_rules, preview,
                                      history or MappingProxyType({}))
         self.summary = Summary()
+        #: the optimizers that do something for this message (``active(message)``, when they say)
+        self.steps = tuple(o for o in registry.pipeline if getattr(o, "active", None) is None or o.active(message))
 
     def _run_rules(self, kind: str, draft: DecisionDraft) -> Sequence[FiredRule]:
         ruleset = self.message.rulesets.get(kind)
@@ -123,36 +126,33 @@ class Pipeline:
         draft.fired[ruleset.name] = fired
         if draft.explain:
             draft.note(kind, "rules_fired", ruleset=ruleset.name, version=ruleset.version, fired=list(fired))
-        thens = self._thens[kind]
-        return [FiredRule(rid, thens[rid]) for rid in fired]
+        rules = self._fired_rules[kind]
+        return [rules[rid] for rid in fired]
 
     def decide(self, customer: Customer) -> Decision:
         """The decision for one recipient."""
         facts = self.facts.facts(customer)
         if self.registry.has_enrichers:
             self._enrich(customer, facts)
-        send_at = local_send_time(self.base_send_at, self.message.schedule.local_time, self.facts.zone_of(customer))
+        send_at = self.base_send_at
+        if self.message.schedule.local_time:
+            send_at = local_send_time(send_at, self.message.schedule.local_time, self.facts.zone_of(customer))
         draft = DecisionDraft(customer, facts, send_at, self.explain)
-        for optimizer in self.registry.pipeline:
-            optimizer.apply(draft, self.ctx)
+        ctx = self.ctx
+        for optimizer in self.steps:
+            optimizer.apply(draft, ctx)
             if not draft.included:
                 break
         if draft.included:
             self._finish(draft)
-        decision = Decision(
-            customer=customer.id,
-            included=draft.included,
-            excluded_reason=draft.excluded_reason,
-            variant=draft.variant if draft.included else None,
-            channel=draft.channels[0] if draft.included else None,
-            fallbacks=tuple(draft.channels[1:]) if draft.included else (),
-            incentive=draft.incentive,
-            rendered=draft.rendered,
-            send_at=draft.send_at if draft.included else None,
-            rules_versions=self.rules_versions,
-            fired=MappingProxyType(draft.fired),
-            trace=tuple(draft.trace),
-        )
+        if draft.included:
+            channels = draft.channels
+            decision = Decision(customer.id, True, None, draft.variant, channels[0], tuple(channels[1:]),
+                                draft.incentive, draft.rendered, draft.send_at, self.rules_versions, draft.fired,
+                                tuple(draft.trace))
+        else:
+            decision = Decision(customer.id, False, draft.excluded_reason, None, None, (), draft.incentive,
+                                draft.rendered, None, self.rules_versions, draft.fired, tuple(draft.trace))
         self.summary.add(decision, self.costs)
         if self.registry.has_observers:
             self.registry.emit(EngineEvent("decision_made", customer.id, {"decision": decision}))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 #: Comparison operators, all of which are false when the field is missing (except ``missing``).
@@ -78,7 +79,7 @@ class Ruleset:
     source: str | None = None
     tests: tuple[Mapping[str, Any], ...] = ()
 
-    @property
+    @cached_property
     def key(self) -> str:
         """``name@version``: the name under which evaluators cache this exact ruleset."""
         return f"{self.name}@{self.version}"

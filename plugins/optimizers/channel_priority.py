@@ -31,22 +31,39 @@ class ChannelPriority:
     def apply(self, draft: DecisionDraft, ctx: EvaluationContext) -> None:
         """Fill ``draft.channels`` with the reachable candidates, tracing every drop."""
         message, registry = ctx.message, ctx.registry
-        draft.channels = self.candidates(draft, ctx)
-        draft.note(self.name, "candidates", channels=list(draft.channels))
-        for name in list(draft.channels):
-            if message.creative(name, draft.variant) is None:
-                draft.drop_channel(name, self.name, "no_creative_for_variant", variant=draft.variant)
+        candidates = self.candidates(draft, ctx)
+        draft.note(self.name, "candidates", channels=list(candidates))
+        cached = ctx.state.get("channel_priority:run")
+        if cached is None:
+            reach = {n: r.obj.reachability for n, r in registry.channels.items()}
+            cached = ctx.state["channel_priority:run"] = ({}, reach)
+        has_creative, reach = cached
+        explain, customer = draft.explain, draft.customer
+        survivors = []
+        for name in candidates:
+            key = (name, draft.variant)
+            ok = has_creative.get(key)
+            if ok is None:
+                ok = has_creative[key] = message.creative(name, draft.variant) is not None
+            if not ok:
+                if explain:
+                    draft.note(self.name, "channel_dropped", channel=name, why="no_creative_for_variant",
+                               variant=draft.variant)
                 continue
-            status = registry.channel(name).reachability(draft.customer, message)
+            status = reach[name](customer, message)
             if not status.reachable:
-                draft.drop_channel(name, self.name, str(status))
+                if explain:
+                    draft.note(self.name, "channel_dropped", channel=name, why=str(status))
                 continue
             if registry.has_delivery_checks:
                 issues = [i for found in registry.hook.check_delivery(
                     customer=draft.customer, channel=name, message=message, draft=draft) for i in (found or ())]
-                errors = [i for i in issues if i.is_error]
+                errors = [i.message for i in issues if i.is_error]
                 if errors:
-                    draft.drop_channel(name, self.name, "delivery_check", issues=[i.message for i in errors])
+                    draft.note(self.name, "channel_dropped", channel=name, why="delivery_check", issues=errors)
+                    continue
+            survivors.append(name)
+        draft.channels = survivors
 
     def columnar(self, frame, ctx):
         """The same step over a whole frame: ``_channels`` of the included rows, filtered by creative and
