@@ -31,6 +31,8 @@ from engine.model import Customer, Reachability
 
 _STATES = tuple(r.value for r in Reachability)
 _BLOCKING = tuple(r.value for r in Reachability if not r.reachable)
+_STATES_S = pl.Series(_STATES, dtype=pl.String)
+_BLOCKING_S = pl.Series(_BLOCKING, dtype=pl.String)
 
 
 def fact_column(path: str, dtype: pl.DataType = pl.String) -> pl.Expr:
@@ -79,16 +81,26 @@ def ordered_reachability_expr(channel: str, has_contact: pl.Expr, valid: pl.Expr
     column, the frame's ``customer.subscription.<channel>`` column (if any), and a Boolean ``valid`` column
     (only read on rows that have a contact)."""
     recorded = fact_column(f"customer.subscription.{channel}")
-    status = pl.when(recorded.is_in(_STATES)).then(recorded).otherwise(pl.lit(Reachability.VALID.value))
-    order = pl.when(~has_contact).then(pl.lit(Reachability.CONTACT_UNAVAILABLE.value)).when(status.is_in(_BLOCKING)).then(status)
+    # plain ``is_in`` on the string column (no Enum cast, no nested string when/then): the cheap form
+    known = recorded.is_in(_STATES_S.implode()).fill_null(False)
+    blocked = recorded.is_in(_BLOCKING_S.implode()).fill_null(False)
+    order = pl.when(~has_contact).then(pl.lit(Reachability.CONTACT_UNAVAILABLE.value)).when(blocked).then(recorded)
     if valid is not None:
         order = order.when(~valid).then(pl.lit(Reachability.INVALID.value))
-    return order.otherwise(status)
+    return order.when(known).then(recorded).otherwise(pl.lit(Reachability.VALID.value))
+
+
+def ordered_reachable_expr(channel: str, has_contact: pl.Expr, valid: pl.Expr | None = None) -> pl.Expr:
+    """``ordered_reachability_expr(...)`` is a reachable status, as one Boolean (never null): a contact, no
+    blocking recorded status, and a valid handle. Cheaper than building the status strings."""
+    recorded = fact_column(f"customer.subscription.{channel}")
+    out = has_contact & ~recorded.is_in(_BLOCKING_S.implode()).fill_null(False)
+    return out if valid is None else out & valid.fill_null(False)
 
 
 def nonempty(column: pl.Expr) -> pl.Expr:
     """True where a string fact column holds a contact handle (neither null nor empty)."""
-    return column.is_not_null() & (column != "")
+    return (column.str.len_bytes() > 0).fill_null(False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,3 +135,9 @@ class ContactReach:
         column = fact_column(f"customer.{self.contact}")
         build = self.valid_expr or (check_each(self.valid) if self.valid is not None else None)
         return ordered_reachability_expr(self.channel, nonempty(column), None if build is None else build(column))
+
+    def reachable_expr(self) -> pl.Expr:
+        """Whether :meth:`expr` is a reachable status, per row (Boolean, never null; the bulk plan's form)."""
+        column = fact_column(f"customer.{self.contact}")
+        build = self.valid_expr or (check_each(self.valid) if self.valid is not None else None)
+        return ordered_reachable_expr(self.channel, nonempty(column), None if build is None else build(column))

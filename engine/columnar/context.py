@@ -21,6 +21,7 @@ from engine.rulefiles.outcome import outcome
 
 INCLUDED, REASON, VARIANT, CHANNELS, SEND_AT = "_included", "_reason", "_variant", "_channels", "_send_at"
 REACHABLE = [str(r) for r in Reachability if r.reachable]
+_MAX_TABLE = 1 << 16
 _OUT_TYPES = {"variant": pl.String, "exclude": pl.String, "include": pl.Boolean, "channels": pl.List(pl.String)}
 
 
@@ -79,10 +80,9 @@ class ColumnarContext:
         rs = self.message.rulesets[kind]
         dtype = _OUT_TYPES.get(key)
         col = pl.col(fired_column(kind))
-        if rs.hit_policy == "first":
-            keys = [-1, *range(len(rs.rules))]
+        if rs.hit_policy == "first":  # one gather from the outcomes table (index + 1: "none fired" first)
             values = [outcome(kind, [])[key], *(outcome(kind, [r.then])[key] for r in rs.rules)]
-            return col.replace_strict(keys, values, default=None, return_dtype=dtype)
+            return pl.lit(pl.Series(values, dtype=dtype)).gather(col + 1)
         thens = {r.id: r.then for r in rs.rules}
 
         def per_unique(s: pl.Series) -> pl.Series:
@@ -111,6 +111,21 @@ class ColumnarContext:
     def reachable(self, channel: str) -> pl.Expr:
         """True where the customer is reachable on ``channel``."""
         return self._reach[channel]
+
+    def channel_lists(self, index: pl.Expr, lists: Sequence[Sequence[str]], keep: Mapping[str, pl.Expr]) -> pl.Expr | None:
+        """``lists[index]`` (List(String)) per row without the channels whose ``keep`` is false, built with one
+        gather from a table of every (list, surviving-channel mask) pair; ``None`` when that table would be
+        too large (then use :meth:`keep_channels`). A null ``index`` gives a null list."""
+        universe = list(dict.fromkeys(c for chosen in lists for c in chosen))
+        size = len(lists) << len(universe)
+        if size > _MAX_TABLE:
+            return None
+        pos = {c: i for i, c in enumerate(universe)}
+        table = [[c for c in chosen if m >> pos[c] & 1] for chosen in lists for m in range(1 << len(universe))]
+        mask = pl.sum_horizontal([keep[c].fill_null(False).cast(pl.UInt32) * (1 << i) for i, c in enumerate(universe)]
+                                 ) if universe else pl.lit(0, pl.UInt32)
+        code = index.cast(pl.UInt32) * (1 << len(universe)) + mask
+        return pl.lit(pl.Series(table, dtype=pl.List(pl.String))).gather(code)
 
     def keep_channels(self, candidates: pl.Expr | Sequence[str], keep: Mapping[str, pl.Expr],
                       universe: Sequence[str]) -> pl.Expr:

@@ -1,4 +1,5 @@
-"""Reachability per channel as Boolean expressions: the channel's ``reachability_expr`` when it has one,
+"""Reachability per channel as Boolean expressions: the channel's ``reachable_expr`` (Boolean) or
+``reachability_expr`` (status string) when it has one,
 else (the documented slow path) its ``reachability(customer, message)`` called once per row."""
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ def reach_exprs(channels: Sequence[str], message: Message, registry: Registry, s
         if name not in registry.channels:
             continue
         channel = registry.channel(name)
+        fast = getattr(channel, "reachable_expr", None)
+        if callable(fast):  # the optional Boolean form: no status strings built
+            out[name] = fast(message).fill_null(False)
+            continue
         make = getattr(channel, "reachability_expr", None)
         if callable(make):
             status = make(message)

@@ -141,6 +141,10 @@ class Email:
         """``reachability`` over a frame with ``customer.email`` and ``customer.subscription.email``."""
         return _REACH.expr()
 
+    def reachable_expr(self, message: Message) -> pl.Expr:
+        """Whether ``reachability_expr`` is a reachable status, as one Boolean per row (the bulk plan's form)."""
+        return _REACH.reachable_expr()
+
     def unsubscribe_url(self, message_id: str, customer_id: str) -> str:
         """The one-click unsubscribe URL of one recipient of one message."""
         return f"{self.unsubscribe_base}/{quote(str(message_id), safe='')}/{quote(str(customer_id), safe='')}"

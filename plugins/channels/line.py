@@ -118,6 +118,10 @@ class Line:
         """``reachability`` over a frame with ``customer.line_id`` and ``customer.subscription.line``."""
         return _REACH.expr()
 
+    def reachable_expr(self, message: Message) -> pl.Expr:
+        """Whether ``reachability_expr`` is a reachable status, as one Boolean per row (the bulk plan's form)."""
+        return _REACH.reachable_expr()
+
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
         """A push request: ``{"to": user id, "messages": [{"type": "text", "text"} | {"type": "image", …}]}``."""
         content = render_content(dict(creative.content), context)

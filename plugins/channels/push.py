@@ -43,7 +43,7 @@ def valid_token(token: str) -> bool:
 
 
 _REACH = ContactReach("push", "push_token", valid=valid_token,
-                             valid_expr=lambda c: c.str.contains(f"^(?:{_TOKEN.pattern})$"))
+                             valid_expr=lambda c: c.str.contains(r"^[A-Za-z0-9_:.\-]+$") & c.str.len_bytes().is_between(16, 4096))
 
 
 def _untemplated(text: str) -> str:
@@ -145,6 +145,10 @@ class Push:
     def reachability_expr(self, message: Message) -> pl.Expr:
         """``reachability`` over a frame with ``customer.push_token`` and ``customer.subscription.push``."""
         return _REACH.expr()
+
+    def reachable_expr(self, message: Message) -> pl.Expr:
+        """Whether ``reachability_expr`` is a reachable status, as one Boolean per row (the bulk plan's form)."""
+        return _REACH.reachable_expr()
 
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
         """An FCM HTTP v1 request body: ``{"message": {token, notification, data, android, apns}}``."""

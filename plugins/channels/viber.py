@@ -114,6 +114,10 @@ class Viber:
         """``reachability`` over a frame with ``customer.viber_id`` and ``customer.subscription.viber``."""
         return _REACH.expr()
 
+    def reachable_expr(self, message: Message) -> pl.Expr:
+        """Whether ``reachability_expr`` is a reachable status, as one Boolean per row (the bulk plan's form)."""
+        return _REACH.reachable_expr()
+
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
         """A ``send_message`` body: receiver, sender, type ``text`` or ``picture``, and a URL-button keyboard."""
         content = render_content(dict(creative.content), context)

@@ -123,6 +123,10 @@ class WeChat:
         """``reachability`` over a frame with ``customer.wechat_openid`` and ``customer.subscription.wechat``."""
         return _REACH.expr()
 
+    def reachable_expr(self, message: Message) -> pl.Expr:
+        """Whether ``reachability_expr`` is a reachable status, as one Boolean per row (the bulk plan's form)."""
+        return _REACH.reachable_expr()
+
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
         """``{"touser", "template_id", "url"?, "miniprogram"?, "data": {key: {"value", "color"?}}}``."""
         content = render_content(dict(creative.content), context)
