@@ -35,9 +35,13 @@ _STATES_S = pl.Series(_STATES, dtype=pl.String)
 _BLOCKING_S = pl.Series(_BLOCKING, dtype=pl.String)
 
 
-def fact_column(path: str, dtype: pl.DataType = pl.String) -> pl.Expr:
-    """The frame column ``path`` as ``dtype``; all nulls when the frame has no such column."""
-    return pl.coalesce(cs.by_name(path, require_all=False).cast(dtype), pl.repeat(None, pl.len(), dtype=dtype))
+def fact_column(path: str, dtype: pl.DataType = pl.String, *, scalar_if_missing: bool = False) -> pl.Expr:
+    """The frame column ``path`` as ``dtype``; all nulls when the frame has no such column.
+
+    With ``scalar_if_missing`` a missing column is one null (broadcast by ``with_columns``), which avoids
+    copying a present column (for plans that combine it with other columns, like the bulk plan)."""
+    none = pl.lit(None, dtype) if scalar_if_missing else pl.repeat(None, pl.len(), dtype=dtype)
+    return pl.coalesce(cs.by_name(path, require_all=False).cast(dtype), none)
 
 
 @lru_cache(maxsize=65536)
@@ -93,7 +97,7 @@ def ordered_reachability_expr(channel: str, has_contact: pl.Expr, valid: pl.Expr
 def ordered_reachable_expr(channel: str, has_contact: pl.Expr, valid: pl.Expr | None = None) -> pl.Expr:
     """``ordered_reachability_expr(...)`` is a reachable status, as one Boolean (never null): a contact, no
     blocking recorded status, and a valid handle. Cheaper than building the status strings."""
-    recorded = fact_column(f"customer.subscription.{channel}")
+    recorded = fact_column(f"customer.subscription.{channel}", scalar_if_missing=True)
     out = has_contact & ~recorded.is_in(_BLOCKING_S.implode()).fill_null(False)
     return out if valid is None else out & valid.fill_null(False)
 
@@ -137,7 +141,8 @@ class ContactReach:
         return ordered_reachability_expr(self.channel, nonempty(column), None if build is None else build(column))
 
     def reachable_expr(self) -> pl.Expr:
-        """Whether :meth:`expr` is a reachable status, per row (Boolean, never null; the bulk plan's form)."""
-        column = fact_column(f"customer.{self.contact}")
+        """Whether :meth:`expr` is a reachable status, per row (Boolean, never null; the bulk plan's form).
+        A frame lacking both columns gives one ``False`` (broadcast by ``with_columns``)."""
+        column = fact_column(f"customer.{self.contact}", scalar_if_missing=True)
         build = self.valid_expr or (check_each(self.valid) if self.valid is not None else None)
         return ordered_reachable_expr(self.channel, nonempty(column), None if build is None else build(column))

@@ -20,6 +20,7 @@ from engine.rulefiles.ir import Always
 from engine.rulefiles.outcome import outcome
 
 INCLUDED, REASON, VARIANT, CHANNELS, SEND_AT = "_included", "_reason", "_variant", "_channels", "_send_at"
+CHANNEL_CODE, CHANNEL_TABLE = "_channel_code", "channel_table"
 REACHABLE = [str(r) for r in Reachability if r.reachable]
 _MAX_TABLE = 1 << 16
 _OUT_TYPES = {"variant": pl.String, "exclude": pl.String, "include": pl.Boolean, "channels": pl.List(pl.String)}
@@ -112,20 +113,29 @@ class ColumnarContext:
         """True where the customer is reachable on ``channel``."""
         return self._reach[channel]
 
-    def channel_lists(self, index: pl.Expr, lists: Sequence[Sequence[str]], keep: Mapping[str, pl.Expr]) -> pl.Expr | None:
-        """``lists[index]`` (List(String)) per row without the channels whose ``keep`` is false, built with one
-        gather from a table of every (list, surviving-channel mask) pair; ``None`` when that table would be
-        too large (then use :meth:`keep_channels`). A null ``index`` gives a null list."""
+    def channel_code(self, index: pl.Expr, lists: Sequence[Sequence[str]], keep: Mapping[str, pl.Expr]
+                     ) -> tuple[pl.Expr, list[list[str]]] | None:
+        """``lists[index]`` without the channels whose ``keep`` is false, as a code (UInt32) into a table of
+        every (list, surviving-channel mask) pair: ``(code expression, table)``; ``None`` when that table
+        would be too large (then use :meth:`keep_channels`). A null ``index`` gives a null code."""
         universe = list(dict.fromkeys(c for chosen in lists for c in chosen))
-        size = len(lists) << len(universe)
-        if size > _MAX_TABLE:
+        if len(lists) << len(universe) > _MAX_TABLE:
             return None
         pos = {c: i for i, c in enumerate(universe)}
         table = [[c for c in chosen if m >> pos[c] & 1] for chosen in lists for m in range(1 << len(universe))]
-        mask = pl.sum_horizontal([keep[c].fill_null(False).cast(pl.UInt32) * (1 << i) for i, c in enumerate(universe)]
-                                 ) if universe else pl.lit(0, pl.UInt32)
-        code = index.cast(pl.UInt32) * (1 << len(universe)) + mask
-        return pl.lit(pl.Series(table, dtype=pl.List(pl.String))).gather(code)
+        bits = [keep[c].fill_null(False).cast(pl.UInt32) * (1 << i) for i, c in enumerate(universe)]
+        mask = pl.sum_horizontal(bits) if bits else pl.lit(0, pl.UInt32)
+        return index.cast(pl.UInt32) * (1 << len(universe)) + mask, table
+
+    def set_channel_code(self, frame: pl.LazyFrame, code: pl.Expr, table: list[list[str]]) -> pl.LazyFrame:
+        """Record the included rows' channel code (see :meth:`channel_code`) in ``_channel_code`` and set
+        ``_channels`` from it; the plan's finish reads the code instead of the lists while no later step
+        changes ``_channels``."""
+        self.state[CHANNEL_TABLE] = table
+        inc = pl.col(INCLUDED)
+        frame = frame.with_columns(pl.when(inc).then(code).alias(CHANNEL_CODE))
+        lists = pl.lit(pl.Series(table, dtype=pl.List(pl.String))).gather(pl.col(CHANNEL_CODE))
+        return frame.with_columns(pl.when(inc).then(lists).otherwise(pl.col(CHANNELS)).alias(CHANNELS))
 
     def keep_channels(self, candidates: pl.Expr | Sequence[str], keep: Mapping[str, pl.Expr],
                       universe: Sequence[str]) -> pl.Expr:

@@ -16,6 +16,8 @@ from typing import Any
 import polars as pl
 
 from engine.columnar.context import (
+    CHANNEL_CODE,
+    CHANNEL_TABLE,
     CHANNELS,
     INCLUDED,
     REASON,
@@ -134,25 +136,49 @@ def decision_plan(frame: pl.DataFrame, message: Message, registry: Registry, at:
         active = getattr(opt, "active", None)
         if active is not None and not active(message):
             continue
+        coded = CHANNEL_TABLE in ctx.state
+        before = _channels_plan(lazy) if coded else None
         lazy = opt.columnar(lazy, ctx)
-    lazy = lazy.with_columns(pl.when(pl.col(INCLUDED)).then(pl.col(VARIANT).fill_null("default")).alias(VARIANT))
-    lazy = ctx.exclude(lazy, pl.when(pl.col(CHANNELS).list.len() == 0).then(pl.lit("no_reachable_channel")))
+        if coded and _channels_plan(lazy) != before:  # a later step changed ``_channels``: use the lists
+            del ctx.state[CHANNEL_TABLE]
+    table = ctx.state.get(CHANNEL_TABLE)
+    inc = pl.col(INCLUDED)
+    lazy = lazy.with_columns(pl.when(inc).then(pl.col(VARIANT).fill_null("default")).alias(VARIANT))
+    if table is None:
+        none_left = pl.col(CHANNELS).list.len() == 0
+        channel = pl.col(CHANNELS).list.first()
+        fallbacks = pl.col(CHANNELS).list.slice(1)
+    else:  # one gather per decision column from the channel code's table
+        code = pl.col(CHANNEL_CODE)
+        none_left = pl.lit(pl.Series([not t for t in table], dtype=pl.Boolean)).gather(code)
+        channel = pl.lit(pl.Series([t[0] if t else None for t in table], dtype=pl.String)).gather(code)
+        fallbacks = pl.lit(pl.Series([t[1:] for t in table], dtype=pl.List(pl.String))).gather(code)
+    lazy = ctx.exclude(lazy, pl.when(none_left).then(pl.lit("no_reachable_channel")))
     have = lazy.collect_schema()
     missing = [pl.lit(None, pl.Int32).alias(fired_column(k)) for k in message.rulesets if fired_column(k) not in have]
-    return lazy.with_columns(missing).select(decision_columns(message))
+    return lazy.with_columns(missing).select(decision_columns(message, channel, fallbacks))
 
 
-def decision_columns(message: Message) -> list[pl.Expr]:
+def _channels_plan(lazy: pl.LazyFrame) -> str:
+    """The optimized plan of ``_channels`` alone (steps that do not touch it are pruned from it)."""
+    return lazy.select(CHANNELS).explain()
+
+
+def decision_columns(message: Message, channel: pl.Expr | None = None, fallbacks: pl.Expr | None = None
+                     ) -> list[pl.Expr]:
     """The decision columns: ``customer``, ``included``, ``excluded_reason``, ``variant``, ``channel``,
-    ``fallbacks``, ``send_at`` and one ``_fired:<kind>`` per ruleset of the message."""
+    ``fallbacks``, ``send_at`` and one ``_fired:<kind>`` per ruleset of the message (``channel`` and
+    ``fallbacks`` default to the first and the rest of ``_channels``)."""
     inc = pl.col(INCLUDED)
+    channel = pl.col(CHANNELS).list.first() if channel is None else channel
+    fallbacks = pl.col(CHANNELS).list.slice(1) if fallbacks is None else fallbacks
     return [
         pl.col(ID).alias("customer"),
         inc.alias("included"),
         pl.col(REASON).alias("excluded_reason"),
         pl.when(inc).then(pl.col(VARIANT)).alias("variant"),
-        pl.when(inc).then(pl.col(CHANNELS).list.first()).alias("channel"),
-        pl.when(inc).then(pl.col(CHANNELS).list.slice(1)).otherwise(pl.lit([], pl.List(pl.String))).alias("fallbacks"),
+        pl.when(inc).then(channel).alias("channel"),
+        pl.when(inc).then(fallbacks).otherwise(pl.lit([], pl.List(pl.String))).alias("fallbacks"),
         pl.when(inc).then(pl.col(SEND_AT)).alias("send_at"),
         *(pl.col(fired_column(kind)) for kind in message.rulesets),
     ]

@@ -74,26 +74,28 @@ class ChannelPriority:
         static = list(message.channels) or list(dict.fromkeys(c.channel for c in message.creatives))
         listed = pl.lit(static, pl.List(pl.String))
         rs = message.rulesets.get("channel_priority")
+        code = None
         if rs is not None:
             frame = ctx.run_rules(frame, "channel_priority")
             universe = list(dict.fromkeys([c for r in rs.rules for c in r.then["channels"]] + static))
             keep = {name: ctx.creative_ok(name) & ctx.reachable(name) for name in universe}
-            channels = None
             if rs.hit_policy == "first":  # the fired index picks one of R + 1 candidate lists
                 from engine.rulefiles.outcome import outcome
 
                 lists = [outcome("channel_priority", [])["channels"] or static,
                          *(outcome("channel_priority", [r.then])["channels"] or static for r in rs.rules)]
-                channels = ctx.channel_lists(pl.col("_fired:channel_priority") + 1, lists, keep)
-            if channels is None:
+                code = ctx.channel_code(pl.col("_fired:channel_priority") + 1, lists, keep)
+            if code is None:
                 chosen = ctx.outcome("channel_priority", "channels")
                 candidates = pl.when(chosen.list.len() > 0).then(chosen).otherwise(listed)
                 channels = ctx.keep_channels(candidates, keep, universe)
         else:
             keep = {name: ctx.creative_ok(name) & ctx.reachable(name) for name in static}
-            channels = ctx.channel_lists(pl.lit(0, pl.UInt32), [static], keep)
-            if channels is None:
+            code = ctx.channel_code(pl.lit(0, pl.UInt32), [static], keep)
+            if code is None:
                 channels = ctx.keep_channels(static, keep, static)
+        if code is not None:
+            return ctx.set_channel_code(frame, *code)
         return frame.with_columns(pl.when(pl.col("_included")).then(channels).otherwise(pl.col("_channels"))
                                   .alias("_channels"))
 
