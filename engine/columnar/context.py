@@ -76,14 +76,18 @@ class ColumnarContext:
         run = pl.col(INCLUDED) if where is None else pl.col(INCLUDED) & where
         return frame.with_columns(pl.when(run).then(self.fired(kind)).alias(fired_column(kind)))
 
+    def outcome_table(self, kind: str, key: str) -> list[Any]:
+        """Under hit policy ``first``: one key of the outcome for "none fired", then for each rule (index + 1)."""
+        rs = self.message.rulesets[kind]
+        return [outcome(kind, [])[key], *(outcome(kind, [r.then])[key] for r in rs.rules)]
+
     def outcome(self, kind: str, key: str) -> pl.Expr:
         """One key of the ruleset's outcome (``engine.outcome``) per row, from the recorded fired rules."""
         rs = self.message.rulesets[kind]
         dtype = _OUT_TYPES.get(key)
         col = pl.col(fired_column(kind))
         if rs.hit_policy == "first":  # one gather from the outcomes table (index + 1: "none fired" first)
-            values = [outcome(kind, [])[key], *(outcome(kind, [r.then])[key] for r in rs.rules)]
-            return pl.lit(pl.Series(values, dtype=dtype)).gather(col + 1)
+            return pl.lit(pl.Series(self.outcome_table(kind, key), dtype=dtype)).gather(col + 1)
         thens = {r.id: r.then for r in rs.rules}
 
         def per_unique(s: pl.Series) -> pl.Series:
@@ -101,6 +105,11 @@ class ColumnarContext:
             pl.when(hit).then(pl.lit(False)).otherwise(pl.col(INCLUDED)).alias(INCLUDED),
             pl.when(hit).then(reason).otherwise(pl.col(REASON)).alias(REASON),
         )
+
+    def exclude_where(self, frame: pl.LazyFrame, hit: pl.Expr, reason: pl.Expr) -> pl.LazyFrame:
+        """:meth:`exclude` with the rows to exclude given as a Boolean ``hit`` (``reason`` is read only there)."""
+        hit = pl.col(INCLUDED) & hit.fill_null(False)
+        return frame.with_columns(pl.col(INCLUDED) & ~hit, pl.when(hit).then(reason).otherwise(pl.col(REASON)).alias(REASON))
 
     def creative_ok(self, channel: str) -> pl.Expr:
         """True where the row's ``_variant`` has a creative on ``channel`` (or the channel has a default one)."""

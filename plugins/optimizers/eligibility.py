@@ -56,6 +56,11 @@ class Eligibility:
         if not ctx.has("eligibility"):
             return ctx.exclude(frame, pl.when(blocked).then(pl.lit("blocked")))
         frame = ctx.run_rules(frame, "eligibility", where=~blocked)
+        if ctx.message.rulesets["eligibility"].hit_policy == "first":  # index 0 blocked, 1 none fired, 2… rules
+            reasons = ["blocked", *(r or None for r in ctx.outcome_table("eligibility", "exclude"))]
+            index = pl.when(blocked).then(pl.lit(0, pl.Int32)).otherwise(pl.col("_fired:eligibility") + 2)
+            hit = pl.lit(pl.Series([r is not None for r in reasons], dtype=pl.Boolean)).gather(index)
+            return ctx.exclude_where(frame, hit, pl.lit(pl.Series(reasons, dtype=pl.String)).gather(index))
         reason = ctx.outcome("eligibility", "exclude")
         reason = pl.when(reason != "").then(reason)  # an empty reason does not exclude
         return ctx.exclude(frame, pl.when(blocked).then(pl.lit("blocked")).otherwise(reason))

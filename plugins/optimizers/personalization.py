@@ -27,6 +27,10 @@ class Personalization:
 
         if not ctx.has("personalization"):
             variant = pl.lit("default")
+        elif ctx.message.rulesets["personalization"].hit_policy == "first":  # one gather, "default" in the table
+            frame = ctx.run_rules(frame, "personalization")
+            table = [v or "default" for v in ctx.outcome_table("personalization", "variant")]
+            variant = pl.lit(pl.Series(table, dtype=pl.String)).gather(pl.col("_fired:personalization") + 1)
         else:
             frame = ctx.run_rules(frame, "personalization")
             chosen = ctx.outcome("personalization", "variant")
