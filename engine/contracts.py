@@ -180,6 +180,16 @@ class EvaluationContext:
 #   * ``_included`` Boolean, ``_reason`` String (null while included), ``_variant`` String,
 #     ``_channels`` List(String) (candidate then surviving channels, in order), ``_send_at`` Datetime("us", "UTC")
 #   * a step changes only rows where ``_included`` is true, so the first exclusion reason wins.
+#   * ``_channel_code`` UInt32 (optional, set by channel priority): an index into ``ctx.state["channel_table"]``
+#     (every candidate list × surviving-channel mask); ``_channels`` is the table entry. While no later step
+#     changes ``_channels`` (the plan compares ``_channels``' optimized plan before and after each step), the
+#     plan's finish reads ``channel``/``fallbacks`` from the table instead of slicing lists.
+#   * fired rules: ``_fired:<kind>`` (see engine.columnar.context); first-hit outcomes are one gather from
+#     a static table indexed by ``fired + 1``.
+#
+# A channel MAY also implement ``reachable_expr(message)``: a Boolean expression (never null) equal to
+# ``reachability_expr(message)`` being a reachable status, row by row; the bulk plan prefers it (no status
+# strings are built). ``engine.reachability.ContactReach.reachable_expr`` gives it for contact channels.
 
 
 @runtime_checkable
