@@ -103,6 +103,13 @@ def ordered_reachable_expr(channel: str, has_contact: pl.Expr, valid: pl.Expr | 
     return out if valid is None else out & valid.fill_null(False)
 
 
+def no_match(column: pl.Expr, pattern: str) -> pl.Expr:
+    """True where ``pattern`` occurs nowhere in the string (also true on nulls: read it only where there is a
+    handle). With a character class this is
+    "every character is allowed", and ``str.find`` runs about twice as fast as an anchored ``^[…]+$``."""
+    return column.str.find(pattern).is_null()
+
+
 def nonempty(column: pl.Expr) -> pl.Expr:
     """True where a string fact column holds a contact handle (neither null nor empty)."""
     return (column.str.len_bytes() > 0).fill_null(False)

@@ -24,6 +24,7 @@ from engine import (
     render_content,
     unknown_keys,
 )
+from engine.reachability import no_match as _no
 
 TEXT_MAX = 5000
 URL_MAX = 2000
@@ -31,7 +32,8 @@ MESSAGES_MAX = 5
 USER_ID = re.compile(r"U[0-9a-f]{32}")
 _TAG = re.compile(r"{{.*?}}|{%.*?%}", re.S)
 _REACH = ContactReach("line", "line_id", valid=USER_ID.fullmatch,
-                             valid_expr=lambda c: c.str.contains(f"^{USER_ID.pattern}$"))
+                             valid_expr=lambda c: (c.str.len_bytes() == 33) & c.str.starts_with("U")
+                             & _no(c.str.slice(1), "[^0-9a-f]"))
 
 
 def _image_url_issues(value: Any, where: str) -> list[Issue]:

@@ -26,6 +26,7 @@ from engine import (
     render_content,
     unknown_keys,
 )
+from engine.reachability import no_match as _no
 
 FCM_MAX_BYTES = 4096
 TTL_MAX = 28 * 24 * 3600
@@ -43,7 +44,7 @@ def valid_token(token: str) -> bool:
 
 
 _REACH = ContactReach("push", "push_token", valid=valid_token,
-                             valid_expr=lambda c: c.str.contains(r"^[A-Za-z0-9_:.\-]+$") & c.str.len_bytes().is_between(16, 4096))
+                             valid_expr=lambda c: _no(c, r"[^A-Za-z0-9_:.\-]") & c.str.len_bytes().is_between(16, 4096))
 
 
 def _untemplated(text: str) -> str:

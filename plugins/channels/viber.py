@@ -25,6 +25,7 @@ from engine import (
     render_content,
     unknown_keys,
 )
+from engine.reachability import no_match as _no
 
 TEXT_MAX = 1000
 CAPTION_MAX = 30
@@ -32,7 +33,7 @@ SENDER_MAX = 28
 _SENDER_PATH = "delivery.senders.viber.name"  # a message-level path: where the sender name is set
 _TAG = re.compile(r"{{.*?}}|{%.*?%}", re.S)
 _REACH = ContactReach("viber", "viber_id", valid=lambda v: not any(c.isspace() for c in v),
-                             valid_expr=lambda c: ~c.str.contains(r"[\s\x1c-\x1f]"))  # Python's isspace: \s and \x1c–\x1f
+                             valid_expr=lambda c: _no(c, r"[\s\x1c-\x1f]"))  # Python's isspace: \s and \x1c–\x1f
 
 
 def _url_problem(value: Any, where: str, schemes: tuple[str, ...]) -> str | None:

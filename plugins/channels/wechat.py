@@ -26,6 +26,7 @@ from engine import (
     render_content,
     unknown_keys,
 )
+from engine.reachability import no_match as _no
 
 OPENID = re.compile(r"[A-Za-z0-9_-]{6,64}")
 _KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
@@ -33,7 +34,7 @@ _TEMPLATE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
 _TAG = re.compile(r"{{.*?}}|{%.*?%}", re.S)
 _REACH = ContactReach("wechat", "wechat_openid", valid=OPENID.fullmatch,
-                             valid_expr=lambda c: c.str.contains(f"^{OPENID.pattern}$"))
+                             valid_expr=lambda c: _no(c, "[^A-Za-z0-9_-]") & c.str.len_bytes().is_between(6, 64))
 
 
 class WeChat:

@@ -13,7 +13,9 @@ from plugins.channels import email, line, push, viber, wechat
 CHANNELS = {"push": (push.Push, "push_token"), "line": (line.Line, "line_id"), "viber": (viber.Viber, "viber_id"),
             "wechat": (wechat.WeChat, "wechat_openid"), "email": (email.Email, "email")}
 HANDLES = st.one_of(st.none(), st.sampled_from(["", " ", "U" + "a" * 32, "U" + "A" * 32, "abc_def-123", "a" * 16,
-                                                "a" * 15, "x y", "ok@example.com", "bad@@x", "tok:en.1234567890ab"]),
+                                                "a" * 15, "x y", "ok@example.com", "bad@@x", "tok:en.1234567890ab",
+                                                "U" + "g" * 32, "u" + "a" * 32, "U" + "a" * 31 + "é", "U" + "a" * 33,
+                                                "a\x1fb", "abc\n", "ab-c_d" * 11, "Z" * 4097]),
                     st.text(max_size=40))
 STATUS = st.one_of(st.none(), st.sampled_from(["subscribed", "unsubscribed", "hard_bounced", "soft_bounced", "invalid",
                                                "contact_unavailable", "weird", ""]))
