@@ -149,7 +149,7 @@ def decision_plan(frame: pl.DataFrame, message: Message, registry: Registry, at:
         channel = pl.col(CHANNELS).list.first()
         fallbacks = pl.col(CHANNELS).list.slice(1)
     else:  # one gather per decision column from the channel code's table
-        code = pl.col(CHANNEL_CODE)
+        code = pl.when(inc).then(pl.col(CHANNEL_CODE)).otherwise(0).fill_null(0)  # entry 0 is the empty list
         none_left = pl.lit(pl.Series([not t for t in table], dtype=pl.Boolean)).gather(code)
         channel = pl.lit(pl.Series([t[0] if t else None for t in table], dtype=pl.String)).gather(code)
         fallbacks = pl.lit(pl.Series([t[1:] for t in table], dtype=pl.List(pl.String))).gather(code)
@@ -170,6 +170,7 @@ def decision_columns(message: Message, channel: pl.Expr | None = None, fallbacks
     ``fallbacks``, ``send_at`` and one ``_fired:<kind>`` per ruleset of the message (``channel`` and
     ``fallbacks`` default to the first and the rest of ``_channels``)."""
     inc = pl.col(INCLUDED)
+    coded = channel is not None  # gathers that already give null / [] on excluded rows
     channel = pl.col(CHANNELS).list.first() if channel is None else channel
     fallbacks = pl.col(CHANNELS).list.slice(1) if fallbacks is None else fallbacks
     return [
@@ -177,8 +178,9 @@ def decision_columns(message: Message, channel: pl.Expr | None = None, fallbacks
         inc.alias("included"),
         pl.col(REASON).alias("excluded_reason"),
         pl.when(inc).then(pl.col(VARIANT)).alias("variant"),
-        pl.when(inc).then(channel).alias("channel"),
-        pl.when(inc).then(fallbacks).otherwise(pl.lit([], pl.List(pl.String))).alias("fallbacks"),
+        (channel if coded else pl.when(inc).then(channel)).alias("channel"),
+        (fallbacks if coded else pl.when(inc).then(fallbacks).otherwise(pl.lit([], pl.List(pl.String))))
+        .alias("fallbacks"),
         pl.when(inc).then(pl.col(SEND_AT)).alias("send_at"),
         *(pl.col(fired_column(kind)) for kind in message.rulesets),
     ]
