@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from engine.evaluators.columnar import condition_expr, fired_expr
+from engine.evaluators.columnar import fired_expr, when_condition
 from engine.model import Message, Reachability
 from engine.registry import Registry
 from engine.rulefiles.ir import Always
@@ -67,7 +67,7 @@ class ColumnarContext:
         for i, rule in enumerate(rs.rules):
             if isinstance(rule.when, Always):
                 return pl.lit(i, pl.Int32) if chain is None else chain.otherwise(pl.lit(i, pl.Int32))
-            cond = condition_expr(rule.when, self.schema)
+            cond = when_condition(rule.when, self.schema)
             chain = (pl.when(cond) if chain is None else chain.when(cond)).then(pl.lit(i, pl.Int32))
         return pl.lit(-1, pl.Int32) if chain is None else chain.otherwise(pl.lit(-1, pl.Int32))
 

@@ -102,7 +102,7 @@ def _matches(col: pl.Expr, pattern: str) -> pl.Expr:
     return col.cast(pl.String).map_batches(per_unique, return_dtype=pl.Boolean)
 
 
-def _cmp(cond: Cmp, schema: Schema) -> pl.Expr:
+def _cmp(cond: Cmp, schema: Schema, strict: bool = True) -> pl.Expr:
     ck = _kind(schema.get(cond.field))
     op, value = cond.op, cond.value
     if ck == "missing":
@@ -141,22 +141,33 @@ def _cmp(cond: Cmp, schema: Schema) -> pl.Expr:
         out = _matches(col, value) if ck == "str" else _FALSE
     else:
         raise ValueError(f"unknown operator {op!r}")
-    return out.fill_null(False)
+    return out.fill_null(False) if strict else out
+
+
+def _compile(cond: Condition, schema: Schema, strict: bool) -> pl.Expr:
+    if isinstance(cond, Always):
+        return _TRUE
+    if isinstance(cond, All):
+        return pl.all_horizontal([_compile(c, schema, strict) for c in cond.items]) if cond.items else _TRUE
+    if isinstance(cond, AnyOf):
+        return pl.any_horizontal([_compile(c, schema, strict) for c in cond.items]) if cond.items else _FALSE
+    if isinstance(cond, Not):
+        return ~_compile(cond.item, schema, True)  # negation needs the exact false
+    if isinstance(cond, Cmp):
+        return _cmp(cond, schema, strict)
+    raise ValueError(f"cannot compile condition {cond!r}")
 
 
 def condition_expr(cond: Condition, schema: Schema) -> pl.Expr:
     """A Boolean expression (never null) equal to the reference ``holds(cond, row)`` on every row."""
-    if isinstance(cond, Always):
-        return _TRUE
-    if isinstance(cond, All):
-        return pl.all_horizontal([condition_expr(c, schema) for c in cond.items]) if cond.items else _TRUE
-    if isinstance(cond, AnyOf):
-        return pl.any_horizontal([condition_expr(c, schema) for c in cond.items]) if cond.items else _FALSE
-    if isinstance(cond, Not):
-        return ~condition_expr(cond.item, schema)
-    if isinstance(cond, Cmp):
-        return _cmp(cond, schema)
-    raise ValueError(f"cannot compile condition {cond!r}")
+    return _compile(cond, schema, True)
+
+
+def when_condition(cond: Condition, schema: Schema) -> pl.Expr:
+    """:func:`condition_expr` for ``pl.when`` only: null where it is false (under Kleene logic a null leaf
+    read as false gives the same ``and``/``or``; ``not`` still gets exact operands). Saves a
+    ``fill_null`` per comparison."""
+    return _compile(cond, schema, False)
 
 
 def fired_expr(ruleset: Ruleset, schema: Schema) -> pl.Expr:
@@ -164,12 +175,12 @@ def fired_expr(ruleset: Ruleset, schema: Schema) -> pl.Expr:
     if ruleset.hit_policy == "first":
         chain: Any = None
         for rule in ruleset.rules:
-            cond = condition_expr(rule.when, schema)
+            cond = when_condition(rule.when, schema)
             if isinstance(rule.when, Always):
                 return pl.lit(rule.id) if chain is None else chain.otherwise(pl.lit(rule.id))
             chain = pl.when(cond).then(pl.lit(rule.id)) if chain is None else chain.when(cond).then(pl.lit(rule.id))
         return pl.lit(None, pl.String) if chain is None else chain.otherwise(pl.lit(None, pl.String))
-    parts = [pl.when(condition_expr(r.when, schema)).then(pl.lit(r.id)) for r in ruleset.rules]
+    parts = [pl.when(when_condition(r.when, schema)).then(pl.lit(r.id)) for r in ruleset.rules]
     if not parts:
         return pl.lit([], pl.List(pl.String))
     return pl.concat_list(parts).list.drop_nulls()
