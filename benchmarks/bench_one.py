@@ -22,7 +22,8 @@ from benchmarks.workload import AT, audience, engine
 
 #: the most rows a slow engine decides; figures are per decision of that sample
 SAMPLE = {"compiled": 200_000, "reference": 50_000, "durable": 5_000, "compiled-pipeline": 100_000, "reference-pipeline": 20_000,
-          "durable-pipeline": 5_000, "rule-engine": 20_000, "zen": 50_000, "zen-batch": 50_000}
+          "durable-pipeline": 5_000, "rule-engine": 20_000, "zen": 50_000, "zen-batch": 50_000,
+          "durable-direct": 5_000}
 CHECK = 5_000  # decisions compared across engines
 
 
@@ -78,8 +79,10 @@ def main(name: str, n: int) -> dict:
         elapsed, decisions = rules_only(name, herald, message, raw.head(take))
     else:
         rows = peer_rows(raw.head(take))
+        from benchmarks.durable_peer import durable_peer
+
         run = {"rule-engine": peers.rule_engine_peer, "zen": lambda: peers.zen_peer(False),
-               "zen-batch": lambda: peers.zen_peer(True)}[name]()
+               "zen-batch": lambda: peers.zen_peer(True), "durable-direct": durable_peer}[name]()
         t0 = time.perf_counter()
         out = run(rows)
         elapsed = time.perf_counter() - t0

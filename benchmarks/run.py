@@ -18,7 +18,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 ENGINES = ["columnar", "polars-chain", "compiled", "reference", "durable", "compiled-pipeline",
-           "reference-pipeline", "durable-pipeline", "zen", "zen-batch", "rule-engine"]
+           "reference-pipeline", "durable-pipeline", "durable-direct", "zen", "zen-batch", "rule-engine"]
 
 
 def one(engine: str, n: int) -> dict:
