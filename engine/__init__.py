@@ -44,6 +44,7 @@ from engine.reachability import (
     check_each,
     e164_number,
     fact_column,
+    no_match,
     nonempty,
     ordered_reachability,
     ordered_reachability_expr,
@@ -59,6 +60,6 @@ __all__ = [
     "DeliverySettings", "EngineError", "EngineEvent", "EvaluationContext", "EvaluationError", "Evaluator",
     "FieldSpec", "FiredRule", "IncentiveSpec", "IncentiveType", "Issue", "Message", "MessageFileError",
     "Optimizer", "PluginConflict", "Problem", "Reachability", "RuleFileError", "Schedule", "TemplateError",
-    "TraceStep", "AudienceError", "UnknownReference", "ValidationFailed", "check_each", "check_tags", "defer_for_quiet_hours", "e164_number", "fact_column", "hookimpl", "local_send_time", "ordered_reachability", "ordered_reachability_expr", "outcome", "parse_hhmm", "nonempty", "zone",
+    "TraceStep", "AudienceError", "UnknownReference", "ValidationFailed", "check_each", "check_tags", "defer_for_quiet_hours", "e164_number", "fact_column", "hookimpl", "local_send_time", "ordered_reachability", "ordered_reachability_expr", "outcome", "parse_hhmm", "no_match", "nonempty", "zone",
     "render_content", "template_strings", "template_variables", "unknown_keys",
 ]

@@ -24,7 +24,7 @@ from engine import (
     render_content,
     unknown_keys,
 )
-from engine.reachability import no_match as _no
+from engine import no_match as _no
 
 TEXT_MAX = 5000
 URL_MAX = 2000

@@ -26,7 +26,7 @@ from engine import (
     render_content,
     unknown_keys,
 )
-from engine.reachability import no_match as _no
+from engine import no_match as _no
 
 FCM_MAX_BYTES = 4096
 TTL_MAX = 28 * 24 * 3600

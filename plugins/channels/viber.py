@@ -25,7 +25,7 @@ from engine import (
     render_content,
     unknown_keys,
 )
-from engine.reachability import no_match as _no
+from engine import no_match as _no
 
 TEXT_MAX = 1000
 CAPTION_MAX = 30

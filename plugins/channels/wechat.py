@@ -26,7 +26,7 @@ from engine import (
     render_content,
     unknown_keys,
 )
-from engine.reachability import no_match as _no
+from engine import no_match as _no
 
 OPENID = re.compile(r"[A-Za-z0-9_-]{6,64}")
 _KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*")

@@ -80,8 +80,6 @@ class ChannelPriority:
             universe = list(dict.fromkeys([c for r in rs.rules for c in r.then["channels"]] + static))
             keep = {name: ctx.creative_ok(name) & ctx.reachable(name) for name in universe}
             if rs.hit_policy == "first":  # the fired index picks one of R + 1 candidate lists
-                from engine.rulefiles.outcome import outcome
-
                 lists = [outcome("channel_priority", [])["channels"] or static,
                          *(outcome("channel_priority", [r.then])["channels"] or static for r in rs.rules)]
                 code = ctx.channel_code(pl.col("_fired:channel_priority") + 1, lists, keep)
