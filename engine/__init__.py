@@ -41,6 +41,7 @@ from engine.model import (
 )
 from engine.reachability import (
     ContactReach,
+    ContactReachability,
     check_each,
     e164_number,
     fact_column,
@@ -56,6 +57,7 @@ from engine.templating import variables as template_variables
 from engine.validation import unknown_keys
 
 __all__ = [
+    "ContactReachability",
     "CONTACT_FIELDS", "Campaign", "Channel", "ContactReach", "Creative", "Customer", "Decision", "DecisionDraft",
     "DeliverySettings", "EngineError", "EngineEvent", "EvaluationContext", "EvaluationError", "Evaluator",
     "FieldSpec", "FiredRule", "IncentiveSpec", "IncentiveType", "Issue", "Message", "MessageFileError",

@@ -154,3 +154,23 @@ class ContactReach:
         column = fact_column(f"customer.{self.contact}", scalar_if_missing=True)
         build = self.valid_expr or (check_each(self.valid) if self.valid is not None else None)
         return ordered_reachable_expr(self.channel, nonempty(column), None if build is None else build(column))
+
+
+class ContactReachability:
+    """Mixin for a channel whose reachability is exactly one :class:`ContactReach` (class attribute ``reach``):
+    it supplies ``reachability``, ``reachability_expr`` and ``reachable_expr`` from it."""
+
+    reach: ContactReach
+
+    def reachability(self, customer: Customer, message: object) -> Reachability:
+        """No contact handle → contact_unavailable; a recorded blocking status wins; a malformed handle →
+        invalid; otherwise the recorded status (valid when none)."""
+        return self.reach.of(customer)
+
+    def reachability_expr(self, message: object) -> pl.Expr:
+        """``reachability`` for every row of a frame, as the status string."""
+        return self.reach.expr()
+
+    def reachable_expr(self, message: object) -> pl.Expr:
+        """Whether ``reachability_expr`` is a reachable status, one Boolean per row (the bulk plan's form)."""
+        return self.reach.reachable_expr()

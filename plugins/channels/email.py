@@ -15,16 +15,14 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import polars as pl
 from email_validator import EmailNotValidError, validate_email
 
 from engine import (
     ContactReach,
+    ContactReachability,
     Creative,
-    Customer,
     Issue,
     Message,
-    Reachability,
     hookimpl,
     render_content,
     unknown_keys,
@@ -63,10 +61,11 @@ def normalized_email(value: str) -> str | None:
 _REACH = ContactReach("email", "email", valid=lambda v: normalized_email(v) is not None)
 
 
-class Email:
+class Email(ContactReachability):
     """The e-mail channel: validation, reachability over ``email``, and an SMTP-ready payload."""
 
     name = "email"
+    reach = _REACH
     kind = "direct"
     required_tags = ("unsubscribe_url",)
     creative_schema: Mapping[str, Any] = {
@@ -132,18 +131,6 @@ class Email:
             issues.append(Issue("html", "large_html", f"the html is {size // 1024} KB; Gmail clips messages above ~100 KB", "warning"))
         return issues
 
-    def reachability(self, customer: Customer, message: Message) -> Reachability:
-        """No address → contact_unavailable; a recorded unreachable status wins; a malformed address →
-        invalid; else the recorded status (valid when unknown)."""
-        return _REACH.of(customer)
-
-    def reachability_expr(self, message: Message) -> pl.Expr:
-        """``reachability`` over a frame with ``customer.email`` and ``customer.subscription.email``."""
-        return _REACH.expr()
-
-    def reachable_expr(self, message: Message) -> pl.Expr:
-        """Whether ``reachability_expr`` is a reachable status, as one Boolean per row (the bulk plan's form)."""
-        return _REACH.reachable_expr()
 
     def unsubscribe_url(self, message_id: str, customer_id: str) -> str:
         """The one-click unsubscribe URL of one recipient of one message."""

@@ -11,15 +11,12 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import polars as pl
-
 from engine import (
     ContactReach,
+    ContactReachability,
     Creative,
-    Customer,
     Issue,
     Message,
-    Reachability,
     hookimpl,
     render_content,
     unknown_keys,
@@ -47,10 +44,11 @@ def _image_url_issues(value: Any, where: str) -> list[Issue]:
     return []
 
 
-class Line:
+class Line(ContactReachability):
     """The LINE channel (Messaging API push messages to a user id)."""
 
     name = "line"
+    reach = _REACH
     kind = "direct"
     required_tags: tuple[str, ...] = ()
     tags: Mapping[str, Any] = {}
@@ -111,18 +109,6 @@ class Line:
             issues += [Issue(f"{where}.{k}", "unknown_key", f"unknown field {k!r} in a LINE {kind} message") for k in sorted(extra)]
         return issues
 
-    def reachability(self, customer: Customer, message: Message) -> Reachability:
-        """No LINE id → contact_unavailable; a recorded unreachable status (e.g. the user blocked the account)
-        wins; an id that is not ``U`` + 32 hex digits → invalid; else the recorded status."""
-        return _REACH.of(customer)
-
-    def reachability_expr(self, message: Message) -> pl.Expr:
-        """``reachability`` over a frame with ``customer.line_id`` and ``customer.subscription.line``."""
-        return _REACH.expr()
-
-    def reachable_expr(self, message: Message) -> pl.Expr:
-        """Whether ``reachability_expr`` is a reachable status, as one Boolean per row (the bulk plan's form)."""
-        return _REACH.reachable_expr()
 
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
         """A push request: ``{"to": user id, "messages": [{"type": "text", "text"} | {"type": "image", …}]}``."""

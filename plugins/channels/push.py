@@ -13,15 +13,12 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import polars as pl
-
 from engine import (
     ContactReach,
+    ContactReachability,
     Creative,
-    Customer,
     Issue,
     Message,
-    Reachability,
     hookimpl,
     render_content,
     unknown_keys,
@@ -51,10 +48,11 @@ def _untemplated(text: str) -> str:
     return _TAG.sub("x", text)
 
 
-class Push:
+class Push(ContactReachability):
     """The mobile push channel (FCM for Android and iOS)."""
 
     name = "push"
+    reach = _REACH
     kind = "direct"
     required_tags: tuple[str, ...] = ()
     tags: Mapping[str, Any] = {}
@@ -138,18 +136,6 @@ class Push:
                 issues.append(Issue("body", "payload_too_large", f"the FCM message is {size} bytes; the limit is {FCM_MAX_BYTES}"))
         return issues
 
-    def reachability(self, customer: Customer, message: Message) -> Reachability:
-        """No push token → contact_unavailable; a recorded unreachable status wins; a malformed token →
-        invalid; else the recorded status."""
-        return _REACH.of(customer)
-
-    def reachability_expr(self, message: Message) -> pl.Expr:
-        """``reachability`` over a frame with ``customer.push_token`` and ``customer.subscription.push``."""
-        return _REACH.expr()
-
-    def reachable_expr(self, message: Message) -> pl.Expr:
-        """Whether ``reachability_expr`` is a reachable status, as one Boolean per row (the bulk plan's form)."""
-        return _REACH.reachable_expr()
 
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
         """An FCM HTTP v1 request body: ``{"message": {token, notification, data, android, apns}}``."""

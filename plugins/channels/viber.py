@@ -12,15 +12,12 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import polars as pl
-
 from engine import (
     ContactReach,
+    ContactReachability,
     Creative,
-    Customer,
     Issue,
     Message,
-    Reachability,
     hookimpl,
     render_content,
     unknown_keys,
@@ -45,10 +42,11 @@ def _url_problem(value: Any, where: str, schemes: tuple[str, ...]) -> str | None
     return None
 
 
-class Viber:
+class Viber(ContactReachability):
     """The Viber channel (REST bot API ``send_message``)."""
 
     name = "viber"
+    reach = _REACH
     kind = "direct"
     required_tags: tuple[str, ...] = ()
     tags: Mapping[str, Any] = {}
@@ -106,18 +104,6 @@ class Viber:
             issues.append(Issue(_SENDER_PATH, "sender_too_long", f"the Viber sender name {name!r} is longer than {SENDER_MAX} characters"))
         return issues
 
-    def reachability(self, customer: Customer, message: Message) -> Reachability:
-        """No Viber id → contact_unavailable; a recorded unreachable status wins; an id with whitespace →
-        invalid; else the recorded status."""
-        return _REACH.of(customer)
-
-    def reachability_expr(self, message: Message) -> pl.Expr:
-        """``reachability`` over a frame with ``customer.viber_id`` and ``customer.subscription.viber``."""
-        return _REACH.expr()
-
-    def reachable_expr(self, message: Message) -> pl.Expr:
-        """Whether ``reachability_expr`` is a reachable status, as one Boolean per row (the bulk plan's form)."""
-        return _REACH.reachable_expr()
 
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
         """A ``send_message`` body: receiver, sender, type ``text`` or ``picture``, and a URL-button keyboard."""

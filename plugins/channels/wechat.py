@@ -13,15 +13,12 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import polars as pl
-
 from engine import (
     ContactReach,
+    ContactReachability,
     Creative,
-    Customer,
     Issue,
     Message,
-    Reachability,
     hookimpl,
     render_content,
     unknown_keys,
@@ -37,10 +34,11 @@ _REACH = ContactReach("wechat", "wechat_openid", valid=OPENID.fullmatch,
                              valid_expr=lambda c: _no(c, "[^A-Za-z0-9_-]") & c.str.len_bytes().is_between(6, 64))
 
 
-class WeChat:
+class WeChat(ContactReachability):
     """The WeChat channel (template messages to a follower's openid)."""
 
     name = "wechat"
+    reach = _REACH
     kind = "direct"
     required_tags: tuple[str, ...] = ()
     tags: Mapping[str, Any] = {}
@@ -115,18 +113,6 @@ class WeChat:
             issues.append(Issue("miniprogram.appid", "required", "a miniprogram needs its appid"))
         return issues
 
-    def reachability(self, customer: Customer, message: Message) -> Reachability:
-        """No openid → contact_unavailable; a recorded unreachable status (unfollowed) wins; a malformed
-        openid → invalid; else the recorded status."""
-        return _REACH.of(customer)
-
-    def reachability_expr(self, message: Message) -> pl.Expr:
-        """``reachability`` over a frame with ``customer.wechat_openid`` and ``customer.subscription.wechat``."""
-        return _REACH.expr()
-
-    def reachable_expr(self, message: Message) -> pl.Expr:
-        """Whether ``reachability_expr`` is a reachable status, as one Boolean per row (the bulk plan's form)."""
-        return _REACH.reachable_expr()
 
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
         """``{"touser", "template_id", "url"?, "miniprogram"?, "data": {key: {"value", "color"?}}}``."""
