@@ -209,7 +209,7 @@ def rules_check(paths: Annotated[list[Path], typer.Argument(help="rule files or 
 @rules_app.command("test")
 def rules_test(
     paths: Annotated[list[Path], typer.Argument(help="rule files or folders")],
-    evaluator: Annotated[str, typer.Option(help="compiled | durable | reference")] = "compiled",
+    evaluator: Annotated[str, typer.Option(help="compiled | columnar | durable | reference")] = "compiled",
 ) -> None:
     """Run the ``tests:`` examples inside rule files."""
     failed = passed = 0

@@ -1,11 +1,12 @@
-"""Evaluators of the rule IR, by name: ``compiled`` (default), ``reference`` (the oracle), ``durable``."""
+"""Evaluators of the rule IR, by name: ``compiled`` (default), ``reference`` (the oracle), ``durable``,
+``columnar`` (polars; built for whole audiences, usable on one fact mapping too)."""
 
 from __future__ import annotations
 
 from engine.contracts import Evaluator
 from engine.errors import UnknownReference
 
-EVALUATORS = ("compiled", "reference", "durable")
+EVALUATORS = ("compiled", "reference", "durable", "columnar")
 
 
 def get_evaluator(name: str = "compiled") -> Evaluator:
@@ -22,4 +23,8 @@ def get_evaluator(name: str = "compiled") -> Evaluator:
         from engine.evaluators.durable import DurableEvaluator
 
         return DurableEvaluator()
+    if name == "columnar":
+        from engine.evaluators.columnar import ColumnarEvaluator
+
+        return ColumnarEvaluator()
     raise UnknownReference(f"unknown evaluator {name!r}; choose one of {', '.join(EVALUATORS)}")
