@@ -142,7 +142,7 @@ class DecisionDraft:
 
 @dataclass(frozen=True)
 class FiredRule:
-    """A rule that fired: its id, priority and ``then`` data."""
+    """A rule that fired: its id and its ``then`` data."""
 
     id: str
     then: Mapping[str, Any]
