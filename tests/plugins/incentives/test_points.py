@@ -73,14 +73,14 @@ def test_points_are_credited_once_and_released_only_before_credit(registry):
     spec = {"program": "Herald Rewards", "amount": 200, "expiry": {"days": 30}}
     msg, points = message(**spec), registry.incentive("points")
     ctx = EvaluationContext(msg, registry, AT, lambda kind, draft: (), preview=False)
-    grant = points.reserve(spec, Customer("ana"), ctx)
-    assert points.reserve(spec, Customer("ana"), ctx) == grant  # one reservation per customer and message
+    grant = points.reserve(spec, Customer("ana"), ctx, AT)
+    assert points.reserve(spec, Customer("ana"), ctx, AT) == grant  # one reservation per customer and message
     first = asyncio.run(points.issue(spec, grant, msg, datetime(2026, 7, 5, tzinfo=UTC)))
     second = asyncio.run(points.issue(spec, grant, msg, datetime(2026, 7, 9, tzinfo=UTC)))
     assert first == second and first["credited_on"] == "2026-07-05" and first["expires_on"] == "2026-08-04"
     points.release(spec, grant)
     assert points.reservations(spec, msg) == 1
-    other = points.reserve(spec, Customer("ben"), ctx)
+    other = points.reserve(spec, Customer("ben"), ctx, AT)
     points.release(spec, other)
     assert points.reservations(spec, msg) == 1
 
