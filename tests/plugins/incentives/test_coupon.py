@@ -323,7 +323,11 @@ def test_the_bulk_preview_refuses_the_same_recipients_and_counts_them(registry):
     got = list(bulk.run(mixed_audience()))
     assert outcome(got) == outcome(expected)
     assert [d.incentive for d in got] == [d.incentive for d in expected]
-    assert bulk.summary.as_dict() == per_recipient.summary.as_dict()
+    assert [d.customer for d in got if d.included] == ["c00000", "c00001", "c00002"]
+    summary = bulk.summary.as_dict()
+    assert summary == per_recipient.summary.as_dict()
+    assert (summary["included"], summary["channels"], summary["exclusion_reasons"]) == \
+        (3, {"sms": 3}, {"incentive_unavailable": 5, "no_reachable_channel": 2})
 
 
 def test_a_summary_only_bulk_run_still_counts_recipients_beyond_the_cap(registry, catalogue):
