@@ -286,3 +286,17 @@ def test_a_fixed_points_expiry_before_the_scheduled_send_is_an_error():
     msg = replace(message(program="P", amount=5, expiry={"date": "2026-07-10"}),
                   schedule=Schedule("at", datetime(2026, 7, 20, 9, 0, tzinfo=UTC)))
     assert ("expiry.date", "before_send") in {(i.path, i.code) for i in Points().validate(msg.incentive.settings, msg)}
+
+
+def test_closed_field_values_are_read_by_type_and_bad_ones_refused(tmp_path):
+    from engine.errors import RuleFileError
+    from engine.fields import load_org_fields
+
+    good = tmp_path / "fields.yaml"
+    good.write_text("customer:\n  visits: {type: integer, values: [1, '2']}\n", encoding="utf-8")
+    assert load_org_fields(good)[0].values == (1, 2)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("customer:\n  visits: {type: integer, values: [1, many]}\n", encoding="utf-8")
+    with pytest.raises(RuleFileError) as err:
+        load_org_fields(bad)
+    assert [(p.path, p.code) for p in err.value.problems] == [("customer.visits.values", "field_values")]
