@@ -255,7 +255,7 @@ class Coupon:
         message = ctx.message
         with self._lock:
             ledger = self._ledgers.get(series_key(spec, message))
-        if ledger is not None and ledger.owner != message.id and dict(ledger.settings) != shared_settings(spec):
+        if ledger is not None and dict(ledger.settings) != shared_settings(spec):
             return [_conflict(ledger, spec, message)]
         if audience is None or spec.get("source", "generated") != "generated":
             return []
@@ -353,8 +353,10 @@ def _conflict(ledger: CouponLedger, spec: Mapping[str, Any], message: Message) -
     differ = [k for k in mine if mine.get(k) != ledger.settings.get(k)]
     detail = "; ".join(f"{k}: {ledger.settings.get(k)!r} in {ledger.owner!r}, {mine.get(k)!r} in {message.id!r}"
                        for k in differ)
-    return Issue("series", "series_conflict", f"messages {ledger.owner!r} and {message.id!r} share coupon series "
-                 f"{ledger.key!r} with different settings ({detail})")
+    who = (f"message {message.id!r} created coupon series {ledger.key!r} with other settings than it has now"
+           if ledger.owner == message.id else
+           f"messages {ledger.owner!r} and {message.id!r} share coupon series {ledger.key!r} with different settings")
+    return Issue(f"{differ[0]}", "series_conflict", f"{who} ({detail})")
 
 
 def _space_issues(spec: Mapping[str, Any], ledger: CouponLedger | None, audience: int) -> list[Issue]:

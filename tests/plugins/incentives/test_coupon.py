@@ -470,3 +470,11 @@ def test_coupon_warnings_are_returned_by_validate_message(tmp_path, herald):
     found = {(i.path, i.code, i.severity) for i in validate_message(msg, herald.registry, herald.catalogue)}
     assert found >= {("incentive.settings.expiry", "no_expiry", "warning"),
                      ("incentive.settings.cap", "guessable_codes", "warning")}
+
+
+def test_a_new_version_of_a_message_cannot_silently_change_its_series_cap(registry):
+    msg = message(cap=2, expiry={"days": 10})
+    evaluate(msg, customers(1), at=AT, registry=registry, preview=False)
+    edited = message(cap=3, expiry={"days": 10})
+    with pytest.raises(MessageFileError, match="'summer-sale' created coupon series 'summer-sale'.*cap: 2 in"):
+        evaluate(edited, customers(3), at=AT, registry=registry)
