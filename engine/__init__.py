@@ -24,6 +24,7 @@ from engine.errors import (
 )
 from engine.events import EngineEvent
 from engine.facts import zone
+from engine.fields import coerce as coerce_value
 from engine.hookspecs import hookimpl
 from engine.model import (
     CONTACT_FIELDS,
@@ -64,4 +65,5 @@ __all__ = [
     "Optimizer", "PluginConflict", "Problem", "Reachability", "RuleFileError", "Schedule", "TemplateError",
     "TraceStep", "AudienceError", "UnknownReference", "ValidationFailed", "check_each", "check_tags", "defer_for_quiet_hours", "e164_number", "fact_column", "hookimpl", "local_send_time", "ordered_reachability", "ordered_reachability_expr", "outcome", "parse_hhmm", "no_match", "nonempty", "zone",
     "render_content", "template_strings", "template_variables", "unknown_keys",
+    "coerce_value",
 ]

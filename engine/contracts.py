@@ -58,13 +58,21 @@ class IncentiveType(Protocol):
         """Check the incentive settings of a message."""
         ...
 
-    def reserve(self, spec: Mapping[str, Any], customer: Customer, ctx: EvaluationContext) -> Mapping[str, Any]:
-        """The incentive for one recipient (template context under the kind's name); a preview reserves nothing."""
+    def reserve(self, spec: Mapping[str, Any], customer: Customer, ctx: EvaluationContext,
+                send_at: datetime) -> Mapping[str, Any]:
+        """The incentive for one recipient sent at ``send_at`` (its planned send instant, in the recipient's
+        zone: expiries count from it); the grant is the template context under the kind's name. A preview
+        takes nothing but refuses (raises ``EngineError``) whom a real run would refuse, in the same order."""
         ...
 
     def release(self, spec: Mapping[str, Any], grant: Mapping[str, Any]) -> None:
         """Give back what ``reserve`` took (a failed send)."""
         ...
+
+    # Optional: ``check_fields(spec, catalogue) -> list[Issue]`` checks field references against the field
+    # catalogue at load; ``prepare(spec, ctx, audience) -> list[Issue]`` checks, before a run, that the
+    # incentive can serve ``audience`` recipients (``None``: unknown); ``shared(spec, message) -> (key,
+    # settings)`` names a resource several messages may share and the settings they must agree on.
 
 
 @runtime_checkable
@@ -100,6 +108,8 @@ class FieldSpec:
     path: str
     type: Literal["string", "integer", "number", "boolean", "date", "datetime", "list"]
     description: str = ""
+    #: the allowed values of a closed field (empty: any value of the type)
+    values: tuple[Any, ...] = ()
 
 
 @dataclass(slots=True)

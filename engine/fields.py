@@ -103,7 +103,16 @@ def load_org_fields(path: str | Path) -> list[FieldSpec]:
                                     path=f"customer.{name}.type"))
             continue
         desc = spec.get("description", "") if isinstance(spec, dict) else ""
-        specs.append(FieldSpec(f"customer.{name}", ftype, desc))
+        values = spec.get("values", []) if isinstance(spec, dict) else []
+        try:
+            allowed = tuple(coerce(ftype, v) for v in values) if isinstance(values, list) else None
+        except ValueError:
+            allowed = None
+        if allowed is None or None in allowed:
+            problems.append(Problem(f"values is a list of {ftype} values", "field_values", str(p),
+                                    path=f"customer.{name}.values"))
+            continue
+        specs.append(FieldSpec(f"customer.{name}", ftype, desc, allowed))
     if problems:
         raise RuleFileError(problems, f"{p}: invalid field catalogue")
     return specs

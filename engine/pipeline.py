@@ -6,20 +6,23 @@ meaning: that is the plugins' business.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
 from engine.contracts import DecisionDraft, EvaluationContext, Evaluator, FiredRule
-from engine.errors import EngineError, EvaluationError, TemplateError
+from engine.errors import EngineError, EvaluationError, MessageFileError, Problem, TemplateError
 from engine.evaluators import get_evaluator
 from engine.events import EngineEvent
 from engine.facts import FactBuilder
 from engine.model import Customer, Decision, Message
 from engine.registry import Registry
 from engine.scheduling import local_send_time, run_time
+
+#: the exclusion reason of a recipient the incentive cannot serve (cap reached, codes used up, expired)
+INCENTIVE_UNAVAILABLE = "incentive_unavailable"
 
 
 @dataclass
@@ -45,6 +48,17 @@ class Summary:
                 self.variants[decision.variant] += 1
         else:
             self.excluded[decision.excluded_reason or "unknown"] += 1
+
+    def withdraw(self, decision: Decision, reason: str, costs: Mapping[str, float]) -> None:
+        """Recount an included ``decision`` (already counted) as excluded for ``reason``."""
+        self.included -= 1
+        if decision.channel:
+            self.channels[decision.channel] -= 1
+            self.cost -= costs.get(decision.channel, 0.0)
+        if decision.variant:
+            self.variants[decision.variant] -= 1
+        self.excluded[reason] += 1
+        self.channels, self.variants = +self.channels, +self.variants  # drop zero counts
 
     @classmethod
     def from_counts(cls, counts: Mapping[str, Any], prior: Summary | None = None) -> Summary:
@@ -158,12 +172,15 @@ class Pipeline:
             self.registry.emit(EngineEvent("decision_made", customer.id, {"decision": decision}))
         return decision
 
-    def run(self, customers: Iterable[Customer]) -> Iterator[Decision]:
+    def run(self, customers: Iterable[Customer], *, size: int | None = None) -> Iterator[Decision]:
         """Decisions in the order of ``customers``.
 
         A list above the bulk threshold (``HERALD_COLUMNAR_THRESHOLD``) is decided by the columnar plan
         when every step supports it (:func:`engine.columnar.unsupported`); the decisions are the same.
+        ``size`` is the number of customers when ``customers`` cannot tell (an iterator), for
+        :meth:`prepare`.
         """
+        self.prepare(len(customers) if size is None and isinstance(customers, Sized) else size)
         if self.bulk_ok(customers):
             bulk = self._run_bulk(customers)  # type: ignore[arg-type]
             if bulk is not None:
@@ -191,15 +208,39 @@ class Pipeline:
         out = evaluate_frame(frame, self.message, self.registry, self.facts.at, default_tz=self.default_tz,
                              slow_reach=False)
         self.summary = Summary.from_counts(summary_counts(out, self.costs), self.summary)
-        spec = self.message.incentive
         reserve = None
-        if spec is not None:
-            kind = self.registry.incentive(spec.kind)
+        if self.message.incentive is not None:
 
-            def reserve(_cid: str, i: int) -> Mapping[str, Any]:
-                return kind.reserve(spec.settings, customers[i], self.ctx)
+            def reserve(i: int, send_at: datetime) -> Mapping[str, Any]:
+                return self.reserve_incentive(customers[i], send_at)
 
-        return iter_decisions(out, self.message, base_send_at=self.base_send_at, reserve=reserve)
+        return iter_decisions(out, self.message, base_send_at=self.base_send_at, reserve=reserve,
+                              unavailable=self.incentive_unavailable)
+
+    def prepare(self, audience: int | None) -> None:
+        """Before a run of ``audience`` recipients (``None``: unknown): the incentive type's ``prepare``
+        check (e.g. a coupon series with too few codes); ``MessageFileError`` names the setting."""
+        spec = self.message.incentive
+        check = getattr(self.registry.incentive(spec.kind), "prepare", None) if spec is not None else None
+        if check is None:
+            return
+        errors = [i for i in check(spec.settings, self.ctx, audience) if i.is_error]
+        if errors:
+            where = self.message.source or f"message {self.message.id}"
+            raise MessageFileError([Problem(i.message, i.code, self.message.source, path=f"incentive.settings.{i.path}")
+                                    for i in errors], f"{where}: the incentive cannot serve this run")
+
+    def reserve_incentive(self, customer: Customer, send_at: datetime) -> Mapping[str, Any]:
+        """The message's incentive for ``customer``, sent at ``send_at`` (passed on in the customer's zone, so
+        that dates counted from the send are the recipient's dates). ``EngineError`` when none is left."""
+        spec = self.message.incentive
+        assert spec is not None
+        local = send_at.astimezone(self.facts.zone_of(customer))
+        return self.registry.incentive(spec.kind).reserve(spec.settings, customer, self.ctx, local)
+
+    def incentive_unavailable(self, decision: Decision, error: EngineError) -> None:
+        """Bulk path: an included decision lost its incentive; recount it as excluded."""
+        self.summary.withdraw(decision, INCENTIVE_UNAVAILABLE, self.costs)
 
     def _finish(self, draft: DecisionDraft) -> None:
         if draft.variant is None:
@@ -210,9 +251,9 @@ class Pipeline:
         spec = self.message.incentive
         if spec is not None:
             try:
-                draft.incentive = self.registry.incentive(spec.kind).reserve(spec.settings, draft.customer, self.ctx)
-            except EngineError as exc:  # e.g. a coupon series that ran out: this recipient goes without
-                draft.exclude("incentive_unavailable", "incentive", kind=spec.kind, error=str(exc))
+                draft.incentive = self.reserve_incentive(draft.customer, draft.send_at or self.base_send_at)
+            except EngineError as exc:  # a coupon series that ran out, or expired: this recipient goes without
+                draft.exclude(INCENTIVE_UNAVAILABLE, "incentive", kind=spec.kind, error=str(exc))
                 return
             draft.note("incentive", "reserved" if not self.ctx.preview else "previewed", kind=spec.kind)
         if self.render:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ValidationFailed
+from engine.errors import MessageFileError, ValidationFailed
 from engine.fields import FieldCatalogue, build_catalogue, load_org_fields
 from engine.messages import load_message
 from engine.model import Message
@@ -16,6 +16,7 @@ from engine.plugin_manager import make_plugin_manager
 from engine.registry import Registry
 from engine.rulefiles.ir import Ruleset
 from engine.rulefiles.loader import load_ruleset
+from engine.sharing import shared_conflicts
 from engine.sourcefile import read_source
 
 FIELDS_FILE = "fields.yaml"
@@ -69,10 +70,15 @@ def find_fields_file(start: str | Path) -> Path | None:
 
 @dataclass(frozen=True)
 class Herald:
-    """A configured engine: the plugin registry and the field catalogue rules are checked against."""
+    """A configured engine: the plugin registry and the field catalogue rules are checked against.
+
+    ``loaded`` keeps the messages this engine loaded (by id), so that a message sharing a resource (a coupon
+    series) with another under different settings is refused at load, naming both.
+    """
 
     registry: Registry
     catalogue: FieldCatalogue
+    loaded: dict[str, Message] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(
@@ -98,12 +104,18 @@ class Herald:
         if found is None:
             return self
         org = load_org_fields(found)
-        return Herald(self.registry, build_catalogue((r.obj for r in self.registry.fields.values()), org))
+        return Herald(self.registry, build_catalogue((r.obj for r in self.registry.fields.values()), org), self.loaded)
 
     def load_ruleset(self, path: str | Path) -> Ruleset:
         """Load and check one rule file against this engine's fields and channels."""
         return load_ruleset(path, self.catalogue, channels=set(self.registry.channels))
 
     def load_message(self, path: str | Path) -> Message:
-        """Load and validate a message file (and the rule files it names)."""
-        return load_message(path, self.registry, self.catalogue)
+        """Load and validate a message file (and the rule files it names), and check it against the messages
+        loaded before it (:func:`engine.sharing.shared_conflicts`)."""
+        message = load_message(path, self.registry, self.catalogue)
+        problems = shared_conflicts(message, self.loaded.values(), self.registry)
+        if problems:
+            raise MessageFileError(problems, f"{message.source}: conflicts with a message loaded before it")
+        self.loaded[message.id] = message
+        return message

@@ -373,8 +373,8 @@ class IncentiveContract:
         for spec in herald_specs:
             ctx = self.context(herald_incentive, spec, preview=True)
             before = self._count(herald_incentive, spec, ctx.message)
-            grant = herald_incentive.reserve(spec, customer, ctx)
-            assert grant == herald_incentive.reserve(spec, customer, ctx), "a preview must be deterministic"
+            grant = herald_incentive.reserve(spec, customer, ctx, AT)
+            assert grant == herald_incentive.reserve(spec, customer, ctx, AT), "a preview must be deterministic"
             for tag in herald_incentive.tags:
                 render_template("{{ " + tag + " }}", {herald_incentive.kind: dict(grant)})
             herald_incentive.release(spec, grant)
@@ -386,8 +386,8 @@ class IncentiveContract:
         ctx = self.context(herald_incentive, spec, preview=False)
         customer = contact_customers("kit")["reachable"]
         before = self._count(herald_incentive, spec, ctx.message)
-        grant = herald_incentive.reserve(spec, customer, ctx)
-        assert herald_incentive.reserve(spec, customer, ctx) == grant, "reserving twice must return the same grant"
+        grant = herald_incentive.reserve(spec, customer, ctx, AT)
+        assert herald_incentive.reserve(spec, customer, ctx, AT) == grant, "reserving twice must return the same grant"
         if before is not None:
             assert self._count(herald_incentive, spec, ctx.message) == before + 1
         herald_incentive.release(spec, grant)

@@ -92,8 +92,12 @@ def validate_message(message: Message, registry: Registry, catalogue: FieldCatal
         except UnknownReference as exc:
             issues.append(Issue("incentive.kind", "unknown_incentive", str(exc)))
         else:
+            found = list(itype.validate(message.incentive.settings, message))
+            check_fields = getattr(itype, "check_fields", None)  # optional: field references vs the catalogue
+            if check_fields is not None:
+                found += check_fields(message.incentive.settings, catalogue)
             issues += [Issue(f"incentive.settings.{x.path}".rstrip("."), x.code, x.message, x.severity)
-                       for x in itype.validate(message.incentive.settings, message)]
+                       for x in found]
             if message.incentive.kind not in shown:
                 issues.append(Issue("incentive", "incentive_not_shown",
                                     f"no creative shows the {message.incentive.kind} incentive's tags", "warning"))

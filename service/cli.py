@@ -111,9 +111,9 @@ def evaluate(
         if frame is not None and bulk_able and frame.height > (pipeline.bulk_threshold or 0):
             decisions = run_frame(pipeline, frame, decisions=not summary_only)
         elif frame is not None:
-            decisions = pipeline.run(_progress([customer_of(r) for r in frame.iter_rows(named=True)]))
+            decisions = pipeline.run(_progress([customer_of(r) for r in frame.iter_rows(named=True)]), size=frame.height)
         else:
-            decisions = pipeline.run(_progress(read.customers))
+            decisions = pipeline.run(_progress(read.customers), size=len(read.customers))
         if summary_only:
             for _ in decisions:
                 pass

@@ -4,8 +4,11 @@ Settings (``incentive.settings``):
 
 * ``program``: the loyalty program's name (required)
 * ``amount``: a fixed number of points, **or** ``rule``: ``{by_field: customer.tier, amounts: {gold: 500},
-  default: 100}`` (points by the value of a customer field; ``default`` for every other value)
-* ``expiry``: ``{date: YYYY-MM-DD}`` or ``{days: N}`` (after the credit); optional
+  default: 100}`` (points by the value of a customer field; ``default`` for every other value). The field
+  must be in the field catalogue, and the keys of ``amounts`` are read as values of its type (``true`` /
+  ``false`` for a boolean field, ``1`` or ``"1"`` for an integer field); a key of another type is an
+  error, a key outside a closed field's values a warning (it can never match).
+* ``expiry``: ``{date: YYYY-MM-DD}`` (not before the send) or ``{days: N}`` (after the send); optional
 
 Points are computed per recipient; a preview takes nothing. A real reservation is recorded in an
 in-process ledger so a customer is credited at most once per message (``issue``); persistence comes with
@@ -19,19 +22,50 @@ from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from engine import Customer, EvaluationContext, Issue, Message, hookimpl
+from engine import Customer, EvaluationContext, Issue, Message, coerce_value, hookimpl
 
 _KEYS = ("program", "amount", "rule", "expiry")
+#: the field type a customer value of each Python type was read as (audience readers type every value)
+_TYPE_OF_VALUE = {bool: "boolean", int: "integer", float: "number", str: "string"}
+#: field types points may be keyed by
+_KEY_TYPES = ("string", "integer", "number", "boolean", "date")
 
 
-def points_for(spec: Mapping[str, Any], customer: Customer) -> int:
-    """The points this customer earns under the strategy."""
+def typed_amounts(amounts: Mapping[Any, Any], ftype: str) -> dict[Any, int]:
+    """``amounts`` with each key read as a value of ``ftype`` (keys that cannot be read are left out)."""
+    out: dict[Any, int] = {}
+    for key, points in amounts.items():
+        try:
+            out.setdefault(_key_as(ftype, key), int(points))
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def _key_as(ftype: str, key: Any) -> Any:
+    if isinstance(key, date) and ftype in ("string", "date"):
+        return key.isoformat()  # YAML reads 2026-07-01 as a date; customer dates are ISO strings
+    return coerce_value(ftype, key)
+
+
+def points_for(spec: Mapping[str, Any], customer: Customer, cache: dict[Any, Any] | None = None) -> int:
+    """The points this customer earns under the strategy.
+
+    The amounts' keys are compared as values of the customer value's type (so ``true`` matches a boolean
+    field, ``"1"`` an integer field); ``cache`` (per run) keeps the typed tables.
+    """
     if "amount" in spec:
         return int(spec["amount"])
     rule = spec["rule"]
     value = customer.get(str(rule["by_field"]).removeprefix("customer."))
-    amounts = rule.get("amounts") or {}
-    return int(amounts.get(str(value), rule["default"]) if value is not None else rule["default"])
+    ftype = _TYPE_OF_VALUE.get(type(value))
+    if ftype is None:
+        return int(rule["default"])
+    cache = {} if cache is None else cache
+    table = cache.get(ftype)
+    if table is None:
+        table = cache[ftype] = typed_amounts(rule.get("amounts") or {}, ftype)
+    return table.get(value, int(rule["default"]))
 
 
 def expiry_date(spec: Mapping[str, Any], credited: date) -> date | None:
@@ -72,9 +106,52 @@ def check_strategy(spec: Mapping[str, Any], message: Message) -> list[Issue]:
             except ValueError:
                 issues.append(Issue("expiry.date", "invalid", f"expected a date YYYY-MM-DD, got {expiry['date']!r}"))
             else:
+                send = message.schedule.at if message.schedule.kind == "at" else None
                 if message.campaign.starts and day < message.campaign.starts:
                     issues.append(Issue("expiry.date", "before_campaign",
                                         f"points would expire on {day}, before the campaign starts"))
+                elif send is not None and day < send.date():
+                    issues.append(Issue("expiry.date", "before_send", f"points would expire on {day}, before the "
+                                        f"scheduled send on {send.date()} (schedule.at)"))
+    return issues
+
+
+def check_rule_field(spec: Mapping[str, Any], catalogue: Any) -> list[Issue]:
+    """The rule's field against the field catalogue, and its amounts' keys against the field's type."""
+    rule = spec.get("rule")
+    by_field = rule.get("by_field") if isinstance(rule, Mapping) else None
+    if not isinstance(by_field, str) or not by_field.startswith("customer.") or by_field == "customer.":
+        return []  # check_strategy names the problem
+    field = catalogue.lookup(by_field)
+    if field is None:
+        hint = catalogue.suggest(by_field)
+        return [Issue("rule.by_field", "unknown_field", f"unknown field {by_field!r}"
+                      + (f"; did you mean {hint!r}?" if hint else "; declare it in fields.yaml"))]
+    if field.type not in _KEY_TYPES:
+        return [Issue("rule.by_field", "invalid", f"{by_field} is a {field.type} field; points are keyed by a "
+                      f"{', '.join(_KEY_TYPES)} field")]
+    amounts = rule.get("amounts")
+    return _key_issues(amounts, by_field, field) if isinstance(amounts, Mapping) else []
+
+
+def _key_issues(amounts: Mapping[Any, Any], by_field: str, field: Any) -> list[Issue]:
+    issues, seen = [], {}
+    allowed = tuple(getattr(field, "values", ()) or ())
+    for key in amounts:
+        try:
+            typed = _key_as(field.type, key)
+        except ValueError as exc:
+            issues.append(Issue(f"rule.amounts.{key}", "key_type",
+                                f"{by_field} is a {field.type} field; the key {key!r} is not one ({exc})"))
+            continue
+        if typed in seen:
+            issues.append(Issue(f"rule.amounts.{key}", "duplicate",
+                                f"the key {key!r} is the same {field.type} value as {seen[typed]!r}"))
+            continue
+        seen[typed] = key
+        if allowed and typed not in allowed:
+            issues.append(Issue(f"rule.amounts.{key}", "never_matches", f"{by_field} is one of "
+                                f"{', '.join(map(str, allowed))}; the key {key!r} can never match", "warning"))
     return issues
 
 
@@ -119,6 +196,10 @@ class Points:
         """Check the strategy; paths are inside ``incentive.settings``."""
         return check_strategy(spec, message)
 
+    def check_fields(self, spec: Mapping[str, Any], catalogue: Any) -> list[Issue]:
+        """Check the rule's field and its keys against the field catalogue (paths inside ``incentive.settings``)."""
+        return check_rule_field(spec, catalogue)
+
     def sample_specs(self) -> list[Mapping[str, Any]]:
         """Valid strategies: a fixed amount, and points by tier (for the contract kit and the docs)."""
         return [{"program": "Herald Rewards", "amount": 200, "expiry": {"days": 90}},
@@ -137,10 +218,13 @@ class Points:
         with self._lock:
             return sum(1 for m, _ in self._grants if m == message.id)
 
-    def reserve(self, spec: Mapping[str, Any], customer: Customer, ctx: EvaluationContext) -> Mapping[str, Any]:
-        """The points of this recipient; a real reservation is recorded once per customer and message."""
-        grant = {"amount": points_for(spec, customer), "program": spec.get("program"),
-                 "expires_on": _iso(expiry_date(spec, ctx.at.date())), "preview": ctx.preview}
+    def reserve(self, spec: Mapping[str, Any], customer: Customer, ctx: EvaluationContext,
+                send_at: datetime) -> Mapping[str, Any]:
+        """The points of this recipient, expiring ``days`` after ``send_at`` (the planned send); a real
+        reservation is recorded once per customer and message."""
+        grant = {"amount": points_for(spec, customer, ctx.state.setdefault(self.kind, {})),
+                 "program": spec.get("program"), "expires_on": _iso(expiry_date(spec, send_at.date())),
+                 "preview": ctx.preview}
         if ctx.preview:
             return grant
         with self._lock:
