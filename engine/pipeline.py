@@ -19,7 +19,10 @@ from engine.events import EngineEvent
 from engine.facts import FactBuilder
 from engine.model import Customer, Decision, Message
 from engine.registry import Registry
-from engine.scheduling import check_schedule, run_time
+from engine.scheduling import check_schedule, next_runs, run_time
+
+#: how many upcoming runs of a recurring message a pipeline lists
+NEXT_RUNS = 5
 
 
 @dataclass
@@ -111,6 +114,9 @@ class Pipeline:
                                  local_time=message.schedule.local_time)
         #: the run time: the schedule's instant, the next recurring occurrence at or after ``at``, or ``at``
         self.base_send_at = self.facts.send_at
+        #: a recurring message's next runs at or after ``at`` (the first is the one evaluated); else empty
+        self.next_runs = tuple(next_runs(message.schedule, message.campaign, now, NEXT_RUNS)
+                               if message.schedule.kind == "recurring" else ())
         self.rules_versions = MappingProxyType({rs.name: rs.version for rs in message.rulesets.values()})
         self._fired_rules = {kind: {r.id: FiredRule(r.id, r.then) for r in rs.rules}
                              for kind, rs in message.rulesets.items()}
