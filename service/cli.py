@@ -67,7 +67,7 @@ def _at(value: str | None) -> datetime:
 def evaluate(
     message: Annotated[Path, typer.Option("--message", "-m", help="message file (YAML)")],
     audience: Annotated[Path, typer.Option("--audience", "-a", help="audience file (.csv, .jsonl or .parquet)")],
-    at: Annotated[str | None, typer.Option(help="evaluation instant, ISO 8601 with offset (default: now)")] = None,
+    at: Annotated[str | None, typer.Option(help="now, ISO 8601 with offset (default: the clock): a send before it is an error, a recurring message runs its next occurrence")] = None,
     evaluator: Annotated[str, typer.Option(help="compiled | columnar | durable | reference")] = "compiled",
     explain: Annotated[bool, typer.Option("--explain", help="include the step-by-step trace")] = False,
     render: Annotated[bool, typer.Option("--render", help="render the chosen creative")] = False,
