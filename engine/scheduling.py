@@ -158,6 +158,7 @@ def _parse_rrule(text: str, start: datetime) -> tuple[rrule, set[str]]:
     names = {p.split("=", 1)[0].strip().upper() for p in parts}
     if "FREQ" not in names:
         raise ValueError(f"the RRULE {text!r} has no FREQ")
+    _check_month_days(dict(p.split("=", 1) for p in parts), text)
     try:
         rule = rrulestr(body, dtstart=start)
     except (ValueError, TypeError, KeyError, OverflowError) as exc:
@@ -165,6 +166,23 @@ def _parse_rrule(text: str, start: datetime) -> tuple[rrule, set[str]]:
     if not isinstance(rule, rrule):
         raise ValueError(f"expected one RRULE, got {text!r}")
     return rule, names
+
+
+_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _check_month_days(values: dict[str, str], text: str) -> None:
+    """Refuse BYMONTHDAY values that no month of BYMONTH has (Feb 30): dateutil would search until year 9999."""
+    named = {k.strip().upper(): v for k, v in values.items()}
+    if "BYMONTHDAY" not in named:
+        return
+    try:
+        days = [abs(int(d)) for d in named["BYMONTHDAY"].split(",")]
+        months = [int(m) for m in named["BYMONTH"].split(",")] if "BYMONTH" in named else list(range(1, 13))
+    except ValueError:
+        return  # dateutil reports the malformed number
+    if not any(0 < d <= _MONTH_DAYS[m - 1] for d in days for m in months if 1 <= m <= 12):
+        raise ValueError(f"the RRULE {text!r} never occurs: no month of BYMONTH has the days of BYMONTHDAY")
 
 
 def next_runs(schedule: Schedule, campaign: Campaign, at: datetime, count: int = 5) -> list[datetime]:

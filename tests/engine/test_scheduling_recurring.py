@@ -66,6 +66,7 @@ def test_without_schedule_at_the_rule_starts_with_the_campaign(herald, write):
     ("FREQ=DAILY;UNTIL=20270115T000000Z", "outside the campaign window"),
     ("FREQ=DAILY;COUNT=400", "outside the campaign window"),
     ("FREQ=MINUTELY", "more than 10000 occurrences"),
+    ("FREQ=HOURLY;BYMONTH=2,4;BYMONTHDAY=31,-31", "never occurs"),  # quick, not a search until year 9999
 ])
 def test_an_invalid_rule_is_a_load_error_at_its_line_and_column(herald, write, rule, what):
     path = write(f"  kind: recurring\n  at: 2026-07-06T09:00:00+00:00\n  rrule: {rule}\n")
