@@ -103,3 +103,16 @@ def test_next_runs_of_one_off_schedules():
     assert next_runs(one, camp, datetime(2026, 7, 5, tzinfo=UTC)) == []
     now = datetime(2026, 7, 1, 8, tzinfo=UTC)
     assert next_runs(Schedule("immediate"), camp, now) == [now]
+
+
+def test_quiet_hours_that_start_and_end_together_are_a_load_error(herald, write):
+    path = write('  kind: at\n  at: 2026-07-04T13:30:00+00:00\n  quiet_hours: ["21:00", "21:00"]\n')
+    (msg,) = problems(herald, path)
+    assert "schedule.quiet_hours: quiet hours must not start and end at the same time" in msg
+
+
+def test_org_quiet_hours_that_start_and_end_together_are_refused():
+    from plugins.optimizers.quiet_hours import QuietHours
+
+    with pytest.raises(ValueError, match="start and end must differ"):
+        QuietHours({"start": "22:00", "end": "22:00"})
