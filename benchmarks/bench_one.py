@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import polars as pl
 
 from benchmarks import peers
-from benchmarks.workload import AT, audience, engine
+from benchmarks.workload import AT, SEND_AT, audience, engine
 
 #: the most rows a slow engine decides; figures are per decision of that sample
 SAMPLE = {"compiled": 200_000, "reference": 50_000, "durable": 5_000, "compiled-pipeline": 100_000, "reference-pipeline": 20_000,
@@ -40,7 +40,7 @@ def peer_rows(raw: pl.DataFrame) -> list[dict]:
     from engine.facts import time_facts, zone
 
     zones = raw.get_column("timezone").unique().to_list()
-    hours = {z: time_facts(AT, zone(z) or zone("UTC"))["time.local_hour"] for z in zones}
+    hours = {z: time_facts(SEND_AT, zone(z) or zone("UTC"))["time.local_hour"] for z in zones}
     return raw.with_columns(pl.col("timezone").replace_strict(list(hours), list(hours.values()),
                                                               default=hours[None]).alias("local_hour")).to_dicts()
 
@@ -98,7 +98,7 @@ def peer_rows_frame(raw: pl.DataFrame) -> pl.DataFrame:
     from engine.facts import time_facts, zone
 
     zones = raw.get_column("timezone").unique().to_list()
-    hours = {z: time_facts(AT, zone(z) or zone("UTC"))["time.local_hour"] for z in zones}
+    hours = {z: time_facts(SEND_AT, zone(z) or zone("UTC"))["time.local_hour"] for z in zones}
     return raw.with_columns(pl.col("timezone").replace_strict(list(hours), list(hours.values()),
                                                               default=hours[None]).alias("local_hour"))
 
@@ -110,7 +110,7 @@ def rules_only(name: str, herald, message, raw: pl.DataFrame) -> tuple[float, li
     from engine.facts import FactBuilder
 
     ev = get_evaluator(name)
-    fb = FactBuilder(AT, message.facts)
+    fb = FactBuilder(AT, message.facts, send_at=SEND_AT)
     customers = [customer_of(r) for r in herald_frame(raw, herald).iter_rows(named=True)]
     facts = [fb.facts(c) for c in customers]
     elig, pers = message.rulesets["eligibility"], message.rulesets["personalization"]

@@ -13,6 +13,7 @@ import yaml
 
 SEED = 20260704
 AT = datetime(2026, 7, 4, 13, 30, tzinfo=UTC)
+SEND_AT = datetime(2026, 7, 4, 14, 0, tzinfo=UTC)  # the message's send instant: what time.* describes
 CHANNELS = ("push", "line", "viber", "wechat")
 CONTACT = {"push": "push_token", "line": "line_id", "viber": "viber_id", "wechat": "wechat_openid"}
 BLOCKED = ("unsubscribed", "hard_bounced", "contact_unavailable", "invalid")
@@ -84,7 +85,7 @@ def write_files(folder: Path) -> Path:
                {"channel": "line", "content": {"messages": [{"type": "text", "text": "Sale today"}]}},
                {"channel": "viber", "content": {"text": "Sale today"}},
                {"channel": "wechat", "content": {"template_id": "sale_1", "data": {"first": {"value": "Sale"}}}}],
-           "schedule": {"kind": "at", "at": "2026-07-04T14:00:00+00:00"},
+           "schedule": {"kind": "at", "at": SEND_AT.isoformat()},
            "delivery": {"senders": {"viber": {"name": "Herald"}}}}
     (folder / "bench.message.yaml").write_text(yaml.safe_dump(msg, sort_keys=False))
     return folder / "bench.message.yaml"

@@ -32,7 +32,7 @@ BUILTIN_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("customer.dnd", "boolean", "on the do-not-disturb registry"),
     FieldSpec("customer.blocked", "boolean", "blocked or flagged for fraud"),
     FieldSpec("customer.subscription.*", "string", "per-channel status: subscribed, unsubscribed, hard_bounced …"),
-    FieldSpec("time.local_hour", "integer", "hour 0–23 in the customer's time zone at evaluation time"),
+    FieldSpec("time.local_hour", "integer", "hour 0–23 in the customer's time zone at the planned send time"),
     FieldSpec("time.local_minute", "integer", "minute 0–59 in the customer's time zone"),
     FieldSpec("time.weekday", "string", "mon, tue, wed, thu, fri, sat or sun, in the customer's time zone"),
     FieldSpec("time.date", "date", "the customer's local date"),

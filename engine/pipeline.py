@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -19,7 +19,10 @@ from engine.events import EngineEvent
 from engine.facts import FactBuilder
 from engine.model import Customer, Decision, Message
 from engine.registry import Registry
-from engine.scheduling import local_send_time, run_time
+from engine.scheduling import check_schedule, next_runs, run_time
+
+#: how many upcoming runs of a recurring message a pipeline lists
+NEXT_RUNS = 5
 
 #: the exclusion reason of a recipient the incentive cannot serve (cap reached, codes used up, expired)
 INCENTIVE_UNAVAILABLE = "incentive_unavailable"
@@ -86,7 +89,11 @@ class Summary:
 
 
 class Pipeline:
-    """Evaluates one message for any number of recipients at one instant ``at``."""
+    """Evaluates one message for any number of recipients, "now" being the instant ``at``.
+
+    ``at`` only decides which sends are in the past (refused: :func:`engine.scheduling.check_schedule`) and
+    which recurring run is next; ``time.*`` facts describe each recipient's planned send instant.
+    """
 
     def __init__(
         self,
@@ -115,8 +122,15 @@ class Pipeline:
         self.evaluator = get_evaluator(evaluator) if isinstance(evaluator, str) else evaluator
         self.explain = explain
         self.render = render
-        self.facts = FactBuilder(at, message.facts, default_tz)
-        self.base_send_at = run_time(message.schedule, self.facts.at)
+        check_schedule(message, at)  # a campaign that ended or a send in the past is refused here
+        now = at.astimezone(UTC)
+        self.facts = FactBuilder(now, message.facts, default_tz, send_at=run_time(message.schedule, now, message.campaign),
+                                 local_time=message.schedule.local_time)
+        #: the run time: the schedule's instant, the next recurring occurrence at or after ``at``, or ``at``
+        self.base_send_at = self.facts.send_at
+        #: a recurring message's next runs at or after ``at`` (the first is the one evaluated); else empty
+        self.next_runs = tuple(next_runs(message.schedule, message.campaign, now, NEXT_RUNS)
+                               if message.schedule.kind == "recurring" else ())
         self.rules_versions = MappingProxyType({rs.name: rs.version for rs in message.rulesets.values()})
         self._fired_rules = {kind: {r.id: FiredRule(r.id, r.then) for r in rs.rules}
                              for kind, rs in message.rulesets.items()}
@@ -145,12 +159,10 @@ class Pipeline:
 
     def decide(self, customer: Customer) -> Decision:
         """The decision for one recipient."""
-        facts = self.facts.facts(customer)
+        facts = self.facts.facts(customer)  # time.* at the planned send instant (see FactBuilder)
         if self.registry.has_enrichers:
             self._enrich(customer, facts)
-        send_at = self.base_send_at
-        if self.message.schedule.local_time:
-            send_at = local_send_time(send_at, self.message.schedule.local_time, self.facts.zone_of(customer))
+        send_at = self.facts.send_time(customer)
         draft = DecisionDraft(customer, facts, send_at, self.explain)
         ctx = self.ctx
         for optimizer in self.steps:
@@ -317,7 +329,8 @@ def evaluate(
 ) -> list[Decision]:
     """Decisions for every customer, in order. Deterministic for the same inputs.
 
-    :param at: the evaluation instant (time zone required); ``time.*`` facts derive from it.
+    :param at: "now" (time zone required): a send before it is an error, a recurring message runs its next
+        occurrence at or after it. ``time.*`` facts describe each recipient's planned send instant.
     :param evaluator: ``compiled`` (default), ``reference`` or ``durable``, or an Evaluator object.
     :param explain: record a step-by-step trace in every decision.
     :param render: render the chosen channel's creative for each included recipient.

@@ -10,7 +10,7 @@ from engine.errors import UnknownReference
 from engine.fields import FieldCatalogue
 from engine.model import Issue, Message
 from engine.registry import Registry
-from engine.scheduling import parse_hhmm
+from engine.scheduling import parse_hhmm, recurrence
 from engine.templating import check_tags
 
 
@@ -123,24 +123,43 @@ def _optimizer_issues(message: Message, registry: Registry) -> list[Issue]:
 def _schedule_issues(message: Message) -> list[Issue]:
     s, c = message.schedule, message.campaign
     out = []
-    if s.kind == "at":
+    if s.at is not None and s.at.tzinfo is None:
+        out.append(Issue("schedule.at", "timezone_required", "the date-time needs a time zone offset, e.g. +05:30"))
+    elif s.kind == "at":
         if s.at is None:
             out.append(Issue("schedule.at", "required", "an 'at' schedule needs a date-time"))
-        elif s.at.tzinfo is None:
-            out.append(Issue("schedule.at", "timezone_required", "the date-time needs a time zone offset, e.g. +05:30"))
         else:
             day = s.at.date()
             if (c.starts and day < c.starts) or (c.ends and day > c.ends):
                 out.append(Issue("schedule.at", "outside_campaign", f"{s.at.isoformat()} is outside the campaign window {c.starts} – {c.ends}"))
-    if s.kind == "recurring" and not s.rrule:
-        out.append(Issue("schedule.rrule", "required", "a recurring schedule needs an RRULE"))
+    if s.kind == "recurring":
+        out += _recurring_issues(message)
+    elif s.rrule:
+        out.append(Issue("schedule.rrule", "schedule_kind", f"an RRULE needs kind: recurring (this schedule is {s.kind})"))
     if s.quiet_hours:
         for k, v in enumerate(s.quiet_hours):
             try:
                 parse_hhmm(v)
             except ValueError as exc:
                 out.append(Issue(f"schedule.quiet_hours[{k}]", "time_format", str(exc)))
+        if s.quiet_hours[0] == s.quiet_hours[1]:
+            out.append(Issue("schedule.quiet_hours", "time_format", "quiet hours must not start and end at the same time"))
     return out
+
+
+def _recurring_issues(message: Message) -> list[Issue]:
+    """A recurring schedule's RRULE parses, starts (``schedule.at`` or ``campaign.starts``), ends, and stays
+    inside the campaign window."""
+    s = message.schedule
+    if not s.rrule:
+        return [Issue("schedule.rrule", "required", "a recurring schedule needs an RRULE, e.g. FREQ=WEEKLY;BYDAY=MO")]
+    if s.at is not None and s.at.tzinfo is None:
+        return []  # the missing offset is reported on schedule.at
+    try:
+        recurrence(s, message.campaign)
+    except ValueError as exc:
+        return [Issue("schedule.rrule", "rrule", str(exc))]
+    return []
 
 
 def _creative_path(where: str, path: str) -> str:

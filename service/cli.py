@@ -67,7 +67,7 @@ def _at(value: str | None) -> datetime:
 def evaluate(
     message: Annotated[Path, typer.Option("--message", "-m", help="message file (YAML)")],
     audience: Annotated[Path, typer.Option("--audience", "-a", help="audience file (.csv, .jsonl or .parquet)")],
-    at: Annotated[str | None, typer.Option(help="evaluation instant, ISO 8601 with offset (default: now)")] = None,
+    at: Annotated[str | None, typer.Option(help="now, ISO 8601 with offset (default: the clock): a send before it is an error, a recurring message runs its next occurrence")] = None,
     evaluator: Annotated[str, typer.Option(help="compiled | columnar | durable | reference")] = "compiled",
     explain: Annotated[bool, typer.Option("--explain", help="include the step-by-step trace")] = False,
     render: Annotated[bool, typer.Option("--render", help="render the chosen creative")] = False,
@@ -94,6 +94,8 @@ def evaluate(
         herald = _engine(message)
         msg = herald.load_message(message)
         pipeline = Pipeline(msg, herald.registry, at=when, evaluator=evaluator, explain=explain, render=render)
+        if pipeline.next_runs and fmt == "table":
+            err.print("next runs: " + ", ".join(t.isoformat() for t in pipeline.next_runs))
         bulk_able = pipeline.bulk_threshold is not None and unsupported(
             msg, herald.registry, explain=explain, render=render, slow_reach=False) is None
         frame = None
@@ -120,7 +122,7 @@ def evaluate(
             if fmt == "table":
                 _summary(pipeline)
             else:
-                sys.stdout.write(json.dumps({"summary": pipeline.summary.as_dict()}) + "\n")
+                sys.stdout.write(json.dumps({"summary": _summary_data(pipeline)}) + "\n")
         elif fmt == "ndjson":
             write = sys.stdout.write
             batch: list[str] = []
@@ -131,10 +133,10 @@ def evaluate(
                     batch.clear()
             if batch:
                 write("\n".join(batch) + "\n")
-            write(json.dumps({"summary": pipeline.summary.as_dict()}) + "\n")
+            write(json.dumps({"summary": _summary_data(pipeline)}) + "\n")
         elif fmt == "json":
             items = [d.as_dict() for d in decisions]
-            json.dump({"decisions": items, "summary": pipeline.summary.as_dict()}, sys.stdout, ensure_ascii=False, indent=2)
+            json.dump({"decisions": items, "summary": _summary_data(pipeline)}, sys.stdout, ensure_ascii=False, indent=2)
             sys.stdout.write("\n")
         else:
             _table(list(decisions), explain)
@@ -149,6 +151,14 @@ def _progress(customers: list[Customer]) -> Iterable[Customer]:
     from rich.progress import track
 
     return track(customers, description="evaluating", console=err, transient=True)
+
+
+def _summary_data(pipeline: Pipeline) -> dict:
+    """The summary object of the JSON outputs (with ``next_runs`` for a recurring message)."""
+    data = pipeline.summary.as_dict()
+    if pipeline.next_runs:
+        data["next_runs"] = [t.isoformat() for t in pipeline.next_runs]
+    return data
 
 
 def _table(decisions: list[Decision], explain: bool) -> None:

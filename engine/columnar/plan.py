@@ -1,7 +1,7 @@
 """The bulk plan: an audience frame → one decision row per recipient, equal to the per-recipient pipeline.
 
-Steps: ``time.*`` facts and the local send time per distinct time zone (computed in Python with zoneinfo
-at the fixed instant, so DST is exact, then mapped onto the rows), ``message.*`` facts, then every
+Steps: the local send time per distinct time zone and the ``time.*`` facts at that planned send instant
+(computed in Python with zoneinfo, so DST is exact, then mapped onto the rows), ``message.*`` facts, then every
 optimizer's ``columnar`` step in pipeline order, then the pipeline's finish (variant ``default``,
 ``no_reachable_channel``).
 """
@@ -89,15 +89,17 @@ def candidate_channels(message: Message) -> list[str]:
 
 
 def zone_table(zones: list[str | None], at: datetime, message: Message, default_tz: str) -> dict[str, list[Any]]:
-    """``time.*`` facts and the local send time for each zone name (unknown or null → the default zone)."""
+    """The local send time for each zone name (unknown or null → the default zone) and the ``time.*`` facts
+    at that planned send instant; ``at`` is "now" (it picks a recurring schedule's next run)."""
     default = zone(default_tz) or zone("UTC")
-    base = run_time(message.schedule, at)
+    base = run_time(message.schedule, at, message.campaign)
     out: dict[str, list[Any]] = {k: [] for k in (*_TIME_TYPES, SEND_AT)}
     for name in zones:
         tz = zone(name) or default
-        for k, v in time_facts(at, tz).items():
+        send = local_send_time(base, message.schedule.local_time, tz)
+        for k, v in time_facts(send, tz).items():  # the decision is made for the moment of sending
             out[k].append(v)
-        out[SEND_AT].append(local_send_time(base, message.schedule.local_time, tz))
+        out[SEND_AT].append(send)
     return out
 
 

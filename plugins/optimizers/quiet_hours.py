@@ -4,7 +4,9 @@ The window comes from ``message.schedule.quiet_hours`` (``("21:00", "09:00")``),
 ``message.optimizers["quiet_hours"]`` (``{start: "21:00", end: "09:00"}``), else from the plugin's
 settings (an org default). Times are the recipient's local time (``customer.timezone``; the plugin
 setting ``default_timezone``, else UTC, when unknown or invalid). Windows may cross midnight. This step
-never drops a recipient: it only moves ``send_at``.
+never drops a recipient and never re-decides: it only moves ``send_at``, never earlier, DST-exactly (an
+end in a spring-forward gap is the first instant after the gap; see ``engine.scheduling``). The ``time.*``
+facts stay those of the planned send instant.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class QuietHours:
 
     def __init__(self, settings: Mapping[str, Any]):
         self.default_window = _window(settings)
+        if self.default_window and self.default_window[0] == self.default_window[1]:
+            raise ValueError("quiet_hours settings: start and end must differ")
         self.default_zone = _zone(settings.get("default_timezone")) or ZoneInfo("UTC")
 
     def window(self, message: Message) -> tuple[str, str] | None:
@@ -53,6 +57,8 @@ class QuietHours:
                     parse_hhmm(str(own[key]))
                 except ValueError as exc:
                     issues.append(Issue(key, "time_format", str(exc)))
+        if own.get("start") and own.get("start") == own.get("end"):
+            issues.append(Issue("end", "time_format", "quiet hours must not start and end at the same time"))
         return issues
 
     def active(self, message: Message) -> bool:

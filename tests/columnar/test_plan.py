@@ -3,6 +3,7 @@ message, and on generated messages × generated audiences (nulls, missing fields
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from hypothesis import HealthCheck, given, settings
@@ -36,8 +37,10 @@ def test_example_message_equals_per_recipient(herald):
     customers = read_audience(EXAMPLES / "audience.csv", herald.catalogue).customers
     frame = read_frame(EXAMPLES / "audience.csv", herald.catalogue, channels=herald.registry.channels).frame
     for at in (AT, datetime(2026, 7, 4, 20, 0, tzinfo=UTC), datetime(2026, 3, 29, 0, 30, tzinfo=UTC)):
-        want, want_summary = per_recipient(msg, herald.registry, customers, at)
-        got, got_summary = bulk(msg, herald.registry, frame, at)
+        # a send in the past is refused: preview "send now" at that instant instead
+        m = replace(msg, schedule=Schedule("immediate")) if at > msg.schedule.at else msg
+        want, want_summary = per_recipient(m, herald.registry, customers, at)
+        got, got_summary = bulk(m, herald.registry, frame, at)
         assert [{k: d[k] for k in KEYS} for d in got] == [{k: d[k] for k in KEYS} for d in want]
         assert got_summary == want_summary
 
@@ -148,11 +151,12 @@ def messages(draw):
     rulesets = {k: draw(ruleset(k, thens[k])) for k in kinds}
     creatives = draw(st.lists(st.tuples(st.sampled_from(CHANNELS), st.sampled_from(VARIANTS)), min_size=1, unique=True))
     static = draw(st.lists(st.sampled_from(CHANNELS), unique=True))
-    local = draw(st.sampled_from([None, "09:00", "02:30"]))
+    local = draw(st.sampled_from([None, "09:00", "02:30", "01:30"]))
+    kind = draw(st.sampled_from(["immediate", "at"]))  # "at" after every instant: never in the past
     return Message(
         id="gen", title="generated", campaign=Campaign("c1"), rulesets=rulesets, channels=tuple(static),
         creatives=tuple(Creative(c, v, {}) for c, v in creatives),
-        schedule=Schedule("at", datetime(2026, 7, 1, 10, tzinfo=UTC), local_time=local))
+        schedule=Schedule(kind, datetime(2026, 11, 1, 5, 30, tzinfo=UTC) if kind == "at" else None, local_time=local))
 
 
 @settings(max_examples=60, deadline=None,

@@ -32,7 +32,7 @@ def problems(herald, path):
 def test_the_sample_message_loads(herald):
     msg = herald.load_message(EXAMPLES / "summer-sale.message.yaml")
     assert msg.id == "summer-sale-2026" and set(msg.rulesets) == {"eligibility", "personalization", "channel_priority"}
-    assert msg.schedule.at.isoformat() == "2026-07-01T10:00:00+00:00"
+    assert msg.schedule.at.isoformat() == "2026-07-04T13:30:00+00:00"
 
 
 def test_sms_without_the_optout_tag_is_rejected_at_its_line(herald, write):
@@ -56,7 +56,7 @@ def test_incentive_tags_need_the_incentive(herald, write):
 
 
 def test_schedule_outside_the_campaign_is_an_error(herald, write):
-    (msg,) = problems(herald, write(BASE.replace("at: 2026-07-01T10:00:00+00:00", "at: 2027-03-01T10:00:00+00:00")))
+    (msg,) = problems(herald, write(BASE.replace("at: 2026-07-04T13:30:00+00:00", "at: 2027-03-01T10:00:00+00:00")))
     assert "schedule.at" in msg and "outside the campaign window" in msg
 
 

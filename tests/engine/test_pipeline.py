@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from engine import Customer
+from engine import Customer, Schedule
 from engine.pipeline import Pipeline, evaluate
 from tests.conftest import AT, EXAMPLES
 
@@ -25,8 +25,7 @@ def decide(message, registry, attrs, *, at=AT, **kw):
 
 
 def test_gold_customer_in_the_evening_gets_the_evening_variant_by_sms(message, registry):
-    evening = datetime(2026, 7, 4, 14, 0, tzinfo=UTC)  # 19:30 in Kolkata
-    d = decide(message, registry, GOLD, at=evening)
+    d = decide(message, registry, GOLD)  # sent at 13:30 UTC: 19:00 in Kolkata
     assert (d.included, d.variant, d.channel, d.fallbacks) == (True, "gold_evening", "sms", ("email",))
     assert d.fired == {"summer-sale-eligibility": (), "summer-sale-personalization": ("gold-electronics-evening",),
                        "summer-sale-channels": ("default",)}
@@ -35,9 +34,12 @@ def test_gold_customer_in_the_evening_gets_the_evening_variant_by_sms(message, r
 
 
 def test_time_rules_use_the_customers_local_time(message, registry):
-    evening_utc = datetime(2026, 7, 4, 14, 0, tzinfo=UTC)
-    in_tokyo = decide(message, registry, {**GOLD, "timezone": "Asia/Tokyo"}, at=evening_utc)  # 23:00 there
+    from dataclasses import replace
+
+    later = replace(message, schedule=Schedule("at", datetime(2026, 7, 4, 14, 0, tzinfo=UTC)))
+    in_tokyo = decide(later, registry, {**GOLD, "timezone": "Asia/Tokyo"})  # sent at 23:00 there
     assert in_tokyo.variant == "gold"
+    assert decide(later, registry, GOLD).variant == "gold_evening"  # 19:30 in Kolkata
 
 
 def test_eligibility_rules_exclude_with_their_reason(message, registry):
@@ -77,8 +79,7 @@ def test_rule_chosen_channel_order_wins(message, registry):
 
 
 def test_render_produces_the_provider_payload_with_incentive_and_vars(message, registry):
-    evening = datetime(2026, 7, 4, 14, 0, tzinfo=UTC)
-    d = decide(message, registry, GOLD, at=evening, render=True)
+    d = decide(message, registry, GOLD, render=True)
     payload = d.rendered["payload"]
     assert d.rendered["channel"] == "sms"
     assert payload["to"] == "+919812345678" and payload["from"] == "HERALD"
@@ -94,7 +95,7 @@ def test_an_undefined_template_variable_drops_that_channel_for_that_recipient(he
     (tmp_path / "m.message.yaml").write_text(text)
     msg = herald.load_message(tmp_path / "m.message.yaml")
     attrs = {k: v for k, v in GOLD.items() if k != "first_name"}
-    d = decide(msg, registry, attrs, at=datetime(2026, 7, 4, 14, 0, tzinfo=UTC), render=True, explain=True)
+    d = decide(msg, registry, attrs, render=True, explain=True)
     assert d.channel == "email" and d.rendered["channel"] == "email"
     (drop,) = [t for t in d.trace if t.event == "channel_dropped"]
     assert drop.detail["why"] == "template_error" and "first_name" in drop.detail["error"]

@@ -74,7 +74,7 @@ def test_a_window_end_skipped_by_dst_lands_on_a_real_time():
     qh = QuietHours({})
     # 2026-03-08 in New York: 02:00 EST jumps to 03:00 EDT; 01:30 EST is 06:30 UTC
     moved = qh.moved(datetime(2026, 3, 8, 6, 30, tzinfo=UTC), ("22:00", "02:30"), "America/New_York")
-    assert moved == datetime(2026, 3, 8, 7, 30, tzinfo=UTC)  # 03:30 EDT, the first valid wall time
+    assert moved == datetime(2026, 3, 8, 7, 0, tzinfo=UTC)  # 03:00 EDT, the first valid instant after the gap
 
 
 def test_columnar_equals_apply(registry):
