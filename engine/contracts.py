@@ -45,6 +45,12 @@ class Channel(Protocol):
         """The provider's request payload for one recipient, templates rendered with ``context``."""
         ...
 
+    # Optional: ``required_tag_fields: tuple[str, ...]`` names the content fields that must each output every
+    # required tag unconditionally (by default one field must). ``compliance(payload, context, *, preview)
+    # -> list[Issue]`` checks a rendered payload (paths inside the payload); any issue drops the channel for
+    # that recipient with reason ``compliance``. Without it, the pipeline checks that the value of every
+    # required tag in ``tags`` appears in the payload (``engine.missing_values``).
+
 
 @runtime_checkable
 class IncentiveType(Protocol):
