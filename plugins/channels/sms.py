@@ -37,7 +37,6 @@ from engine import (
     Reachability,
     fact_column,
     hookimpl,
-    missing_values,
     render_content,
     unknown_keys,
 )
@@ -315,7 +314,9 @@ class Sms:
         """What the rendered SMS breaks: the opt-out text missing, more segments than allowed, and in DLT mode
         a text no registered template matches or a variable longer than 30 characters."""
         text = str(payload.get("text", ""))
-        issues = missing_values({"text": text}, {"optout": self.tags["optout"]})
+        issues = []
+        if self.tags["optout"] not in text:
+            issues.append(Issue("text", "compliance", f"the rendered text lacks the opt-out text {self.tags['optout']!r}"))
         if payload.get("segments", 0) > self.max_segments:
             issues.append(Issue("text", "too_long", f"the rendered text is {payload['units']} {payload['encoding']} "
                                 f"characters, {payload['segments']} segments; the maximum is {self.max_segments}"))

@@ -222,7 +222,7 @@ def test_a_rendered_text_without_the_opt_out_text_fails_compliance():
     # a creative that bypassed the load check: the opt-out is inside a condition this recipient fails
     conditional = channel.render(sms("Sale! {% if customer.tier == 'gold' %}{{ optout }}{% endif %}"), ctx)
     (issue,) = channel.compliance(conditional, ctx)
-    assert (issue.path, issue.code) == ("optout", "compliance") and "Txt STOP to 12345" in issue.message
+    assert (issue.path, issue.code) == ("text", "compliance") and "Txt STOP to 12345" in issue.message
 
 
 def test_customer_data_cannot_replace_the_opt_out_text():
