@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import html as html_lib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.errors import TemplateError
-import html as html_lib
-
 from engine.templating import check_tags, render, render_content, tag_outputs, variables
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from urllib.parse import parse_qs, urlsplit
+
+import pytest
 
 from engine import Creative, Customer
 from engine.plugin_manager import make_plugin_manager

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from engine import Creative, Customer
-from engine.rulefiles.loader import load_ruleset_data
 from engine.validation import validate_message
 from plugins.channels.call_task import CallTask
 from plugins.channels.whatsapp import WhatsApp
-from tests.plugins.channels.common import codes, context, message
+from tests.plugins.channels.common import codes, context, message, with_vars
 
 WA = {"name": "summer_sale_2026", "language": "en_US", "category": "marketing",
       "body": "Hi {{1}}, our summer sale is on: {{2}} off until Sunday.",
@@ -32,15 +29,8 @@ def task(**content):
     return Creative("call_task", content={**TASK, **content})
 
 
-def with_discount_rule(msg):
-    """``msg`` with a personalization rule that sets ``vars.discount`` (so templates may read it)."""
-    rules = load_ruleset_data({"ruleset": "p", "kind": "personalization", "rules": [
-        {"id": "all", "priority": 1, "when": {"always": True}, "then": {"variant": "default", "vars": {"discount": "20%"}}}]})
-    return replace(msg, strategy=("personalization",), rulesets={"personalization": rules})
-
-
 def test_real_creatives_pass(registry, catalogue):
-    assert validate_message(with_discount_rule(message(wa(), task())), registry, catalogue) == []
+    assert validate_message(with_vars(message(wa(), task()), discount="20%"), registry, catalogue) == []
 
 
 def test_a_var_no_rule_sets_is_a_load_error(registry, catalogue):
