@@ -237,10 +237,11 @@ class Sms:
         """The body as it will be counted: the opt-out tag as its text, other tags at an estimate, and
         tracked links at their shortened length when the message uses tiny URLs."""
         text = _OPTOUT.sub(lambda _: self.tags["optout"], body)
-        text = _TAG.sub("x" * _TAG_ESTIMATE, text)
-        if message.delivery.tiny_url:
-            text = _URL.sub("x" * self.short_link_length, text)
-        return text
+        return self.as_sent(_TAG.sub("x" * _TAG_ESTIMATE, text), message.delivery.tiny_url)
+
+    def as_sent(self, text: str, tiny_url: bool) -> str:
+        """``text`` as the gateway sends it: tracked links at their shortened length when tiny URLs are on."""
+        return _URL.sub("x" * self.short_link_length, text) if tiny_url else text
 
     def _template_id(self, creative: Creative, message: Message) -> str | None:
         return creative.content.get("dlt_template_id") or message.delivery.senders.get("sms", {}).get("dlt_template_id")
@@ -265,7 +266,7 @@ class Sms:
             issues += [Issue("sender_id", "dlt_header", m) for m in _dlt_header_problems(str(sender), template.category)]
         slots = [match.span(i) for i in range(1, (match.lastindex or 0) + 1)]
         for n, (a, b) in enumerate(slots, 1):
-            literal = self._var_length(_TAG.sub("", text[a:b]), message.delivery.tiny_url)
+            literal = len(self.as_sent(_TAG.sub("", text[a:b]), message.delivery.tiny_url))
             if literal > DLT_VAR_MAX:
                 issues.append(Issue("body", "dlt_var_too_long", f"{DLT_VAR} slot {n} of template {template.id} holds "
                                     f"{literal} characters of fixed text; a variable carries at most {DLT_VAR_MAX}"))
@@ -274,10 +275,6 @@ class Sms:
                 issues.append(Issue("body", "dlt_link_outside_var",
                                     f"the link {url.group(0)} must sit inside a {DLT_VAR} slot of template {template.id}"))
         return issues
-
-    def _var_length(self, value: str, tiny_url: bool) -> int:
-        """A variable's length as sent: tracked links count at their shortened length when tiny URLs are on."""
-        return len(_URL.sub("x" * self.short_link_length, value) if tiny_url else value)
 
     def reachability(self, customer: Customer, message: Message) -> Reachability:
         """No phone → contact_unavailable; a recorded unreachable status wins; a number that cannot take SMS
@@ -294,9 +291,10 @@ class Sms:
         return pl.when(status.is_in(_REACHABLE) & dnd).then(pl.lit("unsubscribed")).otherwise(status)
 
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
-        """A gateway request: to (E.164), from, text, encoding and segments; DLT ids when DLT mode is on."""
+        """A gateway request: to (E.164), from, text, encoding and segments (counted on the text as sent,
+        tracked links shortened when the message uses tiny URLs); DLT ids when DLT mode is on."""
         text = render_content(creative.content["body"], context)
-        enc, units, parts = segments(text)
+        enc, units, parts = segments(self.as_sent(text, bool(context.get("delivery", {}).get("tiny_url"))))
         defaults = context.get("delivery", {}).get("sender", {})
         sender = creative.content.get("sender_id") or defaults.get("sender_id")
         phone = context["customer"].get("phone")
@@ -308,7 +306,6 @@ class Sms:
                 (t for t in self.dlt_templates.values() if t.match(text)), None)
             payload["dlt"] = {"entity_id": self.dlt_entity_id, "template_id": template.id if template else None}
         return payload
-
 
     def compliance(self, payload: Mapping[str, Any], context: Mapping[str, Any], *, preview: bool = True) -> list[Issue]:
         """What the rendered SMS breaks: the opt-out text missing, more segments than allowed, and in DLT mode
@@ -331,9 +328,9 @@ class Sms:
         if template is None or match is None:
             return [Issue("text", "dlt_template_mismatch", "the rendered text matches no registered DLT template "
                           "(customer data may not change the fixed text)")]
-        return [Issue("text", "dlt_var_too_long", f"{DLT_VAR} {n} of template {template.id} renders to "
-                      f"{self._var_length(value, tiny_url)} characters; at most {DLT_VAR_MAX}: {value!r}")
-                for n, value in enumerate(match.groups(), 1) if self._var_length(value, tiny_url) > DLT_VAR_MAX]
+        lengths = [(n, value, len(self.as_sent(value, tiny_url))) for n, value in enumerate(match.groups(), 1)]
+        return [Issue("text", "dlt_var_too_long", f"{DLT_VAR} {n} of template {template.id} renders to {size} "
+                      f"characters; at most {DLT_VAR_MAX}: {value!r}") for n, value, size in lengths if size > DLT_VAR_MAX]
 
 
 @hookimpl

@@ -268,3 +268,15 @@ def test_dlt_fixed_text_longer_than_30_characters_in_a_slot_is_a_load_error():
     issues = Sms(DLT).validate(sms(body, sender_id="567890"), message())
     assert codes(issues) == {"body": "dlt_var_too_long"}
     assert codes(Sms(DLT).validate(sms(body, sender_id="567890"), message(tiny_url=True))) == {}
+
+
+def test_rendered_segments_count_tracked_links_at_their_shortened_length():
+    link = "https://shop.example.com/summer-sale/electronics/headphones?utm_source=sms&utm_campaign=summer-2026-launch"
+    body = f"Big summer sale on headphones and speakers today only, see {link} {{{{ optout }}}}"
+    channel = Sms({"max_segments": 1})
+    for tiny, parts in ((False, 2), (True, 1)):
+        msg = message(senders={"sms": {"sender_id": "HERALD"}}, tiny_url=tiny)
+        ctx = context(channel, msg, Customer("c1", {"phone": "+919812345678"}))
+        payload = channel.render(sms(body), ctx)
+        assert payload["text"].startswith("Big summer sale") and link in payload["text"]
+        assert payload["segments"] == parts and (channel.compliance(payload, ctx) == []) is tiny
