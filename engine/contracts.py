@@ -23,7 +23,8 @@ class Channel(Protocol):
 
     ``cost`` is the estimated cost of one send, in the org's currency unit. ``tags`` are the Liquid
     variables the channel itself provides to templates (``optout`` for SMS, ``unsubscribe_url`` …);
-    ``required_tags`` must appear in every creative of the channel.
+    ``required_tags`` must be output unconditionally by every creative of the channel (a plain ``{{ tag }}`` at
+    the top level of the template: not in a condition or loop, not captured, assigned or filtered).
     """
 
     name: str
