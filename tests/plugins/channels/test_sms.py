@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine import Creative, Customer
 from engine.validation import validate_message
@@ -280,3 +282,13 @@ def test_rendered_segments_count_tracked_links_at_their_shortened_length():
         payload = channel.render(sms(body), ctx)
         assert payload["text"].startswith("Big summer sale") and link in payload["text"]
         assert payload["segments"] == parts and (channel.compliance(payload, ctx) == []) is tiny
+
+
+@given(st.lists(st.sampled_from(["a", "€", "[", "ó", "🎉", " "]), min_size=1, max_size=600).map("".join))
+def test_pairs_cost_at_most_one_wasted_unit_per_part(text):
+    enc, units, parts = segments(text)
+    single, part = (160, 153) if enc == "GSM-7" else (70, 67)
+    if units <= single:
+        assert parts == 1
+    else:  # a pair that does not fit wastes one unit of the part it skips, never more
+        assert -(-units // part) <= parts <= -(-units // (part - 1))
