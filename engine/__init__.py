@@ -53,7 +53,7 @@ from engine.reachability import (
 )
 from engine.rulefiles.outcome import outcome
 from engine.scheduling import defer_for_quiet_hours, local_send_time, parse_hhmm
-from engine.templating import check_tags, render_content, template_strings
+from engine.templating import check_tags, missing_values, render_content, template_strings
 from engine.templating import variables as template_variables
 from engine.validation import unknown_keys
 
@@ -64,6 +64,5 @@ __all__ = [
     "FieldSpec", "FiredRule", "IncentiveSpec", "IncentiveType", "Issue", "Message", "MessageFileError",
     "Optimizer", "PluginConflict", "Problem", "Reachability", "RuleFileError", "Schedule", "TemplateError",
     "TraceStep", "AudienceError", "UnknownReference", "ValidationFailed", "check_each", "check_tags", "defer_for_quiet_hours", "e164_number", "fact_column", "hookimpl", "local_send_time", "ordered_reachability", "ordered_reachability_expr", "outcome", "parse_hhmm", "no_match", "nonempty", "zone",
-    "render_content", "template_strings", "template_variables", "unknown_keys",
-    "coerce_value",
+    "coerce_value", "missing_values", "render_content", "template_strings", "template_variables", "unknown_keys",
 ]

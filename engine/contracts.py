@@ -23,7 +23,8 @@ class Channel(Protocol):
 
     ``cost`` is the estimated cost of one send, in the org's currency unit. ``tags`` are the Liquid
     variables the channel itself provides to templates (``optout`` for SMS, ``unsubscribe_url`` …);
-    ``required_tags`` must appear in every creative of the channel.
+    ``required_tags`` must be output unconditionally by every creative of the channel (a plain ``{{ tag }}`` at
+    the top level of the template: not in a condition or loop, not captured, assigned or filtered).
     """
 
     name: str
@@ -44,6 +45,12 @@ class Channel(Protocol):
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
         """The provider's request payload for one recipient, templates rendered with ``context``."""
         ...
+
+    # Optional: ``required_tag_fields: tuple[str, ...]`` names the content fields that must each output every
+    # required tag unconditionally (by default one field must). ``compliance(payload, context, *, preview)
+    # -> list[Issue]`` checks a rendered payload (paths inside the payload); any issue drops the channel for
+    # that recipient with reason ``compliance``. Without it, the pipeline checks that the value of every
+    # required tag in ``tags`` appears in the payload (``engine.missing_values``).
 
 
 @runtime_checkable

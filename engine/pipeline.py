@@ -17,9 +17,10 @@ from engine.errors import EngineError, EvaluationError, MessageFileError, Proble
 from engine.evaluators import get_evaluator
 from engine.events import EngineEvent
 from engine.facts import FactBuilder
-from engine.model import Customer, Decision, Message
+from engine.model import Customer, Decision, Issue, Message
 from engine.registry import Registry
 from engine.scheduling import check_schedule, next_runs, run_time
+from engine.templating import missing_values
 
 #: how many upcoming runs of a recurring message a pipeline lists
 NEXT_RUNS = 5
@@ -272,17 +273,28 @@ class Pipeline:
             self._render(draft)
 
     def _render(self, draft: DecisionDraft) -> None:
+        """Render the first channel whose payload renders and passes its compliance check; a channel that
+        fails is dropped (``template_error`` or ``compliance``) and the next one is tried."""
+        failures = []
         for name in list(draft.channels):
             channel = self.registry.channel(name)
             creative = self.message.creative(name, draft.variant)
+            context = render_context(self.message, draft, name, channel.tags)
             try:
-                payload = channel.render(creative, render_context(self.message, draft, name, channel.tags))
+                payload = channel.render(creative, context)
             except TemplateError as exc:
                 draft.drop_channel(name, "render", "template_error", error=str(exc))
+                failures.append("render_failed")
+                continue
+            problems = compliance_issues(channel, payload, context, preview=self.preview)
+            if problems:
+                draft.drop_channel(name, "render", "compliance", problems=[
+                    {"path": i.path, "code": i.code, "message": i.message} for i in problems])
+                failures.append("compliance")
                 continue
             draft.rendered = MappingProxyType({"channel": name, "payload": payload})
             return
-        draft.exclude("render_failed", "render")
+        draft.exclude("compliance" if failures and set(failures) == {"compliance"} else "render_failed", "render")
 
     def _enrich(self, customer: Customer, facts: dict[str, Any]) -> None:
         for extra in self.registry.hook.enrich_facts(customer=customer, message=self.message):
@@ -294,7 +306,10 @@ class Pipeline:
 
 def render_context(message: Message, draft: DecisionDraft, channel: str, channel_tags: Mapping[str, Any]) -> dict[str, Any]:
     """The Liquid context of one recipient: customer, message, campaign, vars, incentive, channel tags,
-    and ``delivery.sender`` (the message's sender settings for ``channel``)."""
+    and ``delivery.sender`` (the message's sender settings for ``channel``).
+
+    Customer data sits under ``customer`` and rule data under ``vars``; the channel's tags (the opt-out
+    text …) are set last, so nothing else can replace or empty them."""
     customer: dict[str, Any] = {"id": draft.customer.id}
     for key, value in draft.customer.attributes.items():
         node = customer
@@ -303,7 +318,6 @@ def render_context(message: Message, draft: DecisionDraft, channel: str, channel
             node = node.setdefault(p, {})
         node[leaf] = value
     ctx: dict[str, Any] = {
-        **channel_tags,
         "customer": customer,
         "message": {"id": message.id, "title": message.title, "type": message.type},
         "campaign": {"id": message.campaign.id, "name": message.campaign.name},
@@ -312,7 +326,19 @@ def render_context(message: Message, draft: DecisionDraft, channel: str, channel
     }
     if draft.incentive is not None and message.incentive is not None:
         ctx[message.incentive.kind] = dict(draft.incentive)
+    ctx.update(channel_tags)
     return ctx
+
+
+def compliance_issues(channel: Any, payload: Mapping[str, Any], context: Mapping[str, Any], *,
+                      preview: bool = True) -> list[Issue]:
+    """What a rendered payload lacks or breaks: the channel's own ``compliance`` check when it has one,
+    else the value of every required tag (from the channel's ``tags``) must appear in the payload."""
+    check = getattr(channel, "compliance", None)
+    if check is not None:
+        return list(check(payload, context, preview=preview))
+    values = {t: channel.tags[t] for t in channel.required_tags if isinstance(channel.tags.get(t), str)}
+    return missing_values(payload, values)
 
 
 def evaluate(

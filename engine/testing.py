@@ -30,7 +30,7 @@ from engine.contracts import Channel, DecisionDraft, EvaluationContext, Incentiv
 from engine.fields import build_catalogue
 from engine.hookspecs import hookimpl
 from engine.model import Campaign, Creative, Customer, DeliverySettings, IncentiveSpec, Message, Reachability
-from engine.pipeline import render_context
+from engine.pipeline import compliance_issues, render_context
 from engine.plugin_manager import make_plugin_manager
 from engine.registry import Registry
 from engine.templating import render as render_template
@@ -287,7 +287,8 @@ class ChannelContract:
         assert got == [str(herald_channel.reachability(c, message)) for c in customers]
 
     def test_render_is_deterministic_and_json_ready(self, herald_channel, herald_samples):
-        """Rendering a sample twice for the same recipient gives the same JSON-serialisable payload."""
+        """Rendering a sample twice for the same recipient gives the same JSON-serialisable payload, and the
+        payload passes the channel's compliance check (``engine.pipeline.compliance_issues``)."""
         message = kit_message(herald_channel.name, herald_samples, self.senders, kind=herald_channel.kind)
         customer = contact_customers(herald_channel.name, self.contact)["reachable"]
         for creative in message.creatives:
@@ -299,6 +300,8 @@ class ChannelContract:
             assert isinstance(first, Mapping), f"{herald_channel.name}: render must return a mapping"
             assert first == second, f"{herald_channel.name}: render is not deterministic"
             json.dumps(first)  # a provider payload is JSON
+            problems = compliance_issues(herald_channel, first, ctx)
+            assert not problems, f"{herald_channel.name}: a rendered sample fails compliance: {_errors(problems)}"
 
 
 # --- the incentive contract ----------------------------------------------------------------------------

@@ -21,12 +21,22 @@ def unknown_keys(content: Mapping[str, Any], allowed: Iterable[str], what: str) 
 
 
 def known_tags(message: Message, registry: Registry, catalogue: FieldCatalogue) -> set[str]:
-    """Template variables any creative of ``message`` may use (channel tags are added per channel)."""
+    """Template variables any creative of ``message`` may use (channel tags are added per channel).
+
+    ``vars.<key>`` is known only for the keys some rule of the message sets in its ``then.vars``.
+    """
     tags = {s.path for s in catalogue if s.path.startswith(("customer.", "message."))}
-    tags |= {"customer.subscription.*", "vars.*", "message.title", "campaign.name", "campaign.id"}
+    tags |= {"customer.subscription.*", "message.title", "campaign.name", "campaign.id"}
+    tags |= {f"vars.{key}" for key in rule_vars(message)}
     for reg in registry.incentives.values():
         tags |= set(reg.obj.tags)
     return tags
+
+
+def rule_vars(message: Message) -> set[str]:
+    """The ``vars`` keys set by the ``then`` of any rule of the message's rulesets."""
+    return {str(key) for rs in message.rulesets.values() for rule in rs.rules
+            for key in (rule.then.get("vars") or {})}
 
 
 def validate_message(message: Message, registry: Registry, catalogue: FieldCatalogue) -> list[Issue]:
@@ -67,7 +77,8 @@ def validate_message(message: Message, registry: Registry, catalogue: FieldCatal
         issues += [Issue(_creative_path(where, x.path), x.code, x.message, x.severity)
                    for x in channel.validate(creative, message)]
         tag_issues, used = check_tags(creative.content, base_tags | set(channel.tags), channel.required_tags,
-                                      prefix=f"{where}.content")
+                                      prefix=f"{where}.content",
+                                      required_in=getattr(channel, "required_tag_fields", None))
         issues += tag_issues
         for tag in used:
             kind = next((k for t, k in incentive_tags.items() if tag == t or tag.startswith(t + ".")), None)

@@ -1,19 +1,34 @@
 """E-mail: subject, sender, the unsubscribe tag, HTML with a text part, RFC 8058 one-click headers.
 
-Settings (plugin ``plugins.channels.email``): ``cost`` (default 0.001), ``unsubscribe_base`` (an https URL;
-each recipient gets ``<base>/<message id>/<customer id>``), ``unsubscribe_mailto`` (optional address added
-to List-Unsubscribe), ``html_warn_bytes`` (default 100 KB: Gmail clips larger messages).
+Settings (plugin ``plugins.channels.email``): ``cost`` (default 0.001), ``unsubscribe_base`` (an https URL),
+``unsubscribe_secret`` (the org's HMAC key, at least 16 characters; write ``$env:NAME`` in the settings file),
+``unsubscribe_mailto`` (optional address added to List-Unsubscribe), ``html_warn_bytes`` (default 100 KB:
+Gmail clips larger messages).
+
+Each recipient's unsubscribe link is ``<base>?c=<customer id>&m=<message id>&t=<token>``, the token an
+HMAC-SHA256 of the two ids under the secret (:func:`verify_unsubscribe` checks it), so nobody can
+unsubscribe someone else by editing the URL; List-Unsubscribe carries the same URL. Without a secret the
+links say ``t=unsigned``: a preview works and says so (an ``unsubscribe_unsigned`` warning), a real run
+drops the channel (``compliance``).
+
+Rendering: ``html`` is autoescaped (customer values are HTML-escaped, the template's markup is kept). Every
+rendered payload is checked (``compliance``): the html and text parts must contain the recipient's link,
+and no header (subject, from, reply-to, to) may contain a line break — customer data cannot add headers.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import html as html_lib
+import json
 import re
 from collections.abc import Mapping
 from email.utils import formataddr
 from functools import lru_cache
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -31,12 +46,36 @@ from engine import (
 HTML_WARN_BYTES = 100 * 1024
 SUBJECT_MAX = 255
 _FIELDS = ("subject", "html", "text", "from", "reply_to", "sender_name", "preheader")
+SECRET_MIN = 16
+TOKEN_BYTES = 16  # HMAC-SHA256 truncated to 128 bits
+UNSIGNED = "unsigned"
+_HEADERS = ("subject", "from", "reply_to", "to")
+
+
+def unsubscribe_token(secret: str, customer_id: str, message_id: str) -> str:
+    """The unsubscribe token of one recipient of one message: HMAC-SHA256 of the ids, truncated, URL-safe base64."""
+    data = json.dumps([str(customer_id), str(message_id)]).encode()
+    digest = hmac.new(secret.encode(), data, hashlib.sha256).digest()[:TOKEN_BYTES]
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def verify_unsubscribe(secret: str | None, customer_id: str, message_id: str, token: str) -> bool:
+    """Whether ``token`` is the genuine token of (customer, message) under ``secret`` (constant-time compare);
+    always False without a secret."""
+    if not secret or not isinstance(token, str):
+        return False
+    return hmac.compare_digest(unsubscribe_token(secret, customer_id, message_id).encode(), token.encode())
+
+
+def line_break(value: Any) -> bool:
+    """Whether a header value holds a line break (CR, LF or any other character Python splits lines on)."""
+    return isinstance(value, str) and len(f"{value}x".splitlines()) > 1
 
 
 def html_to_text(markup: str) -> str:
     """A plain-text part from HTML: links kept as ``text (url)``, blocks on their own lines."""
     markup = re.sub(r"(?is)<(script|style|head).*?</\1>", "", markup)
-    markup = re.sub(r'(?is)<a\s[^>]*href="([^"]+)"[^>]*>(.*?)</a>', r"\2 (\1)", markup)
+    markup = re.sub(r"""(?is)<a\s[^>]*href=(["'])(.+?)\1[^>]*>(.*?)</a>""", r"\3 (\2)", markup)
     markup = re.sub(r"(?i)<br\s*/?>|</(p|div|h[1-6]|li|tr)>", "\n", markup)
     text = html_lib.unescape(re.sub(r"<[^>]+>", "", markup))
     return "\n".join(line.strip() for line in text.splitlines() if line.strip())
@@ -68,6 +107,7 @@ class Email(ContactReachability):
     reach = _REACH
     kind = "direct"
     required_tags = ("unsubscribe_url",)
+    required_tag_fields = ("html", "text")
     creative_schema: Mapping[str, Any] = {
         "type": "object",
         "required": ["subject"],
@@ -89,9 +129,13 @@ class Email(ContactReachability):
         self.unsubscribe_base = str(settings.get("unsubscribe_base", "https://herald.example/u")).rstrip("/")
         if urlsplit(self.unsubscribe_base).scheme != "https":
             raise ValueError("email unsubscribe_base must be an https URL (RFC 8058)")
+        secret = settings.get("unsubscribe_secret")
+        if secret is not None and (not isinstance(secret, str) or len(secret) < SECRET_MIN):
+            raise ValueError(f"email unsubscribe_secret must be a text of at least {SECRET_MIN} characters")
+        self.unsubscribe_secret: str | None = secret
         self.unsubscribe_mailto = settings.get("unsubscribe_mailto")
         self.html_warn_bytes = int(settings.get("html_warn_bytes", HTML_WARN_BYTES))
-        self.tags = {"unsubscribe_url": f"{self.unsubscribe_base}/preview"}
+        self.tags = {"unsubscribe_url": self.unsubscribe_url("preview", "preview")}
 
     def sample_creatives(self) -> list[Mapping[str, Any]]:
         """Valid example contents (used by docs and the contract test kit)."""
@@ -126,6 +170,10 @@ class Email(ContactReachability):
                 validate_email(str(address), check_deliverability=False)
             except EmailNotValidError as exc:
                 issues.append(Issue(key, "invalid_email", f"the {key} address {address!r} is invalid: {exc}"))
+        if self.unsubscribe_secret is None:
+            issues.append(Issue("", "unsubscribe_unsigned", "no unsubscribe_secret is configured for the email "
+                                "plugin: unsubscribe links are unsigned (t=unsigned); a preview works, a real send "
+                                "is refused", "warning"))
         size = len(str(content.get("html", "")).encode())
         if size > self.html_warn_bytes:
             issues.append(Issue("html", "large_html", f"the html is {size // 1024} KB; Gmail clips messages above ~100 KB", "warning"))
@@ -133,13 +181,22 @@ class Email(ContactReachability):
 
 
     def unsubscribe_url(self, message_id: str, customer_id: str) -> str:
-        """The one-click unsubscribe URL of one recipient of one message."""
-        return f"{self.unsubscribe_base}/{quote(str(message_id), safe='')}/{quote(str(customer_id), safe='')}"
+        """The one-click unsubscribe URL of one recipient of one message, with its HMAC token."""
+        token = (unsubscribe_token(self.unsubscribe_secret, customer_id, message_id)
+                 if self.unsubscribe_secret else UNSIGNED)
+        query = urlencode({"c": str(customer_id), "m": str(message_id), "t": token})
+        return f"{self.unsubscribe_base}{'&' if '?' in self.unsubscribe_base else '?'}{query}"
+
+    def verify_unsubscribe(self, customer_id: str, message_id: str, token: str) -> bool:
+        """Whether an unsubscribe request's token is genuine for (customer, message) under this org's secret."""
+        return verify_unsubscribe(self.unsubscribe_secret, customer_id, message_id, token)
 
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
-        """An e-mail request: from, to, reply_to, subject, html and text parts, and the RFC 8058 headers."""
+        """An e-mail request: from, to, reply_to, subject, html and text parts, and the RFC 8058 headers.
+
+        ``html`` is rendered with autoescape (customer values escaped, the template's markup kept)."""
         unsubscribe = self.unsubscribe_url(context.get("message", {}).get("id", ""), context["customer"]["id"])
-        content = render_content(dict(creative.content), {**context, "unsubscribe_url": unsubscribe})
+        content = render_content(dict(creative.content), {**context, "unsubscribe_url": unsubscribe}, html=("html",))
         defaults = context.get("delivery", {}).get("sender", {})
         address = content.get("from") or defaults.get("from")
         name = content.get("sender_name") or defaults.get("sender_name")
@@ -151,7 +208,7 @@ class Email(ContactReachability):
         if self.unsubscribe_mailto:
             links.append(f"<mailto:{self.unsubscribe_mailto}?subject=unsubscribe>")
         return {
-            "from": formataddr((name, address)) if name else address,
+            "from": _from_header(name, address),
             "to": context["customer"].get("email"),
             "reply_to": content.get("reply_to") or defaults.get("reply_to"),
             "subject": content["subject"],
@@ -159,6 +216,30 @@ class Email(ContactReachability):
             "text": text or html_to_text(html or ""),
             "headers": {"List-Unsubscribe": ", ".join(links), "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
         }
+
+    def compliance(self, payload: Mapping[str, Any], context: Mapping[str, Any], *, preview: bool = True) -> list[Issue]:
+        """What the rendered e-mail breaks: a header with a line break (``header_injection``), an html or text
+        part without the recipient's unsubscribe link (``compliance``), an unsigned link on a real send."""
+        issues = [Issue(key, "header_injection", f"the rendered {key} contains a line break: customer data may "
+                        "not add e-mail headers") for key in _HEADERS if line_break(payload.get(key))]
+        issues += [Issue(f"headers.{k}", "header_injection", f"the {k} header contains a line break")
+                   for k, v in payload.get("headers", {}).items() if line_break(v)]
+        url = self.unsubscribe_url(context.get("message", {}).get("id", ""), context["customer"]["id"])
+        if url not in str(payload.get("html", "")) and html_lib.escape(url) not in str(payload.get("html", "")):
+            issues.append(Issue("html", "compliance", f"the rendered html lacks the recipient's unsubscribe link {url}"))
+        if url not in str(payload.get("text", "")):
+            issues.append(Issue("text", "compliance", f"the rendered text lacks the recipient's unsubscribe link {url}"))
+        if not preview and self.unsubscribe_secret is None:
+            issues.append(Issue("headers.List-Unsubscribe", "unsubscribe_unsigned",
+                                "no unsubscribe_secret is configured: the unsubscribe link cannot be verified"))
+        return issues
+
+
+def _from_header(name: str | None, address: str | None) -> str | None:
+    """The From value; a name with a line break is left unencoded so the compliance check sees it."""
+    if not name:
+        return address
+    return f"{name} <{address}>" if line_break(name) else formataddr((name, address))
 
 
 @hookimpl

@@ -1,8 +1,8 @@
 """SMS: GSM-7/UCS-2 segmenting, sender ids, the opt-out tag, DND, India DLT templates, gateway payloads.
 
 Settings (plugin ``plugins.channels.sms``): ``cost`` (per send, default 0.01), ``max_segments`` (6),
-``optout_text``, ``short_link_length`` (23: a tracked link's length once shortened), ``default_region``
-(for numbers stored without ``+``), and ``dlt`` to turn on India DLT mode::
+``optout_text`` (never empty), ``short_link_length`` (23: a tracked link's length once shortened),
+``default_region`` (for numbers stored without ``+``), and ``dlt`` to turn on India DLT mode::
 
     dlt:
       entity_id: "1101234567890123456"          # the principal entity id registered on the DLT portal
@@ -11,11 +11,14 @@ Settings (plugin ``plugins.channels.sms``): ``cost`` (per send, default 0.01), `
 
 A creative (or ``delivery.senders.sms``) may name its template with ``dlt_template_id``; otherwise the
 first registered template the body matches is used.
+
+Every rendered SMS is checked (``compliance``): it must contain the opt-out text, stay within
+``max_segments``, and in DLT mode match its template with each ``{#var#}`` at most 30 characters;
+otherwise the recipient loses the channel.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -46,6 +49,7 @@ GSM7_BASIC = frozenset(
 GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
 DLT_CATEGORIES = ("promotional", "service_explicit", "service_implicit", "transactional")
 DLT_VAR = "{#var#}"
+DLT_VAR_MAX = 30  # characters one {#var#} may carry
 _URL = re.compile(r"https?://[^\s{}]+")
 _TAG = re.compile(r"{{.*?}}|{%.*?%}", re.S)
 _OPTOUT = re.compile(r"{{-?\s*optout\s*-?}}")
@@ -57,18 +61,34 @@ _NOT_SMS = {phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberTyp
             phonenumbers.PhoneNumberType.VOICEMAIL, phonenumbers.PhoneNumberType.UAN}
 
 
+def _units(c: str, enc: str) -> int:
+    """What one character costs: septets in GSM-7 (2 for an escape pair), UTF-16 code units in UCS-2."""
+    if enc == "GSM-7":
+        return 2 if c in GSM7_EXTENDED else 1
+    return 2 if ord(c) > 0xFFFF else 1
+
+
 def encoding(text: str) -> tuple[str, int]:
     """(``GSM-7`` or ``UCS-2``, length in that encoding's units: septets, or UTF-16 code units)."""
-    if all(c in GSM7_BASIC or c in GSM7_EXTENDED for c in text):
-        return "GSM-7", sum(2 if c in GSM7_EXTENDED else 1 for c in text)
-    return "UCS-2", len(text.encode("utf-16-le")) // 2
+    enc = "GSM-7" if all(c in GSM7_BASIC or c in GSM7_EXTENDED for c in text) else "UCS-2"
+    return enc, sum(_units(c, enc) for c in text)
 
 
 def segments(text: str) -> tuple[str, int, int]:
-    """(encoding, units, segments): GSM-7 160 single / 153 per part, UCS-2 70 / 67."""
+    """(encoding, units, segments) as an SMSC sends it: one part up to 160 septets / 70 UCS-2 units, else
+    parts of 153 / 67 filled in order, where a GSM-7 escape pair or a UTF-16 surrogate pair that does not
+    fit in the current part starts the next one (a pair is never split)."""
     enc, units = encoding(text)
     single, part = (160, 153) if enc == "GSM-7" else (70, 67)
-    return enc, units, 1 if units <= single else math.ceil(units / part)
+    if units <= single:
+        return enc, units, 1
+    parts, used = 1, 0
+    for c in text:
+        cost = _units(c, enc)
+        if used + cost > part:
+            parts, used = parts + 1, 0
+        used += cost
+    return enc, units, parts
 
 
 @lru_cache(maxsize=65536)
@@ -144,6 +164,7 @@ class Sms:
     name = "sms"
     kind = "direct"
     required_tags = ("optout",)
+    required_tag_fields = ("body",)
     creative_schema: Mapping[str, Any] = {
         "type": "object",
         "required": ["body"],
@@ -161,7 +182,10 @@ class Sms:
         self.short_link_length = int(settings.get("short_link_length", 23))
         self.region = settings.get("default_region")
         self._reach = ContactReach(self.name, "phone", valid=lambda v: sms_number(v, self.region) is not None)
-        self.tags = {"optout": settings.get("optout_text", "Reply STOP to opt out")}
+        optout = settings.get("optout_text", "Reply STOP to opt out")
+        if not isinstance(optout, str) or not optout.strip():
+            raise ValueError("sms optout_text must be a non-empty text")
+        self.tags = {"optout": optout}
         dlt = settings.get("dlt") or None
         self.dlt_entity_id = dlt.get("entity_id") if dlt else None
         self.dlt_templates: dict[str, DltTemplate] | None = None
@@ -213,10 +237,11 @@ class Sms:
         """The body as it will be counted: the opt-out tag as its text, other tags at an estimate, and
         tracked links at their shortened length when the message uses tiny URLs."""
         text = _OPTOUT.sub(lambda _: self.tags["optout"], body)
-        text = _TAG.sub("x" * _TAG_ESTIMATE, text)
-        if message.delivery.tiny_url:
-            text = _URL.sub("x" * self.short_link_length, text)
-        return text
+        return self.as_sent(_TAG.sub("x" * _TAG_ESTIMATE, text), message.delivery.tiny_url)
+
+    def as_sent(self, text: str, tiny_url: bool) -> str:
+        """``text`` as the gateway sends it: tracked links at their shortened length when tiny URLs are on."""
+        return _URL.sub("x" * self.short_link_length, text) if tiny_url else text
 
     def _template_id(self, creative: Creative, message: Message) -> str | None:
         return creative.content.get("dlt_template_id") or message.delivery.senders.get("sms", {}).get("dlt_template_id")
@@ -240,6 +265,11 @@ class Sms:
         else:
             issues += [Issue("sender_id", "dlt_header", m) for m in _dlt_header_problems(str(sender), template.category)]
         slots = [match.span(i) for i in range(1, (match.lastindex or 0) + 1)]
+        for n, (a, b) in enumerate(slots, 1):
+            literal = len(self.as_sent(_TAG.sub("", text[a:b]), message.delivery.tiny_url))
+            if literal > DLT_VAR_MAX:
+                issues.append(Issue("body", "dlt_var_too_long", f"{DLT_VAR} slot {n} of template {template.id} holds "
+                                    f"{literal} characters of fixed text; a variable carries at most {DLT_VAR_MAX}"))
         for url in _URL.finditer(text):
             if not any(a <= url.start() and url.end() <= b for a, b in slots):
                 issues.append(Issue("body", "dlt_link_outside_var",
@@ -261,9 +291,10 @@ class Sms:
         return pl.when(status.is_in(_REACHABLE) & dnd).then(pl.lit("unsubscribed")).otherwise(status)
 
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
-        """A gateway request: to (E.164), from, text, encoding and segments; DLT ids when DLT mode is on."""
+        """A gateway request: to (E.164), from, text, encoding and segments (counted on the text as sent,
+        tracked links shortened when the message uses tiny URLs); DLT ids when DLT mode is on."""
         text = render_content(creative.content["body"], context)
-        enc, units, parts = segments(text)
+        enc, units, parts = segments(self.as_sent(text, bool(context.get("delivery", {}).get("tiny_url"))))
         defaults = context.get("delivery", {}).get("sender", {})
         sender = creative.content.get("sender_id") or defaults.get("sender_id")
         phone = context["customer"].get("phone")
@@ -275,6 +306,31 @@ class Sms:
                 (t for t in self.dlt_templates.values() if t.match(text)), None)
             payload["dlt"] = {"entity_id": self.dlt_entity_id, "template_id": template.id if template else None}
         return payload
+
+    def compliance(self, payload: Mapping[str, Any], context: Mapping[str, Any], *, preview: bool = True) -> list[Issue]:
+        """What the rendered SMS breaks: the opt-out text missing, more segments than allowed, and in DLT mode
+        a text no registered template matches or a variable longer than 30 characters."""
+        text = str(payload.get("text", ""))
+        issues = []
+        if self.tags["optout"] not in text:
+            issues.append(Issue("text", "compliance", f"the rendered text lacks the opt-out text {self.tags['optout']!r}"))
+        if payload.get("segments", 0) > self.max_segments:
+            issues.append(Issue("text", "too_long", f"the rendered text is {payload['units']} {payload['encoding']} "
+                                f"characters, {payload['segments']} segments; the maximum is {self.max_segments}"))
+        if self.dlt_templates is not None:
+            issues += self._dlt_rendered_issues(text, payload, bool(context.get("delivery", {}).get("tiny_url")))
+        return issues
+
+    def _dlt_rendered_issues(self, text: str, payload: Mapping[str, Any], tiny_url: bool) -> list[Issue]:
+        assert self.dlt_templates is not None
+        template = self.dlt_templates.get(payload.get("dlt", {}).get("template_id") or "")
+        match = template.match(text) if template else None
+        if template is None or match is None:
+            return [Issue("text", "dlt_template_mismatch", "the rendered text matches no registered DLT template "
+                          "(customer data may not change the fixed text)")]
+        lengths = [(n, value, len(self.as_sent(value, tiny_url))) for n, value in enumerate(match.groups(), 1)]
+        return [Issue("text", "dlt_var_too_long", f"{DLT_VAR} {n} of template {template.id} renders to {size} "
+                      f"characters; at most {DLT_VAR_MAX}: {value!r}") for n, value, size in lengths if size > DLT_VAR_MAX]
 
 
 @hookimpl

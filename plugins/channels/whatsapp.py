@@ -7,6 +7,9 @@ A creative names the template and repeats its approved body text (for previews a
      body: "Hi {{1}}, your order {{2}} is ready.",
      parameters: ["{{ customer.first_name }}", "{{ vars.order_id }}"]}
 
+Rendered parameters are re-checked (``compliance``): a parameter that customer data makes empty, multi-line,
+tabbed or padded with 4+ spaces drops the channel for that recipient.
+
 Settings (plugin ``plugins.channels.whatsapp``): ``cost`` (default 0.005), ``templates`` (optional registry of
 approved templates: name → ``{language, category, body, status}``; when given, the creative must match it
 and the status must be ``approved``), ``default_region`` (for numbers stored without ``+``).
@@ -41,12 +44,27 @@ NAME_MAX = 512
 BODY_MAX = 1024
 _SLOT = re.compile(r"{{\s*(\d+)\s*}}")
 _TAG = re.compile(r"{{.*?}}|{%.*?%}", re.S)
+_SPACES = re.compile(r" {4,}")
 
 
 def wa_number(value: str, region: str | None = None) -> str | None:
     """The number as WhatsApp wants it (E.164 digits, no ``+``) when valid, else None."""
     number = e164_number(value, region)
     return number.lstrip("+") if number else None
+
+
+def parameter_problems(text: str) -> list[str]:
+    """Why WhatsApp would refuse a template parameter: empty, a new line, a tab, or 4+ consecutive spaces."""
+    problems = []
+    if not text.strip():
+        problems.append("is empty")
+    if "\n" in text or "\r" in text:
+        problems.append("contains a new line")
+    if "\t" in text:
+        problems.append("contains a tab")
+    if _SPACES.search(text):
+        problems.append("contains 4 or more consecutive spaces")
+    return problems
 
 
 def slots(body: str) -> list[int]:
@@ -125,8 +143,9 @@ class WhatsApp:
             for i, p in enumerate(params):
                 if not p.strip():
                     issues.append(Issue(f"parameters[{i}]", "required", f"parameters[{i}] is empty"))
-                elif "\n" in p or "\t" in p or "     " in p:
-                    issues.append(Issue(f"parameters[{i}]", "format", f"parameters[{i}] may not contain new lines, tabs or 5+ spaces"))
+                elif problems := parameter_problems(p):
+                    issues.append(Issue(f"parameters[{i}]", "format", f"parameters[{i}] {' and '.join(problems)}; "
+                                        "WhatsApp refuses new lines, tabs and 4+ consecutive spaces"))
         image = content.get("header_image")
         if image is not None:
             parts = urlsplit(_TAG.sub("x", str(image)))
@@ -178,6 +197,23 @@ class WhatsApp:
             "type": "template",
             "template": {"name": content["name"], "language": {"code": content["language"]}, "components": components},
         }
+
+
+    def compliance(self, payload: Mapping[str, Any], context: Mapping[str, Any], *, preview: bool = True) -> list[Issue]:
+        """The rendered parameters re-checked (customer data may not make them empty, multi-line, tabbed or
+        space-padded) and the rendered header image an https URL."""
+        issues = []
+        for component in payload.get("template", {}).get("components", ()):
+            for i, param in enumerate(component.get("parameters", ())):
+                if component.get("type") == "body":
+                    text = str(param.get("text", ""))
+                    issues += [Issue(f"parameters[{i}]", "whatsapp_parameter", f"rendered parameters[{i}] {p}: "
+                                     f"{text!r}") for p in parameter_problems(text)]
+                elif param.get("type") == "image":
+                    parts = urlsplit(str(param.get("image", {}).get("link", "")))
+                    if parts.scheme != "https" or not parts.netloc:
+                        issues.append(Issue("header_image", "https_required", "the rendered header_image is not an https URL"))
+        return issues
 
 
 @hookimpl

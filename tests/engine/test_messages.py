@@ -38,7 +38,7 @@ def test_the_sample_message_loads(herald):
 def test_sms_without_the_optout_tag_is_rejected_at_its_line(herald, write):
     path = write(BASE.replace(". {{ optout }}\"\n  - channel: sms", ".\"\n  - channel: sms", 1))
     (msg,) = problems(herald, path)
-    assert msg.startswith(f"{path}:15:5: creatives[0].content: the {{{{ optout }}}} tag is required")
+    assert msg.startswith(f"{path}:16:7: creatives[0].content.body: the {{{{ optout }}}} tag is required")
 
 
 def test_unknown_tags_and_channels_are_named(herald, write):

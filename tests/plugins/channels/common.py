@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -11,6 +12,7 @@ import polars as pl
 from engine import Campaign, Creative, Customer, DeliverySettings, Message
 from engine.contracts import DecisionDraft
 from engine.pipeline import render_context
+from engine.rulefiles.loader import load_ruleset_data
 
 CAMPAIGN = Campaign("summer-2026", "Summer 2026", starts=date(2026, 6, 1), ends=date(2026, 12, 31))
 
@@ -19,6 +21,13 @@ def message(*creatives: Creative, senders: Mapping[str, Mapping[str, Any]] | Non
     """A broadcast message with the given creatives and delivery settings."""
     return Message("summer-sale", "Summer sale", CAMPAIGN, creatives=creatives,
                    delivery=DeliverySettings(senders=senders or {}, **delivery))
+
+
+def with_vars(msg: Message, **vars: Any) -> Message:
+    """``msg`` with a personalization rule that sets ``vars`` (templates may read only vars a rule sets)."""
+    rules = load_ruleset_data({"ruleset": "p", "kind": "personalization", "rules": [
+        {"id": "all", "priority": 1, "when": {"always": True}, "then": {"variant": "default", "vars": vars}}]})
+    return replace(msg, strategy=("personalization",), rulesets={"personalization": rules})
 
 
 def context(channel: Any, msg: Message, customer: Customer, **vars: Any) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from engine.validation import validate_message
 from plugins.channels.line import Line
 from plugins.channels.viber import Viber
 from plugins.channels.wechat import WeChat
-from tests.plugins.channels.common import codes, context, message
+from tests.plugins.channels.common import codes, context, message, with_vars
 
 LINE_ID = "U" + "4af4980629" * 3 + "ab"
 IMG = "https://cdn.herald.example/summer.jpg"
@@ -24,7 +24,7 @@ WECHAT = {"template_id": "ngqIpbwh8bUfcSsECmogfXcV14J0tQlEpBO27izEYtY", "url": "
 def test_real_creatives_pass(registry, catalogue):
     msg = message(Creative("line", content=LINE), Creative("viber", content=VIBER), Creative("wechat", content=WECHAT),
                   senders=VIBER_SENDER)
-    assert validate_message(msg, registry, catalogue) == []
+    assert validate_message(with_vars(msg, discount="20%"), registry, catalogue) == []
 
 
 # --- LINE ---------------------------------------------------------------------------------------------------

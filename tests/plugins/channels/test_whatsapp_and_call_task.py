@@ -8,7 +8,7 @@ from engine import Creative, Customer
 from engine.validation import validate_message
 from plugins.channels.call_task import CallTask
 from plugins.channels.whatsapp import WhatsApp
-from tests.plugins.channels.common import codes, context, message
+from tests.plugins.channels.common import codes, context, message, with_vars
 
 WA = {"name": "summer_sale_2026", "language": "en_US", "category": "marketing",
       "body": "Hi {{1}}, our summer sale is on: {{2}} off until Sunday.",
@@ -30,7 +30,14 @@ def task(**content):
 
 
 def test_real_creatives_pass(registry, catalogue):
-    assert validate_message(message(wa(), task()), registry, catalogue) == []
+    assert validate_message(with_vars(message(wa(), task()), discount="20%"), registry, catalogue) == []
+
+
+def test_a_var_no_rule_sets_is_a_load_error(registry, catalogue):
+    issues = validate_message(message(wa(), task()), registry, catalogue)
+    (issue,) = [i for i in issues if i.is_error]
+    assert (issue.path, issue.code) == ("creatives[0].content.parameters[1]", "unknown_var")
+    assert "{{ vars.discount }}" in issue.message
 
 
 @pytest.mark.parametrize("name", ["Summer_Sale", "summer-sale", "summer sale", ""])
@@ -58,6 +65,29 @@ def test_whatsapp_slots_are_numbered_without_gaps_and_named_tags_refused():
 
 def test_whatsapp_parameters_are_single_line():
     assert codes(WhatsApp({}).validate(wa(parameters=["Asha\nK", "20%"]), message())) == {"parameters[0]": "format"}
+    assert codes(WhatsApp({}).validate(wa(parameters=["Asha    K", "20%"]), message())) == {"parameters[0]": "format"}
+    assert codes(WhatsApp({}).validate(wa(parameters=["Asha   K", "20%"]), message())) == {}
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    ("Asha\nBcc", "new line"), ("Asha\tK", "tab"), ("Asha    K", "4 or more consecutive spaces"), ("   ", "empty")])
+def test_whatsapp_parameters_are_rechecked_after_rendering(name, problem):
+    channel = WhatsApp({})
+    ctx = context(channel, message(wa()), Customer("c1", {"whatsapp": "+919812345678", "first_name": name}), discount="20%")
+    payload = channel.render(wa(), ctx)
+    (issue,) = channel.compliance(payload, ctx)
+    assert (issue.path, issue.code) == ("parameters[0]", "whatsapp_parameter") and problem in issue.message
+    fine = context(channel, message(wa()), Customer("c1", {"whatsapp": "+919812345678", "first_name": "Asha"}), discount="20%")
+    assert channel.compliance(channel.render(wa(), fine), fine) == []
+
+
+def test_whatsapp_rendered_header_image_must_stay_https():
+    channel = WhatsApp({})
+    creative = wa(header_image="https://{{ customer.cdn }}/summer.jpg")
+    ctx = context(channel, message(creative), Customer("c1", {"whatsapp": "+919812345678", "first_name": "Asha",
+                                                               "cdn": ""}), discount="20%")
+    (issue,) = channel.compliance(channel.render(creative, ctx), ctx)
+    assert (issue.path, issue.code) == ("header_image", "https_required")
 
 
 def test_whatsapp_registry_requires_an_approved_matching_template():
