@@ -16,7 +16,7 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 if TYPE_CHECKING:
-    from engine.contracts import Channel, DecisionDraft, FieldSpec, IncentiveType, Optimizer
+    from engine.contracts import Channel, DecisionDraft, EvaluatorSpec, FieldSpec, IncentiveType, Optimizer
     from engine.events import EngineEvent
     from engine.model import Customer, Issue, Message
 
@@ -62,6 +62,19 @@ def register_fields(register: Callable[[FieldSpec], None], settings: Mapping[str
     """
 
 
+@hookspec
+def register_evaluators(register: Callable[[EvaluatorSpec], None], settings: Mapping[str, Any]) -> None:
+    """Register rule evaluators (what ``--evaluator`` names) by calling ``register(EvaluatorSpec(name, create))``.
+
+    The built-in ``compiled``, ``reference``, ``durable`` and ``columnar`` are registered through this hook
+    too, by the engine's own plugin ``engine.evaluators.builtin`` (always loaded unless blocked).
+
+    :param register: records the evaluator under its ``name``; duplicates raise ``PluginConflict``.
+        ``create()`` makes a fresh evaluator each time one is asked for.
+    :param settings: this plugin's settings block.
+    """
+
+
 # --- Evaluation: called per recipient; must be cheap, synchronous and free of I/O --------------------
 
 
@@ -88,7 +101,9 @@ def check_delivery(customer: Customer, channel: str, message: Message, draft: De
 
 @hookspec
 def engine_event(event: EngineEvent) -> None:
-    """Observe what the engine does: decision made, rule fired, channel dropped, incentive reserved.
+    """Observe what the engine does. ``event.kind`` is one of ``decision_made``, ``rule_fired`` (one per fired
+    rule), ``channel_dropped``, ``incentive_reserved`` (real reservations only; a preview takes nothing),
+    ``send_attempted`` and ``send_finished`` (around every ``engine.delivery.attempt``).
 
     Observers must not change anything; an observer that raises is logged and ignored, never breaks
     an evaluation.

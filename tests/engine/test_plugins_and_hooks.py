@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import Creative, Customer, Issue, Reachability, hookimpl
+from engine import Creative, Customer, Issue, Reachability, SendResult, hookimpl
 from engine import hookspecs as specs
 from engine.errors import PluginConflict
 from engine.events import EngineEvent
@@ -48,6 +48,9 @@ class Pigeon:
 
     def render(self, creative, context):
         return {"note": creative.content["note"]}
+
+    async def send(self, payload, ctx):
+        return SendResult.accepted(f"coo-{ctx.customer_id}")
 
 
 def plugin(name, **hooks):
@@ -99,7 +102,10 @@ def test_hook_register_incentives(registry):
         def reserve(self, spec, customer, ctx):
             return {"count": 1}
 
-        def release(self, spec, grant):
+        async def issue(self, spec, grant, ctx):
+            return grant
+
+        def release(self, spec, grant, ctx):
             return None
 
     reg = registry_with(plugin("stamps_plugin", register_incentives=lambda register: register(Stamps())))

@@ -14,6 +14,7 @@ from engine import (
     Creative,
     Customer,
     EvaluationContext,
+    IncentiveContext,
     IncentiveSpec,
     Message,
     MessageFileError,
@@ -107,7 +108,7 @@ def test_a_preview_evaluation_reserves_nothing(registry):
     coupon = registry.incentive("coupon")
     decisions = evaluate(msg, customers(20), at=AT, registry=registry, preview=True)
     assert all(d.incentive["preview"] for d in decisions[:5])
-    assert coupon.reservations(msg.incentive.settings, msg) == 0  # a preview counts the cap but takes nothing
+    assert coupon.reservations(msg.incentive.settings, msg, registry.ledger) == 0  # a preview counts the cap but takes nothing
     again = evaluate(msg, customers(20), at=AT, registry=registry, preview=True)
     assert [d.incentive for d in again] == [d.incentive for d in decisions]  # deterministic
     assert evaluate(msg, customers(5), at=AT, registry=registry, preview=False)[4].included  # all 5 still free
@@ -124,7 +125,7 @@ def test_a_real_evaluation_reserves_one_unique_code_per_customer(registry):
     # at most one code per customer per message: evaluating again hands back the same codes
     second = evaluate(msg, customers(300), at=AT, registry=registry, preview=False)
     assert [d.incentive["code"] for d in second] == codes
-    assert registry.incentive("coupon").reservations(msg.incentive.settings, msg) == 300
+    assert registry.incentive("coupon").reservations(msg.incentive.settings, msg, registry.ledger) == 300
 
 
 def test_numeric_codes_are_digits_of_the_set_length(registry):
@@ -164,7 +165,7 @@ def test_uploaded_codes_are_handed_out_once_and_released_codes_return(registry):
     assert a["expires_on"] == "2026-09-30"
     with pytest.raises(CouponsExhausted, match="every uploaded coupon code"):
         coupon.reserve(spec, Customer("cai"), c, AT)
-    coupon.release(spec, a)  # ana's send failed
+    coupon.release(spec, a, IncentiveContext(msg, registry.ledger, AT))  # ana's send failed
     assert coupon.reserve(spec, Customer("cai"), c, AT)["code"] == a["code"]
 
 
@@ -183,11 +184,11 @@ def test_issue_marks_the_code_sent_and_release_then_keeps_it(registry):
     spec = {"length": 8, "expiry": {"days": 10}}
     msg, coupon = message(**spec), registry.incentive("coupon")
     grant = coupon.reserve(spec, Customer("ana"), ctx(msg, registry, preview=False), AT)
-    issued = asyncio.run(coupon.issue(spec, grant, msg, datetime(2026, 7, 6, 9, 0, tzinfo=UTC)))
+    issued = asyncio.run(coupon.issue(spec, grant, IncentiveContext(msg, registry.ledger, datetime(2026, 7, 6, 9, 0, tzinfo=UTC))))
     assert issued["status"] == "issued" and issued["code"] == grant["code"]
     assert (issued["issued_on"], issued["expires_on"]) == ("2026-07-06", "2026-07-16")  # N days after issue
-    coupon.release(spec, grant)
-    assert coupon.reservations(spec, msg) == 1
+    coupon.release(spec, grant, IncentiveContext(msg, registry.ledger, AT))
+    assert coupon.reservations(spec, msg, registry.ledger) == 1
 
 
 def test_releasing_a_preview_grant_changes_nothing(registry):
@@ -195,8 +196,8 @@ def test_releasing_a_preview_grant_changes_nothing(registry):
     msg, coupon = message(**spec), registry.incentive("coupon")
     coupon.reserve(spec, Customer("ana"), ctx(msg, registry, preview=False), AT)
     preview = coupon.reserve(spec, Customer("ana"), ctx(msg, registry, preview=True), AT)
-    coupon.release(spec, preview)
-    assert coupon.reservations(spec, msg) == 1
+    coupon.release(spec, preview, IncentiveContext(msg, registry.ledger, AT))
+    assert coupon.reservations(spec, msg, registry.ledger) == 1
 
 
 def test_concurrent_reservations_never_share_a_code(registry):
@@ -217,7 +218,7 @@ def test_concurrent_reservations_never_share_a_code(registry):
     for t in threads:
         t.join()
     assert len(got) == len(set(got)) == 3200
-    assert coupon.reservations(spec, msg) == 3200
+    assert coupon.reservations(spec, msg, registry.ledger) == 3200
 
 
 def test_messages_sharing_a_series_share_its_cap(registry):
@@ -304,7 +305,7 @@ def test_a_preview_refuses_the_same_recipients_beyond_the_cap_as_a_real_run(regi
     msg = message(length=8, cap=3, expiry={"days": 14})
     preview = Pipeline(msg, registry, at=AT, preview=True)
     shown = list(preview.run(mixed_audience()))
-    assert registry.incentive("coupon").reservations(msg.incentive.settings, msg) == 0
+    assert registry.incentive("coupon").reservations(msg.incentive.settings, msg, registry.ledger) == 0
     real = evaluate(msg, mixed_audience(), at=AT, registry=registry, preview=False)
     assert outcome(shown) == outcome(real)
     assert [d.customer for d in shown if d.included] == ["c00000", "c00001", "c00002"]

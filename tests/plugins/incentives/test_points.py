@@ -14,6 +14,7 @@ from engine import (
     Creative,
     Customer,
     EvaluationContext,
+    IncentiveContext,
     FieldSpec,
     IncentiveSpec,
     Message,
@@ -78,7 +79,7 @@ def test_points_by_tier_with_a_default_and_expiry_in_days(registry):
     assert [d.incentive["amount"] for d in decisions] == [500, 250, 100, 100]
     assert decisions[0].incentive["expires_on"] == "2026-10-02"
     assert decisions[0].rendered["payload"]["text"].startswith("You earned 500 Herald Rewards points.")
-    assert registry.incentive("points").reservations(msg.incentive.settings, msg) == 0  # a preview
+    assert registry.incentive("points").reservations(msg.incentive.settings, msg, registry.ledger) == 0  # a preview
 
 
 def test_points_are_credited_once_and_released_only_before_credit(registry):
@@ -87,14 +88,14 @@ def test_points_are_credited_once_and_released_only_before_credit(registry):
     ctx = EvaluationContext(msg, registry, AT, lambda kind, draft: (), preview=False)
     grant = points.reserve(spec, Customer("ana"), ctx, AT)
     assert points.reserve(spec, Customer("ana"), ctx, AT) == grant  # one reservation per customer and message
-    first = asyncio.run(points.issue(spec, grant, msg, datetime(2026, 7, 5, tzinfo=UTC)))
-    second = asyncio.run(points.issue(spec, grant, msg, datetime(2026, 7, 9, tzinfo=UTC)))
+    first = asyncio.run(points.issue(spec, grant, IncentiveContext(msg, registry.ledger, datetime(2026, 7, 5, tzinfo=UTC))))
+    second = asyncio.run(points.issue(spec, grant, IncentiveContext(msg, registry.ledger, datetime(2026, 7, 9, tzinfo=UTC))))
     assert first == second and first["credited_on"] == "2026-07-05" and first["expires_on"] == "2026-08-04"
-    points.release(spec, grant)
-    assert points.reservations(spec, msg) == 1
+    points.release(spec, grant, IncentiveContext(msg, registry.ledger, AT))
+    assert points.reservations(spec, msg, registry.ledger) == 1
     other = points.reserve(spec, Customer("ben"), ctx, AT)
-    points.release(spec, other)
-    assert points.reservations(spec, msg) == 1
+    points.release(spec, other, IncentiveContext(msg, registry.ledger, AT))
+    assert points.reservations(spec, msg, registry.ledger) == 1
 
 
 # --- incentive tags ⇄ incentive, end to end through a message file ------------------------------------
