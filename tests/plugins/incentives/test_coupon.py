@@ -479,3 +479,55 @@ def test_a_new_version_of_a_message_cannot_silently_change_its_series_cap(regist
     edited = message(cap=3, expiry={"days": 10})
     with pytest.raises(MessageFileError, match="'summer-sale' created coupon series 'summer-sale'.*cap: 2 in"):
         evaluate(edited, customers(3), at=AT, registry=registry)
+
+
+# --- the ledger lives in a store, not on the plugin --------------------------------------------------------
+
+def in_store(msg: Message, registry, store) -> EvaluationContext:
+    return EvaluationContext(msg, registry, AT, lambda kind, draft: (), False, ledger=store)
+
+
+def test_two_plugin_instances_over_one_store_share_the_ledger_and_two_stores_are_independent(registry):
+    from engine import InMemoryLedgerStore
+
+    spec = {"source": "list", "codes": ["A1", "B2"], "expiry": {"days": 3}}
+    msg, shared, other = message(**spec), InMemoryLedgerStore(), InMemoryLedgerStore()
+    one, two = Coupon(), Coupon()
+    ana = one.reserve(spec, Customer("ana"), in_store(msg, registry, shared), AT)
+    assert two.reserve(spec, Customer("ana"), in_store(msg, registry, shared), AT) == ana  # same grant
+    ben = two.reserve(spec, Customer("ben"), in_store(msg, registry, shared), AT)
+    assert {ana["code"], ben["code"]} == {"A1", "B2"}
+    with pytest.raises(CouponsExhausted):
+        one.reserve(spec, Customer("cai"), in_store(msg, registry, shared), AT)
+    assert two.reserve(spec, Customer("cai"), in_store(msg, registry, other), AT)["code"] == "A1"
+    assert vars(one) == vars(two) == {}  # the plugin objects hold no state
+    two.release(spec, ana, IncentiveContext(msg, shared, AT))
+    assert one.reserve(spec, Customer("cai"), in_store(msg, registry, shared), AT)["code"] == ana["code"]
+
+
+def test_two_runs_with_the_same_store_see_the_same_ledger(registry):
+    from engine import InMemoryLedgerStore
+    from engine.plugin_manager import make_plugin_manager
+    from engine.registry import Registry
+    from plugins import DEFAULT_PLUGINS
+
+    msg, store = message(length=8, cap=2, expiry={"days": 3}), InMemoryLedgerStore()
+    first = list(Pipeline(msg, registry, at=AT, preview=False, ledger=store).run(customers(2)))
+    elsewhere = Registry.build(make_plugin_manager(DEFAULT_PLUGINS, entry_points=False), ledger=store)  # another process
+    again = list(Pipeline(msg, elsewhere, at=AT, preview=False).run(customers(3)))
+    assert [d.incentive["code"] for d in again[:2]] == [d.incentive["code"] for d in first]
+    assert again[2].excluded_reason == "incentive_unavailable"  # the cap of 2 is shared through the store
+    assert registry.incentive("coupon").reservations(msg.incentive.settings, msg, registry.ledger) == 0
+    fresh = list(Pipeline(msg, registry, at=AT, preview=False).run(customers(3)))
+    assert [d.included for d in fresh] == [True, True, False]
+    assert {d.incentive["code"] for d in fresh[:2]}.isdisjoint(d.incentive["code"] for d in first)
+
+
+def test_a_preview_reads_the_store_it_is_given(registry):
+    from engine import InMemoryLedgerStore
+
+    msg, store = message(length=8, cap=1, expiry={"days": 3}), InMemoryLedgerStore()
+    taken = evaluate(msg, customers(1), at=AT, registry=registry, preview=False)[0].incentive["code"]
+    assert [d.included for d in Pipeline(msg, registry, at=AT, ledger=store).run(customers(2))] == [True, False]
+    shown = list(Pipeline(msg, registry, at=AT).run(customers(2)))  # the registry's store: c00000 holds a code
+    assert shown[0].incentive["code"] == taken and not shown[1].included

@@ -14,8 +14,8 @@ from engine import (
     Creative,
     Customer,
     EvaluationContext,
-    IncentiveContext,
     FieldSpec,
+    IncentiveContext,
     IncentiveSpec,
     Message,
     MessageFileError,
@@ -301,3 +301,21 @@ def test_closed_field_values_are_read_by_type_and_bad_ones_refused(tmp_path):
     with pytest.raises(RuleFileError) as err:
         load_org_fields(bad)
     assert [(p.path, p.code) for p in err.value.problems] == [("customer.visits.values", "field_values")]
+
+
+def test_points_ledgers_live_in_the_store_each_call_is_given(registry):
+    from engine import InMemoryLedgerStore
+
+    spec = {"program": "Herald Rewards", "amount": 200}
+    msg, shared, other = message(**spec), InMemoryLedgerStore(), InMemoryLedgerStore()
+    one, two = Points(), Points()
+
+    def ctx(store):
+        return EvaluationContext(msg, registry, AT, lambda kind, draft: (), False, ledger=store)
+
+    grant = one.reserve(spec, Customer("ana"), ctx(shared), AT)
+    credited = asyncio.run(two.issue(spec, grant, IncentiveContext(msg, shared, AT)))  # another instance
+    assert credited["status"] == "credited" and vars(one) == vars(two) == {}
+    with pytest.raises(KeyError, match="no points reserved"):
+        asyncio.run(one.issue(spec, grant, IncentiveContext(msg, other, AT)))  # the other store never saw it
+    assert (one.reservations(spec, msg, shared), one.reservations(spec, msg, other)) == (1, 0)
