@@ -16,7 +16,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from enum import Enum
+from enum import StrEnum
 from functools import wraps
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any, TypeVar
@@ -49,7 +49,7 @@ SAMPLES_PACKAGE = "herald_samples"  # rules/ as package data (see pyproject.toml
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     """Output formats of ``evaluate``."""
 
     table = "table"
@@ -57,14 +57,14 @@ class Format(str, Enum):
     ndjson = "ndjson"
 
 
-class ExplainFormat(str, Enum):
+class ExplainFormat(StrEnum):
     """Output formats of ``explain``."""
 
     table = "table"
     json = "json"
 
 
-class EvaluatorName(str, Enum):
+class EvaluatorName(StrEnum):
     """The evaluators (``engine.evaluators.EVALUATORS``)."""
 
     compiled = "compiled"
@@ -520,7 +520,7 @@ def print_explanation(result: Explanation, console: Console) -> None:
         console.print(safe(f"{rs.kind}: {rs.name}@{rs.version} (hit policy {rs.hit_policy}) fired: {fired}{reached}"),
                       style="bold")
         for rule in rs.rules:
-            nearest = "  ← nearest: did not fire because of the false conditions below" if rule.id == rs.nearest else ""
+            nearest = "  ← nearest miss" if rule.id == rs.nearest else ""
             console.print(safe(f"  {rule.status:<8} {rule.id} (priority {rule.priority}) then {dumps(rule.then)}{nearest}"))
             for line in _condition_lines(rule.condition, 6):
                 console.print(safe(line))
@@ -749,7 +749,8 @@ def demo(at: Annotated[str, typer.Option(metavar="DATETIME", help="evaluation in
     with about(message):
         pipeline = Pipeline(msg, herald.registry, at=at_option(at), explain=True, render=True)
         decisions = list(pipeline.run(customers))
-    out.print(safe(f"{msg.title} ({msg.id}) for {len(customers)} customers of {audience.name} at {at}\n"), style="bold")
+    out.print(safe(f"{msg.title} ({msg.id}) for {len(customers)} customers of {audience.name} at {at}"), style="bold")
+    out.print()
     print_summary(pipeline, out)
     out.print()
     shown = [next((d for d in decisions if d.included and d.fallbacks), None),
