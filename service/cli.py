@@ -45,7 +45,7 @@ out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 PROGRESS_THRESHOLD = 10_000
 TABLE_LIMIT = 1_000
-SAMPLES_PACKAGE = "herald_samples"  # rules/ as package data (see pyproject.toml)
+SAMPLES_PACKAGE = "herald_samples"  # rules/ as package data, a namespace package (see pyproject.toml)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -213,7 +213,11 @@ def engine_for(path: Path | None = None, *, fields_file: Path | None = None) -> 
     if fields_file is None:
         _env_file("HERALD_FIELDS", "the org's fields.yaml")
     with about(os.environ.get("HERALD_SETTINGS") or fields_file or "herald"):
-        herald = Herald.build(DEFAULT_PLUGINS, fields_file=fields_file)
+        try:
+            herald = Herald.build(DEFAULT_PLUGINS, fields_file=fields_file)
+        except ImportError as exc:  # an installed plugin whose code is missing or broken
+            raise UserError(f"herald: a plugin could not be imported ({exc}); reinstall it, or leave it out with "
+                            "HERALD_PLUGINS or HERALD_DISABLE_PLUGINS") from None
     _plugin_warnings(herald)
     if path is None or fields_file is not None:
         return herald
@@ -725,14 +729,15 @@ def plugins(
 
 
 def samples() -> Path:
-    """The folder of the sample files (``rules/`` in a checkout): the ``herald_samples`` package data when
-    Herald is installed, else the checkout's ``rules/`` beside ``service/``."""
+    """The folder of the sample message, rules and audience (``rules/examples`` in a checkout): the data of the
+    ``herald_samples`` package when Herald is installed, else the checkout's ``rules/examples`` (running from
+    a checkout, or an editable install, whose namespace package importlib.resources cannot read on 3.11)."""
     from importlib.resources import files
 
     try:
-        return Path(str(files(SAMPLES_PACKAGE)))
-    except ModuleNotFoundError:
-        return Path(__file__).resolve().parents[1] / "rules"
+        return Path(str(files(SAMPLES_PACKAGE).joinpath("examples")))
+    except (ModuleNotFoundError, NotADirectoryError):
+        return Path(__file__).resolve().parents[1] / "rules" / "examples"
 
 
 @app.command()
@@ -741,7 +746,7 @@ def demo(at: Annotated[str, typer.Option(metavar="DATETIME", help="evaluation in
     """Evaluate the sample message for the bundled audience; show three explained decisions."""
     from engine.pipeline import Pipeline
 
-    examples = samples() / "examples"
+    examples = samples()
     message, audience = examples / "summer-sale.message.yaml", examples / "audience.csv"
     herald = engine_for(message)
     msg = load_message(herald, message)

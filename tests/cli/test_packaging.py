@@ -69,7 +69,19 @@ def test_herald_demo_runs_from_the_installed_wheel(wheel, tmp_path):
     where = subprocess.run([sys.executable, "-c", "import service.cli as c; print(c.__file__); print(c.samples())"],
                            capture_output=True, text=True, cwd=elsewhere, env=env)
     module, samples = where.stdout.split()
-    assert Path(module).is_relative_to(site) and Path(samples) == site / "herald_samples"  # not the checkout
+    assert Path(module).is_relative_to(site) and Path(samples) == site / "herald_samples" / "examples"  # not the checkout
     demo = subprocess.run([str(site / "bin" / "herald"), "demo"], capture_output=True, text=True, cwd=elsewhere, env=env)
     assert demo.returncode == 0, demo.stderr
     assert "200 recipients" in demo.stdout and "Summer sale" in demo.stdout
+
+
+def test_from_a_checkout_or_an_editable_install_the_samples_are_the_checkouts(monkeypatch):
+    import importlib.resources
+
+    import service.cli as cli
+
+    def editable(_name):  # what Python 3.11 raises for a namespace package of an editable install
+        raise NotADirectoryError("MultiplexedPath only supports directories")
+
+    monkeypatch.setattr(importlib.resources, "files", editable)
+    assert cli.samples() == ROOT / "rules" / "examples"

@@ -16,7 +16,7 @@ runner = CliRunner()
 MESSAGE = str(EXAMPLES / "summer-sale.message.yaml")
 AUDIENCE = str(EXAMPLES / "audience.csv")
 AT = "2026-07-04T13:30:00+00:00"
-HOSTILE_ID = "[bold red]boom[/]\x1b[2J\x07:smile:"
+HOSTILE_ID = "[bold red]boom[/]\x1b[2J\x07\x9b2J\u202e:smile:"
 
 
 def run(*args, **kw):
@@ -35,7 +35,7 @@ def hostile(tmp_path):
 
 
 def no_raw_controls(text: str) -> bool:
-    return not any(c in text for c in ("\x1b", "\x07", "\x9b"))
+    return not any(c in text for c in ("\x1b", "\x07", "\x9b", "\u202e"))
 
 
 def test_safe_shows_control_characters_escaped_and_keeps_ordinary_text():
@@ -48,7 +48,7 @@ def test_a_hostile_customer_id_is_printed_escaped_in_the_table(hostile):
                  env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
     assert no_raw_controls(result.stdout)
-    assert "[bold red]boom[/]\\x1b[2J\\x07:smile:" in result.stdout  # markup and emoji codes shown as written
+    assert "[bold red]boom[/]\\x1b[2J\\x07\\x9b2J\\u202e:smile:" in result.stdout  # markup and emoji codes shown as written
 
 
 def test_hostile_values_are_escaped_in_explain(hostile):
@@ -57,7 +57,7 @@ def test_hostile_values_are_escaped_in_explain(hostile):
     assert no_raw_controls(result.stdout)
     assert '(seen: "gold\\u001b[31m")' in result.stdout  # the fact value as a JSON literal, escaped
     assert '["[b]x[/b]", "\\u009b2J"]' in result.stdout
-    assert "customer [bold red]boom[/]\\x1b[2J\\x07:smile:" in result.stdout
+    assert "customer [bold red]boom[/]\\x1b[2J\\x07\\x9b2J\\u202e:smile:" in result.stdout
 
 
 @pytest.mark.parametrize("fmt", ["json", "ndjson"])
@@ -156,3 +156,16 @@ def test_org_fields_with_problems_are_reported_against_the_file(tmp_path):
     shutil.copy(RULES / "fields.yaml", tmp_path / "unused.yaml")
     result = run("message", "check", str(tmp_path / "ex" / "summer-sale.message.yaml"))
     assert_user_error(result, f"{tmp_path / 'fields.yaml'}: customer.tier.type: type must be one of")
+
+
+def test_a_plugin_that_cannot_be_imported_is_a_user_error(monkeypatch):
+    class Broken:
+        name = "broken"
+
+        def load(self):
+            raise ModuleNotFoundError("No module named 'herald_broken'", name="herald_broken")
+
+    monkeypatch.setattr("engine.plugin_manager._entry_points", lambda group: [Broken()])
+    assert_user_error(run("rules", "check", str(EXAMPLES / "eligibility.yaml")),
+                      "herald: a plugin could not be imported (No module named 'herald_broken')",
+                      "HERALD_DISABLE_PLUGINS")

@@ -129,6 +129,7 @@ def test_a_failed_run_leaves_no_output_file(tmp_path):
     target = tmp_path / "out.json"
     result = run("evaluate", "-m", MESSAGE, "-a", str(bad), "--at", AT, "--format", "json", "-o", str(target))
     assert result.exit_code == 2 and not target.exists()
+    assert f"{bad}:2: points" in result.stderr
 
 
 # --- progress -------------------------------------------------------------------------------------------
@@ -219,6 +220,7 @@ def test_rules_check_of_a_folder_still_reports_a_broken_file(samples):
     (samples / "broken.yaml").write_text("ruleset: [unclosed\n")
     result = run("rules", "check", str(samples))
     assert result.exit_code == 2
+    assert f"skipped {samples / 'summer-sale.message.yaml'}: not a rule file" in result.stdout
     assert f"{samples / 'broken.yaml'}:2:1:" in result.stderr
 
 
@@ -269,7 +271,7 @@ def test_message_warnings_are_printed(samples, monkeypatch, command):
     args = {"evaluate": ["evaluate", "-m", str(message), "-a", AUDIENCE, "--at", AT, "--summary"],
             "explain": ["explain", "-m", str(message), "-a", AUDIENCE, "-c", "c0004", "--at", AT],
             "demo": ["demo"]}[command]
-    monkeypatch.setattr(cli, "samples", lambda: samples.parent)
+    monkeypatch.setattr(cli, "samples", lambda: samples)
     result = run(*args)
     assert result.exit_code == 0, result.output
     assert f"warning: {message}: incentive.settings.expiry: the codes never expire" in result.stderr
