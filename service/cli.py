@@ -151,6 +151,9 @@ def user_errors(fn: F) -> F:
 
         try:
             return fn(*args, **kwargs)
+        except BrokenPipeError:  # the reader went away (``| head``): stop quietly
+            _silence_stdout()
+            raise typer.Exit(1) from None
         except EngineError as exc:
             _report(exc)
         except UserError as exc:
@@ -162,6 +165,14 @@ def user_errors(fn: F) -> F:
         raise typer.Exit(2)
 
     return run  # type: ignore[return-value]
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that flushing it at exit raises nothing more."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (e.g. under a test runner)
+        pass
 
 
 @contextmanager
@@ -263,6 +274,22 @@ def read_customers(herald: Herald, audience: Path, keep_valid: bool) -> tuple[li
             return [customer_of(r) for r in fr.frame.iter_rows(named=True)], fr.rejected
         read = read_audience(audience, herald.catalogue, keep_valid=keep_valid)
         return read.customers, read.rejected
+
+
+def find_customer(herald: Herald, audience: Path, customer_id: str, keep_valid: bool) -> Customer:
+    """The customer with this id in an audience file (read as columns, so large files are quick)."""
+    import polars as pl
+
+    from engine.columnar import read_frame
+    from engine.columnar.decisions import customer_of
+
+    with about(input_file(audience, "audience")):
+        fr = read_frame(audience, herald.catalogue, keep_valid=keep_valid, channels=herald.registry.channels)
+    _skipped(fr.rejected)
+    rows = fr.frame.filter(pl.col("customer.id") == customer_id)
+    if rows.height == 0:
+        raise UserError(f"{audience}: no customer with id {customer_id!r} among its {fr.frame.height:,} customers")
+    return customer_of(rows.row(0, named=True))
 
 
 def _skipped(rejected: Iterable[Any]) -> None:
@@ -488,11 +515,7 @@ def explain_command(
     when = at_option(at)
     herald = engine_for(message)
     msg = load_message(herald, message)
-    customers, rejected = read_customers(herald, audience, keep_valid)
-    _skipped(rejected)
-    found = next((c for c in customers if c.id == customer), None)
-    if found is None:
-        raise UserError(f"{audience}: no customer with id {customer!r} among its {len(customers):,} customers")
+    found = find_customer(herald, audience, customer, keep_valid)
     with about(message):
         result = explain(msg, herald.registry, found, at=when, evaluator=evaluator.value, render=render)
     with output_to(output) as (console, stream):

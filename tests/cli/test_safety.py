@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
 
 from service.cli import app, safe
-from tests.conftest import EXAMPLES, RULES
+from tests.conftest import EXAMPLES, ROOT, RULES
 
 runner = CliRunner()
 MESSAGE = str(EXAMPLES / "summer-sale.message.yaml")
@@ -169,3 +171,14 @@ def test_a_plugin_that_cannot_be_imported_is_a_user_error(monkeypatch):
     assert_user_error(run("rules", "check", str(EXAMPLES / "eligibility.yaml")),
                       "herald: a plugin could not be imported (No module named 'herald_broken')",
                       "HERALD_DISABLE_PLUGINS")
+
+
+def test_a_reader_that_goes_away_is_no_traceback():
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "evaluate", "-m", MESSAGE, "-a", AUDIENCE, "--at", AT,
+                             "--format", "ndjson", "--explain", "--render"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    assert proc.stdout.readline().startswith(b'{"customer"')
+    proc.stdout.close()  # like `| head -1`
+    stderr = proc.stderr.read().decode()
+    assert proc.wait() == 1
+    assert "Traceback" not in stderr and "Error" not in stderr, stderr
