@@ -118,8 +118,9 @@ def _report(exc: EngineError, about: Path | str | None = None) -> None:
     from engine import ValidationFailed
 
     def located(text: str, file: str | None) -> str:
-        prefix = str(about) if about is not None else "herald"
-        return text if file or text.startswith(prefix) else f"{prefix}: {text}"
+        if about is None or file or text.startswith(str(about)):
+            return text
+        return f"{about}: {text}"
 
     if isinstance(exc, ValidationFailed):
         head = str(exc).split("\n", 1)[0]
@@ -243,7 +244,7 @@ def _plugin_warnings(herald: Herald) -> None:
     check = getattr(plugin_manager, "plugin_warnings", None)
     if check is None:
         return
-    for warning in check(herald.registry._pm):
+    for warning in check(herald.registry._pm):  # the registry keeps its plugin manager private
         err.print(safe(f"warning: {warning}"), style="yellow")
 
 
@@ -540,6 +541,10 @@ def print_explanation(result: Explanation, console: Console) -> None:
         console.print(safe(f"decision: send on {d.channel}{fallbacks}, variant {d.variant}"))
     else:
         console.print(safe(f"decision: excluded ({d.excluded_reason})"))
+    if d.incentive is not None:
+        console.print(safe(f"incentive: {dumps(dict(d.incentive))}"))
+    if d.rendered is not None:
+        console.print(safe(f"rendered ({d.rendered['channel']}): {dumps(dict(d.rendered['payload']))}"))
     for rs in result.rulesets:
         fired = ", ".join(rs.fired) or "none"
         reached = "" if rs.reached else " — not reached: the customer was excluded before this step"
