@@ -175,6 +175,8 @@ class Message:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     optimizers: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: EMPTY)
     source: str | None = None
+    #: findings that do not stop the message from loading (e.g. a coupon without expiry), for the user to see
+    warnings: tuple[Issue, ...] = ()
 
     def creative(self, channel: str, variant: str | None) -> Creative | None:
         """The creative for ``channel`` and ``variant``, falling back to the ``default`` variant."""
