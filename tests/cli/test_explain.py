@@ -44,7 +44,7 @@ def test_the_table_shows_each_condition_with_the_fact_seen_and_why_the_nearest_r
     assert "matched  default (priority 1000)" in text  # true, but the first hit already won
     assert "email      dropped by channel_priority: contact_unavailable" in text
     assert "sms        chosen" in text
-    assert "send at:          2026-07-01T18:00:00+08:00 = 2026-07-01T10:00:00+00:00 UTC" in text
+    assert "send at:          2026-07-04T21:30:00+08:00 = 2026-07-04T13:30:00+00:00 UTC" in text
 
 
 def test_json_gives_every_rule_of_every_ruleset_with_operator_operand_value_and_outcome():
@@ -64,7 +64,7 @@ def test_json_gives_every_rule_of_every_ruleset_with_operator_operand_value_and_
         {"channel": "email", "outcome": "dropped", "step": "channel_priority", "why": "contact_unavailable", "detail": {}},
     ]
     assert data["at"] == {"local": "2026-07-04T21:30:00+08:00", "utc": "2026-07-04T13:30:00+00:00"}
-    assert data["send_time"]["send_at"] == {"local": "2026-07-01T18:00:00+08:00", "utc": "2026-07-01T10:00:00+00:00"}
+    assert data["send_time"]["send_at"] == {"local": "2026-07-04T21:30:00+08:00", "utc": "2026-07-04T13:30:00+00:00"}
     assert data["decision"]["channel"] == "sms" and data["decision"]["variant"] == "fashion"
 
 
@@ -99,20 +99,20 @@ def test_quiet_hours_deferral_and_local_send_time_are_shown_in_the_zone_and_utc(
     shutil.copy(RULES / "fields.yaml", tmp_path / "fields.yaml")
     message = tmp_path / "summer-sale.message.yaml"
     message.write_text(message.read_text().replace(
-        "  at: 2026-07-01T10:00:00+00:00\n",
-        "  at: 2026-07-01T10:00:00+00:00\n  local_time: \"22:00\"\n  quiet_hours: [\"21:00\", \"09:00\"]\n"))
+        "  at: 2026-07-04T13:30:00+00:00   # 19:00 in Kolkata: the evening variant\n",
+        "  at: 2026-07-04T13:30:00+00:00\n  local_time: \"22:00\"\n  quiet_hours: [\"21:00\", \"09:00\"]\n"))
     result = run("explain", "-m", str(message), "-a", str(tmp_path / "audience.csv"), "--customer", "c0004",
                  "--at", "2026-06-30T00:00:00+00:00", "--format", "json")
     assert result.exit_code == 0, result.output
     st = json.loads(result.stdout)["send_time"]
     assert st["local_time"] == "22:00" and st["quiet_hours"] == ["21:00", "09:00"]
-    assert st["local_send_time"] == {"local": "2026-07-01T22:00:00+08:00", "utc": "2026-07-01T14:00:00+00:00"}
-    assert st["deferrals"][0]["to"] == {"local": "2026-07-02T09:00:00+08:00", "utc": "2026-07-02T01:00:00+00:00"}
+    assert st["local_send_time"] == {"local": "2026-07-04T22:00:00+08:00", "utc": "2026-07-04T14:00:00+00:00"}
+    assert st["deferrals"][0]["to"] == {"local": "2026-07-05T09:00:00+08:00", "utc": "2026-07-05T01:00:00+00:00"}
     assert st["send_at"] == st["deferrals"][0]["to"]
     table = run("explain", "-m", str(message), "-a", str(tmp_path / "audience.csv"), "--customer", "c0004",
                 "--at", "2026-06-30T00:00:00+00:00")
-    assert ("deferred by quiet_hours (window 21:00–09:00): 2026-07-01T22:00:00+08:00 = 2026-07-01T14:00:00+00:00 UTC"
-            " → 2026-07-02T09:00:00+08:00 = 2026-07-02T01:00:00+00:00 UTC") in table.stdout
+    assert ("deferred by quiet_hours (window 21:00–09:00): 2026-07-04T22:00:00+08:00 = 2026-07-04T14:00:00+00:00 UTC"
+            " → 2026-07-05T09:00:00+08:00 = 2026-07-05T01:00:00+00:00 UTC") in table.stdout
 
 
 def test_explain_json_can_be_written_to_a_file(tmp_path):
