@@ -6,6 +6,10 @@ does are converted by ``coerce`` itself, once per distinct value, so the results
 CSV or JSONL file has any bad row (or polars cannot parse it), the file is read again with the per-row
 reader of ``engine.audience``, which reports every bad row with its line number; Parquet rows are
 reported with their row number (1 = the first row) as the line.
+
+The rules are those of ``engine.audience``: repeated ids are bad rows unless ``merge_duplicates`` (then
+merged the same way, vectorised), ``subscription.<channel>`` values are a closed set, and a malformed
+phone, WhatsApp number or e-mail address is kept as read with its reason in ``customer.handle_error.<name>``.
 """
 
 from __future__ import annotations
@@ -17,19 +21,20 @@ from typing import Any
 
 import polars as pl
 
-from engine.audience import MAX_REPORTED, read_audience
-from engine.columnar.contacts import normalise_emails, normalise_phones, per_unique
+from engine.audience import MAX_REPORTED, RESERVED, duplicate_problem, raise_bad_rows, read_audience, status_error
+from engine.columnar.contacts import normalise_emails, normalise_phones, normalise_whatsapps, per_unique
 from engine.errors import AudienceError, Problem
 from engine.facts import zone
 from engine.fields import FieldCatalogue, coerce
-from engine.model import CONTACT_FIELDS, Customer
+from engine.model import CONTACT_FIELDS, SUBSCRIPTION_STATUSES, Customer
+from engine.reachability import HANDLE_ERROR
 
 ID = "customer.id"
 _DTYPES: dict[str, pl.DataType] = {"string": pl.String, "integer": pl.Int64, "number": pl.Float64,
                                    "boolean": pl.Boolean, "date": pl.String, "datetime": pl.String,
                                    "list": pl.List(pl.String)}
 _BOOL = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False, "y": True, "n": False}
-_CHECKS = {"phone": normalise_phones, "whatsapp": normalise_phones, "email": normalise_emails}
+_CHECKS = {"phone": normalise_phones, "whatsapp": normalise_whatsapps, "email": normalise_emails}
 
 
 @dataclass
@@ -45,9 +50,10 @@ class _Bad(Exception):
 
 
 def read_frame(path: str | Path, catalogue: FieldCatalogue, *, keep_valid: bool = False,
-               channels: Iterable[str] = ()) -> FrameRead:
+               channels: Iterable[str] = (), merge_duplicates: bool = False) -> FrameRead:
     """Read an audience file (.csv, .jsonl/.ndjson, .parquet) as a frame; ``AudienceError`` on bad rows
-    unless ``keep_valid``. ``channels``: their ``customer.subscription.<name>`` columns are always present."""
+    (repeated ids included unless ``merge_duplicates``) unless ``keep_valid``. ``channels``: their
+    ``customer.subscription.<name>`` columns are always present."""
     p = Path(path)
     types = catalogue.customer_types()
     suffix = p.suffix.lower()
@@ -56,25 +62,59 @@ def read_frame(path: str | Path, catalogue: FieldCatalogue, *, keep_valid: bool 
     try:
         if suffix == ".parquet":
             frame, problems = _typed(_flatten(pl.read_parquet(p)), types, str(p), rows_are_lines=True)
+            if not merge_duplicates:
+                problems = _with_duplicates(frame.get_column(ID), problems, str(p))
             if problems:
                 frame = _drop_rows(frame, problems, keep_valid, str(p))
         elif suffix in (".csv", ".jsonl", ".ndjson"):
             raw = _read_csv(p) if suffix == ".csv" else _flatten(pl.read_ndjson(p, infer_schema_length=None))
             frame, problems = _typed(raw, types, str(p), rows_are_lines=False)
+            if not merge_duplicates and frame.get_column(ID).is_duplicated().any():
+                raise _Bad("repeated ids")
         else:
             raise AudienceError([Problem("audience files are .csv, .jsonl or .parquet", "format", str(p))])
+        if merge_duplicates:
+            frame = merge_rows(frame)
     except (_Bad, pl.exceptions.PolarsError, UnicodeDecodeError):
-        read = read_audience(p, catalogue, keep_valid=keep_valid)
+        read = read_audience(p, catalogue, keep_valid=keep_valid, merge_duplicates=merge_duplicates)
         frame, problems = frame_from_customers(read.customers, types), read.rejected
     return FrameRead(complete(frame, types, channels), problems)
 
 
 def _drop_rows(frame: pl.DataFrame, problems: list[Problem], keep_valid: bool, file: str) -> pl.DataFrame:
     if not keep_valid:
-        more = f" (first {MAX_REPORTED} shown)" if len(problems) > MAX_REPORTED else ""
-        raise AudienceError(problems[:MAX_REPORTED], f"{file}: {len(problems)} bad row(s){more}; nothing was evaluated")
+        raise_bad_rows(problems, file)
     bad = [p.line - 1 for p in problems if p.line is not None]
     return frame.with_row_index("_row").filter(~pl.col("_row").is_in(bad)).drop("_row")
+
+
+def _with_duplicates(ids: pl.Series, problems: list[Problem], file: str) -> list[Problem]:
+    """``problems`` and a ``duplicate_id`` problem per repeated id among the rows without one (rows are
+    lines, 1 = the first row), sorted by line; Python work only for the repeated rows."""
+    if not ids.is_duplicated().any():
+        return problems
+    bad = [p.line - 1 for p in problems if p.line is not None]
+    rows = (pl.DataFrame({"id": ids}).with_row_index("_row").filter(~pl.col("_row").is_in(bad))
+            .with_columns(pl.col("_row").first().over("id").alias("_first"))
+            .filter(pl.col("_row") != pl.col("_first")))
+    dupes = [duplicate_problem(cid, file, row + 1, first + 1) for row, cid, first in rows.iter_rows()]
+    return sorted([*problems, *dupes], key=lambda p: p.line or 0)
+
+
+def merge_rows(frame: pl.DataFrame) -> pl.DataFrame:
+    """One row per ``customer.id``, at its first row's place: each column's last non-null value (a contact's
+    ``handle_error`` mark comes from the row its handle comes from), as ``engine.audience.merge_customers``."""
+    if not frame.get_column(ID).is_duplicated().any():
+        return frame
+    marks = {f"customer.{HANDLE_ERROR}{c}": f"customer.{c}" for c in _CHECKS}
+
+    def last(name: str) -> pl.Expr:
+        handle = marks.get(name)
+        if handle is not None and handle in frame.columns:
+            return pl.col(name).filter(pl.col(handle).is_not_null()).last()
+        return pl.col(name).drop_nulls().last()
+
+    return frame.group_by(ID, maintain_order=True).agg([last(c) for c in frame.columns if c != ID])
 
 
 def _read_csv(p: Path) -> pl.DataFrame:
@@ -140,13 +180,20 @@ def _typed(raw: pl.DataFrame, types: Mapping[str, str], file: str, *, rows_are_l
             s = pl.select(pl.when(s == "").then(None).otherwise(s)).to_series()
         ftype = types.get(name) or ("string" if name.startswith("subscription.") else None)
         value, err, code = s, None, "type"
-        if ftype is not None:
+        if name.startswith(HANDLE_ERROR):
+            err, code = pl.select(pl.when(s.is_not_null()).then(pl.lit(RESERVED))).to_series(), "reserved"
+        elif ftype is not None:
             value, err = _coerce(s, ftype)
         if name == "timezone":
             value, err, code = _check_zone(value, err)
+        if name.startswith("subscription."):
+            value, err, code = _check_status(value, err)
         if name in _CHECKS and (err is None or err.null_count() == err.len()):
-            value, err = _CHECKS[name](value.cast(pl.String))
-            code = name
+            text = value.cast(pl.String)
+            good, mark = _CHECKS[name](text)
+            value = pl.select(pl.coalesce(good, text)).to_series()
+            if mark.null_count() < mark.len():
+                cols.append(mark.alias(f"customer.{HANDLE_ERROR}{name}"))
         if err is not None:
             errors.append((name, code, err.alias("e")))
         cols.append(value.alias(f"customer.{name}"))
@@ -169,8 +216,7 @@ def _problems(errors: list[tuple[str, str, Any]], file: str, height: int) -> lis
     for row in table.with_row_index("_row").filter(any_bad).iter_rows():
         i = next(k for k, v in enumerate(row[1:]) if v is not None)
         name, code, _ = errors[i]
-        msg = row[i + 1] if name == "id" else f"{name}: {row[i + 1]}"
-        out.append(Problem(msg, code, file, row[0] + 1, path=name))
+        out.append(Problem(row[i + 1], code, file, row[0] + 1, path=name))
     return out
 
 
@@ -249,6 +295,17 @@ def _check_zone(value: pl.Series, err: pl.Series | None) -> tuple[pl.Series, pl.
     if err is not None:
         zerr = pl.select(pl.coalesce(err, zerr)).to_series()
     return value, zerr, "timezone"
+
+
+def _check_status(value: pl.Series, err: pl.Series | None) -> tuple[pl.Series, pl.Series | None, str]:
+    """A ``subscription.<channel>`` column: values outside the closed set are errors (once per value)."""
+    unknown = value.filter(value.is_not_null() & ~value.is_in(list(SUBSCRIPTION_STATUSES))).unique().to_list()
+    if not unknown:
+        return value, err, "type"
+    serr = value.replace_strict(unknown, [status_error(v) for v in unknown], default=None, return_dtype=pl.String)
+    if err is not None:
+        serr = pl.select(pl.coalesce(err, serr)).to_series()
+    return value, serr, "status"
 
 
 def frame_from_customers(customers: Iterable[Customer], types: Mapping[str, str] | None = None) -> pl.DataFrame:
