@@ -73,6 +73,8 @@ def evaluate(
     render: Annotated[bool, typer.Option("--render", help="render the chosen creative")] = False,
     fmt: Annotated[str, typer.Option("--format", help="table | json | ndjson")] = "table",
     keep_valid: Annotated[bool, typer.Option("--keep-valid", help="skip bad audience rows instead of failing")] = False,
+    merge_duplicates: Annotated[bool, typer.Option(
+        "--merge-duplicates", help="merge rows of one customer id (later non-empty values win) instead of failing")] = False,
     summary_only: Annotated[bool, typer.Option("--summary", help="print only the summary")] = False,
 ) -> None:
     """Evaluate a message for an audience: one decision per recipient, and a summary.
@@ -98,10 +100,11 @@ def evaluate(
             msg, herald.registry, explain=explain, render=render, slow_reach=False) is None
         frame = None
         if bulk_able or audience.suffix.lower() == ".parquet":
-            fr = read_frame(audience, herald.catalogue, keep_valid=keep_valid, channels=herald.registry.channels)
+            fr = read_frame(audience, herald.catalogue, keep_valid=keep_valid, channels=herald.registry.channels,
+                            merge_duplicates=merge_duplicates)
             frame, rejected = fr.frame, fr.rejected
         else:
-            read = read_audience(audience, herald.catalogue, keep_valid=keep_valid)
+            read = read_audience(audience, herald.catalogue, keep_valid=keep_valid, merge_duplicates=merge_duplicates)
             rejected = read.rejected
     except EngineError as exc:
         raise _fail(exc) from None
