@@ -51,10 +51,10 @@ def handle_ok_expr(contact: str) -> pl.Expr:
     return fact_column(f"customer.{HANDLE_ERROR}{contact}", scalar_if_missing=True).is_null()
 
 
-def recorded_reason(customer: Customer, channel: str, status: Reachability) -> str | None:
-    """The reason text of a status that came from the recorded ``subscription.<channel>`` value."""
+def recorded_reason(customer: Customer, channel: str) -> str | None:
+    """Why the recorded ``subscription.<channel>`` value blocks sending (None when it does not)."""
     raw = customer.attributes.get(f"subscription.{channel}")
-    if raw is None or status.reachable:
+    if raw is None or raw in _OPEN:
         return None
     if raw not in SUBSCRIPTION_STATUSES:
         return (f"subscription.{channel} is {raw!r}, not a known status "
@@ -72,7 +72,7 @@ def unreachable_reason(channel: object, customer: Customer, message: object, sta
     if callable(own):
         return own(customer, message)
     name = str(getattr(channel, "name", ""))
-    return recorded_reason(customer, name, status) or {
+    return recorded_reason(customer, name) or {
         Reachability.CONTACT_UNAVAILABLE: "no contact handle for this channel",
         Reachability.INVALID: "the contact handle is malformed",
         Reachability.DND: "on the do-not-disturb registry (customer.dnd)",
@@ -206,7 +206,7 @@ class ContactReach:
             return None
         if status is Reachability.CONTACT_UNAVAILABLE:
             return f"no {self.contact}"
-        recorded = recorded_reason(customer, self.channel, status)
+        recorded = recorded_reason(customer, self.channel)
         if recorded is not None or status is not Reachability.INVALID:
             return recorded or str(status)
         marked = handle_error(customer, self.contact)
