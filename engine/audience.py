@@ -105,7 +105,10 @@ def read_audience(path: str | Path, catalogue: FieldCatalogue, *, keep_valid: bo
     customers: dict[str, Customer] = {}
     first_line: dict[str, int] = {}
     rejected: list[Problem] = []
+    kinds = FreeKinds(catalogue.customer_types())
     for line, item in numbered_rows(path, catalogue):
+        if isinstance(item, Customer):
+            item = kinds.check(item, str(path), line)
         if isinstance(item, Problem):
             rejected.append(item)
         elif item.id not in customers:
@@ -117,6 +120,40 @@ def read_audience(path: str | Path, catalogue: FieldCatalogue, *, keep_valid: bo
     if rejected and not keep_valid:
         raise_bad_rows(rejected, str(path))
     return AudienceRead(list(customers.values()), rejected)
+
+
+class FreeKinds:
+    """The kind of each free attribute (one the catalogue does not type), fixed by its first good row:
+    one attribute holds one kind of value in every row (text, number, true/false or list of strings), as a
+    column must."""
+
+    def __init__(self, types: Mapping[str, str]):
+        self._types = types
+        self._seen: dict[str, tuple[str, int]] = {}
+
+    def check(self, customer: Customer, file: str, line: int) -> Customer | Problem:
+        """``customer``, or the Problem of its first free attribute of another kind than before."""
+        found = {}
+        for name, value in customer.attributes.items():
+            if name in self._types or name.startswith(("subscription.", HANDLE_ERROR)):
+                continue
+            kind = _kind(value)
+            first = self._seen.get(name)
+            if first is not None and first[0] != kind:
+                return Problem(f"{value!r} is {kind}, but line {first[1]} has {first[0]}; an attribute holds one "
+                               "kind of value", "type", file, line, path=name)
+            found[name] = (kind, line)
+        for name, seen in found.items():
+            self._seen.setdefault(name, seen)
+        return customer
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a list" if isinstance(value, list) else "text"
 
 
 def raise_bad_rows(rejected: list[Problem], file: str) -> None:
@@ -178,6 +215,13 @@ def make_customer(raw: Mapping[str, Any], types: Mapping[str, str], file: str, l
                 value = coerce(ftype, value)
             except ValueError as exc:
                 return Problem(str(exc), "type", file, line, path=name)
+        elif isinstance(value, float | int) and not isinstance(value, bool):
+            try:
+                coerce("number", value)  # free attributes too: finite, integers within 64 bits
+            except ValueError as exc:
+                return Problem(str(exc), "type", file, line, path=name)
+        elif isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            return Problem(f"lists hold strings only, got {value!r}", "type", file, line, path=name)
         if name == "timezone" and zone(value) is None:
             return Problem(f"unknown IANA time zone {value!r}", "timezone", file, line, path=name)
         if name.startswith("subscription.") and value not in SUBSCRIPTION_STATUSES:
@@ -266,14 +310,21 @@ def _jsonl(p: Path, types: Mapping[str, str]) -> Iterator[tuple[int, Customer | 
             if not text.strip():
                 continue
             try:
-                obj = json.loads(text)
+                obj = json.loads(text, parse_constant=_no_constant)
             except json.JSONDecodeError as exc:
                 yield n, Problem(f"invalid JSON: {exc.msg}", "json", str(p), n, exc.colno)
+                continue
+            except ValueError as exc:
+                yield n, Problem(f"invalid JSON: {exc}", "json", str(p), n)
                 continue
             if not isinstance(obj, dict):
                 yield n, Problem("each line must be a JSON object", "json", str(p), n)
                 continue
             yield n, make_customer(_flat(obj), types, str(p), n)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _flat(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

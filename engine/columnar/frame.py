@@ -25,7 +25,7 @@ from engine.audience import MAX_REPORTED, RESERVED, duplicate_problem, raise_bad
 from engine.columnar.contacts import normalise_emails, normalise_phones, normalise_whatsapps, per_unique
 from engine.errors import AudienceError, Problem
 from engine.facts import zone
-from engine.fields import FieldCatalogue, coerce
+from engine.fields import DATE_TEXT, INTEGER_TEXT, NUMBER_TEXT, FieldCatalogue, coerce
 from engine.model import CONTACT_FIELDS, SUBSCRIPTION_STATUSES, Customer
 from engine.reachability import HANDLE_ERROR
 
@@ -33,6 +33,8 @@ ID = "customer.id"
 _DTYPES: dict[str, pl.DataType] = {"string": pl.String, "integer": pl.Int64, "number": pl.Float64,
                                    "boolean": pl.Boolean, "date": pl.String, "datetime": pl.String,
                                    "list": pl.List(pl.String)}
+_WIDE = (pl.Int128, pl.UInt64)
+_PY_ONLY_SPACE = "[\x1c-\x1f]"  # white space to Python's str.strip, not to Rust's
 _BOOL = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False, "y": True, "n": False}
 _CHECKS = {"phone": normalise_phones, "whatsapp": normalise_whatsapps, "email": normalise_emails}
 
@@ -67,7 +69,7 @@ def read_frame(path: str | Path, catalogue: FieldCatalogue, *, keep_valid: bool 
             if problems:
                 frame = _drop_rows(frame, problems, keep_valid, str(p))
         elif suffix in (".csv", ".jsonl", ".ndjson"):
-            raw = _read_csv(p) if suffix == ".csv" else _flatten(pl.read_ndjson(p, infer_schema_length=None))
+            raw = _read_csv(p) if suffix == ".csv" else _read_jsonl(p, types)
             frame, problems = _typed(raw, types, str(p), rows_are_lines=False)
             if not merge_duplicates and frame.get_column(ID).is_duplicated().any():
                 raise _Bad("repeated ids")
@@ -135,6 +137,46 @@ def _read_csv(p: Path) -> pl.DataFrame:
     return df
 
 
+def _read_jsonl(p: Path, types: Mapping[str, str]) -> pl.DataFrame:
+    """The flattened JSONL frame, unless polars had to blur the JSON types (``_Bad``: the per-row reader
+    then decides): polars reads a column holding strings and other values as all strings (``1`` and
+    ``"1"`` alike), a list holding numbers as strings, and ``1`` as ``1.0`` in a column that also holds
+    ``1.5``; the row reader sees the JSON values themselves."""
+    df = _flatten(pl.read_ndjson(p, infer_schema_length=None))
+    ids = df.schema.get("id", df.schema.get("customer.id"))
+    if ids is not None and ids not in (pl.String, pl.Int64, pl.Null):
+        raise _Bad("ids that are not strings or integers")
+    texts = [n for n, t in df.schema.items() if t == pl.String]
+    lists = [n for n, t in df.schema.items() if t == pl.List(pl.String)]
+    if any(t.is_float() and _ftype(n, types) == "string" or t in _WIDE
+           or isinstance(t, pl.List) and t != pl.List(pl.String) for n, t in df.schema.items()):
+        raise _Bad("numbers in a text attribute, integers beyond 64 bits, or lists of other things than strings")
+    if not texts and not lists:
+        return df
+    item = r'"(?:[^"\\]|\\.)*"'
+    patterns = [r'"[^"\\]*(?:\\.[^"\\]*)+"\s*:']  # a key written with escapes: its name is uncertain
+    if texts:
+        patterns.append(_keys(texts) + r'\s*:\s*[^"\sn]')  # a non-string value where strings are
+    if lists:
+        patterns.append(_keys(lists) + r"\s*:\s*\[\s*(?:" + item + r"\s*,\s*)*[^\"\s\]]")  # a non-string item
+    text = pl.Series([p.read_bytes().decode("utf-8-sig")])
+    if text.str.contains("|".join(f"(?:{x})" for x in patterns)).any():
+        raise _Bad("mixed JSON types in a column")
+    return df
+
+
+def _keys(names: list[str]) -> str:
+    """A regex matching the JSON key of any of ``names`` (the dotted name, or its last part when nested)."""
+    keys = {k for n in names for k in (n, n.removeprefix("customer.").rsplit(".", 1)[-1])}
+    return '"(?:' + "|".join("".join(c if c.isalnum() or c == "_" else f"\\x{{{ord(c):x}}}" for c in k)
+                             for k in sorted(keys)) + ')"'
+
+
+def _ftype(name: str, types: Mapping[str, str]) -> str | None:
+    name = name.removeprefix("customer.")
+    return types.get(name) or ("string" if name.startswith("subscription.") else None)
+
+
 def _ragged(p: Path, width: int) -> bool:
     """Whether some non-blank record has another number of fields than the header. Quoted segments are
     removed first (they may hold commas); a quote left over (malformed CSV, or a quoted line break) sends
@@ -184,6 +226,8 @@ def _typed(raw: pl.DataFrame, types: Mapping[str, str], file: str, *, rows_are_l
             err, code = pl.select(pl.when(s.is_not_null()).then(pl.lit(RESERVED))).to_series(), "reserved"
         elif ftype is not None:
             value, err = _coerce(s, ftype)
+        elif s.dtype.is_float() and not s.is_finite().fill_null(True).all():
+            err = _python(s, "number")[1]  # a free attribute: finite numbers only, as ``engine.audience``
         if name == "timezone":
             value, err, code = _check_zone(value, err)
         if name.startswith("subscription."):
@@ -225,6 +269,8 @@ def _coerce(s: pl.Series, ftype: str) -> tuple[pl.Series, pl.Series | None]:
     target = _DTYPES[ftype]
     if s.dtype == pl.Null:
         return s.cast(target), None
+    if s.dtype == pl.String and ftype != "string" and s.str.contains(_PY_ONLY_SPACE).any():
+        return _python(s, ftype)  # Python's strip() removes these, polars' strip_chars() does not
     if ftype == "list" and s.dtype == pl.String:
         parts = s.str.split("|").list.eval(pl.element().str.strip_chars().filter(pl.element().str.strip_chars() != ""))
         return parts, None
@@ -237,26 +283,31 @@ def _coerce(s: pl.Series, ftype: str) -> tuple[pl.Series, pl.Series | None]:
             return _python(s, ftype)
         return value, None
     if ftype in ("integer", "number") and s.dtype.is_numeric() and s.dtype != pl.Boolean:
-        fast = s.cast(target, strict=False)
-        if s.dtype.is_float() and ftype == "integer" or s.dtype.is_float() and s.is_nan().any():
+        fast = s.cast(target, strict=False)  # Int128 beyond 64 bits: null, sent to ``coerce`` below
+        if (s.dtype.is_float() and (ftype == "integer" or not s.is_finite().fill_null(True).all())
+                or fast.null_count() != s.null_count()):
             return _python(s, ftype)
         return fast, None
     if ftype in ("integer", "number") and s.dtype == pl.String:
         text = s.str.strip_chars()
-        if ftype == "integer" or not text.str.contains(r"[.eEnN]").any():
+        if text.str.contains(INTEGER_TEXT).fill_null(True).all():
             fast = text.cast(pl.Int64, strict=False).cast(target)
-        else:
+        elif ftype == "number" and text.str.contains(NUMBER_TEXT).fill_null(True).all():
             fast = text.cast(pl.Float64, strict=False)
-        if fast.is_null().sum() == s.is_null().sum() and (target != pl.Float64 or not fast.is_nan().any()):
+        else:
+            return _python(s, ftype)
+        if fast.null_count() == s.null_count() and (target != pl.Float64 or fast.is_finite().fill_null(True).all()):
             return fast, None
         return _python(s, ftype)
     if ftype == "date" and s.dtype == pl.String:
         text = s.str.strip_chars()
-        ok = text.str.contains(r"^\d{4}-\d{2}-\d{2}$") & text.str.to_date("%Y-%m-%d", strict=False).is_not_null()
+        ok = text.str.contains(DATE_TEXT) & text.str.to_date("%Y-%m-%d", strict=False).is_not_null()
         if ok.fill_null(True).all():
             return text, None
         return _python(s, ftype)
     if ftype == "list" and s.dtype == pl.List(pl.String):
+        if s.list.eval(pl.element().is_null()).list.any().any():
+            return _python(s, ftype)  # null items: refused by ``coerce``
         return s, None
     if ftype == "boolean" and s.dtype == pl.Boolean:
         return s, None
