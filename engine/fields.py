@@ -128,6 +128,7 @@ INTEGER_TEXT = r"^[+-]?[0-9]+$"
 NUMBER_TEXT = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
 DATE_TEXT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 INT64 = (-(2**63), 2**63 - 1)
+EXACT_FLOAT = 2**53  # whole numbers a ``number`` (64-bit float) holds exactly
 _INTEGER_RE = re.compile(INTEGER_TEXT)
 _NUMBER_RE = re.compile(NUMBER_TEXT)
 _DATE_RE = re.compile(DATE_TEXT)
@@ -192,6 +193,8 @@ def _number(ftype: str, value: Any) -> int | float:
         value = int(value)
     if isinstance(value, int) and not INT64[0] <= value <= INT64[1]:
         raise ValueError(f"{value} is outside the 64-bit integer range")
+    if isinstance(value, int) and ftype == "number" and abs(value) > EXACT_FLOAT:
+        raise ValueError(f"{value} has more digits than a number keeps (at most ±2^53 exactly)")
     return value
 
 

@@ -25,7 +25,7 @@ from engine.audience import MAX_REPORTED, RESERVED, duplicate_problem, raise_bad
 from engine.columnar.contacts import normalise_emails, normalise_phones, normalise_whatsapps, per_unique
 from engine.errors import AudienceError, Problem
 from engine.facts import zone
-from engine.fields import DATE_TEXT, INTEGER_TEXT, NUMBER_TEXT, FieldCatalogue, coerce
+from engine.fields import DATE_TEXT, EXACT_FLOAT, INTEGER_TEXT, NUMBER_TEXT, FieldCatalogue, coerce
 from engine.model import CONTACT_FIELDS, SUBSCRIPTION_STATUSES, Customer
 from engine.reachability import HANDLE_ERROR
 
@@ -285,13 +285,17 @@ def _coerce(s: pl.Series, ftype: str) -> tuple[pl.Series, pl.Series | None]:
     if ftype in ("integer", "number") and s.dtype.is_numeric() and s.dtype != pl.Boolean:
         fast = s.cast(target, strict=False)  # Int128 beyond 64 bits: null, sent to ``coerce`` below
         if (s.dtype.is_float() and (ftype == "integer" or not s.is_finite().fill_null(True).all())
-                or fast.null_count() != s.null_count()):
+                or fast.null_count() != s.null_count() or ftype == "number" and s.dtype.is_integer()
+                and not _exact(s)):
             return _python(s, ftype)
         return fast, None
     if ftype in ("integer", "number") and s.dtype == pl.String:
         text = s.str.strip_chars()
         if text.str.contains(INTEGER_TEXT).fill_null(True).all():
-            fast = text.cast(pl.Int64, strict=False).cast(target)
+            whole = text.cast(pl.Int64, strict=False)
+            if ftype == "number" and not _exact(whole):
+                return _python(s, ftype)
+            fast = whole.cast(target)
         elif ftype == "number" and text.str.contains(NUMBER_TEXT).fill_null(True).all():
             fast = text.cast(pl.Float64, strict=False)
         else:
@@ -312,6 +316,11 @@ def _coerce(s: pl.Series, ftype: str) -> tuple[pl.Series, pl.Series | None]:
     if ftype == "boolean" and s.dtype == pl.Boolean:
         return s, None
     return _python(s, ftype)
+
+
+def _exact(whole: pl.Series) -> bool:
+    """Whether every whole number of an integer column is held exactly by a ``number`` (Float64)."""
+    return bool(whole.is_between(-EXACT_FLOAT, EXACT_FLOAT).fill_null(True).all())
 
 
 def _python(s: pl.Series, ftype: str) -> tuple[pl.Series, pl.Series]:
