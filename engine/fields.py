@@ -33,7 +33,8 @@ BUILTIN_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("customer.language", "string", "preferred language (BCP 47)"),
     FieldSpec("customer.dnd", "boolean", "on the do-not-disturb registry"),
     FieldSpec("customer.blocked", "boolean", "blocked or flagged for fraud"),
-    FieldSpec("customer.subscription.*", "string", "per-channel status: subscribed, unsubscribed, hard_bounced …"),
+    FieldSpec("customer.subscription.*", "string", "per-channel status: valid, subscribed, unable_to_verify, "
+              "soft_bounced, hard_bounced, contact_unavailable, unsubscribed or invalid"),
     FieldSpec("time.local_hour", "integer", "hour 0–23 in the customer's time zone at evaluation time"),
     FieldSpec("time.local_minute", "integer", "minute 0–59 in the customer's time zone"),
     FieldSpec("time.weekday", "string", "mon, tue, wed, thu, fri, sat or sun, in the customer's time zone"),

@@ -21,7 +21,13 @@ from typing import Any
 
 import polars as pl
 
-from engine.audience import MAX_REPORTED, RESERVED, duplicate_problem, raise_bad_rows, read_audience, status_error
+from engine.audience import (
+    RESERVED,
+    duplicate_problem,
+    raise_bad_rows,
+    read_audience,
+    status_error,
+)
 from engine.columnar.contacts import normalise_emails, normalise_phones, normalise_whatsapps, per_unique
 from engine.errors import AudienceError, Problem
 from engine.facts import zone
