@@ -88,6 +88,8 @@ def _population() -> list[Customer]:
             for st in statuses:
                 for dnd in (None, True, False):
                     attrs = {attr: handle, sub: st, "dnd": dnd}
+                    if handle == good and dnd is False:  # a handle the audience reader marked malformed
+                        attrs[f"handle_error.{attr}"] = f"{attr} {good!r} is malformed"
                     people.append(Customer(f"c{i}", {k: v for k, v in attrs.items() if v is not None}))
                     i += 1
     return people
