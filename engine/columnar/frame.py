@@ -228,9 +228,10 @@ def _typed(raw: pl.DataFrame, types: Mapping[str, str], file: str, *, rows_are_l
             s = pl.select(pl.when(s == "").then(None).otherwise(s)).to_series()
         ftype = types.get(name) or ("string" if name.startswith("subscription.") else None)
         value, err, code = s, None, "type"
-        if name.startswith(HANDLE_ERROR):
-            err, code = pl.select(pl.when(s.is_not_null()).then(pl.lit(RESERVED))).to_series(), "reserved"
-        elif ftype is not None:
+        if name.startswith(HANDLE_ERROR):  # refused where set; the column itself is not read
+            errors.append((name, "reserved", pl.select(pl.when(s.is_not_null()).then(pl.lit(RESERVED))).to_series()))
+            continue
+        if ftype is not None:
             value, err = _coerce(s, ftype)
         elif s.dtype.is_float() and not s.is_finite().fill_null(True).all():
             err = _python(s, "number")[1]  # a free attribute: finite numbers only, as ``engine.audience``

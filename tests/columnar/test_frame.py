@@ -78,3 +78,15 @@ def test_email_fast_path_equals_email_validator(addresses):
             assert (g, b) == (normalise_email(text), None)
         except ValueError as exc:
             assert (g, b) == (None, str(exc))
+
+
+def test_parquet_handle_error_columns_are_refused_where_set(herald, tmp_path):
+    path = tmp_path / "a.parquet"
+    pl.DataFrame({"id": ["a", "b"], "phone": ["+1555", None],
+                  "handle_error.phone": [None, "made up"]}).write_parquet(path)
+    with pytest.raises(AudienceError) as exc:
+        read_frame(path, herald.catalogue)
+    assert [(p.line, p.path, p.code) for p in exc.value.problems] == [(2, "handle_error.phone", "reserved")]
+    kept = read_frame(path, herald.catalogue, keep_valid=True).frame
+    assert _customers(kept)[0].attributes == {"phone": "+1555",
+                                             "handle_error.phone": "phone '+1555' is not a valid number"}
