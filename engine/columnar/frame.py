@@ -159,14 +159,14 @@ def _read_jsonl(p: Path, types: Mapping[str, str]) -> pl.DataFrame:
         raise _Bad("numbers in a text attribute, integers beyond 64 bits, or lists of other things than strings")
     if not texts and not lists:
         return df
-    item = r'"(?:[^"\\]|\\.)*"'
+    item = r'"[^"\\]*(?:\\.[^"\\]*)*"'  # a JSON string (unrolled: fast)
     patterns = [r'"[^"\\]*(?:\\.[^"\\]*)+"\s*:']  # a key written with escapes: its name is uncertain
     if texts:
         patterns.append(_keys(texts) + r'\s*:\s*[^"\sn]')  # a non-string value where strings are
     if lists:
         patterns.append(_keys(lists) + r"\s*:\s*\[\s*(?:" + item + r"\s*,\s*)*[^\"\s\]]")  # a non-string item
     text = pl.Series([p.read_bytes().decode("utf-8-sig")])
-    if text.str.contains("|".join(f"(?:{x})" for x in patterns)).any():
+    if any(text.str.contains(x).any() for x in patterns):  # one scan each: faster than one alternation
         raise _Bad("mixed JSON types in a column")
     return df
 
