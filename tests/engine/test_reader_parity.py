@@ -127,3 +127,10 @@ def test_mixed_json_types_are_refused_by_both_readers(tmp_path, record, message)
     row, columnar = read_both(path)
     assert row == columnar and row[0] == "refused"
     assert row[1] == [f"{path}:2: {message}"]
+
+
+def test_a_key_written_with_escapes_cannot_hide_a_mixed_column(tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_text('{"id": "c0", "tier": "gold"}\n{"id": "c1", "ti\\u0065r": true}\n', encoding="utf-8")
+    row, columnar = read_both(path)
+    assert row == columnar == ("refused", [f"{path}:2: tier: expected a string, got True"])
