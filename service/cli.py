@@ -262,7 +262,8 @@ def print_warnings(msg: Message) -> None:
         err.print(safe(f"warning: {msg.source}: {issue.path}: {issue.message}"), style="yellow")
 
 
-def read_customers(herald: Herald, audience: Path, keep_valid: bool) -> tuple[list[Customer], list[Any]]:
+def read_customers(herald: Herald, audience: Path, keep_valid: bool,
+                   merge_duplicates: bool = False) -> tuple[list[Customer], list[Any]]:
     """Every customer of an audience file (and the rows rejected under ``keep_valid``)."""
     from engine.audience import read_audience
 
@@ -271,13 +272,15 @@ def read_customers(herald: Herald, audience: Path, keep_valid: bool) -> tuple[li
             from engine.columnar import read_frame
             from engine.columnar.decisions import customer_of
 
-            fr = read_frame(audience, herald.catalogue, keep_valid=keep_valid, channels=herald.registry.channels)
+            fr = read_frame(audience, herald.catalogue, keep_valid=keep_valid, channels=herald.registry.channels,
+                            merge_duplicates=merge_duplicates)
             return [customer_of(r) for r in fr.frame.iter_rows(named=True)], fr.rejected
-        read = read_audience(audience, herald.catalogue, keep_valid=keep_valid)
+        read = read_audience(audience, herald.catalogue, keep_valid=keep_valid, merge_duplicates=merge_duplicates)
         return read.customers, read.rejected
 
 
-def find_customer(herald: Herald, audience: Path, customer_id: str, keep_valid: bool) -> Customer:
+def find_customer(herald: Herald, audience: Path, customer_id: str, keep_valid: bool,
+                  merge_duplicates: bool = False) -> Customer:
     """The customer with this id in an audience file (read as columns, so large files are quick)."""
     import polars as pl
 
@@ -285,7 +288,8 @@ def find_customer(herald: Herald, audience: Path, customer_id: str, keep_valid: 
     from engine.columnar.decisions import customer_of
 
     with about(input_file(audience, "audience")):
-        fr = read_frame(audience, herald.catalogue, keep_valid=keep_valid, channels=herald.registry.channels)
+        fr = read_frame(audience, herald.catalogue, keep_valid=keep_valid, channels=herald.registry.channels,
+                        merge_duplicates=merge_duplicates)
     _skipped(fr.rejected)
     rows = fr.frame.filter(pl.col("customer.id") == customer_id)
     if rows.height == 0:
@@ -388,6 +392,8 @@ def evaluate(
     render: Annotated[bool, typer.Option("--render", help="render the chosen creative")] = False,
     fmt: Annotated[Format, typer.Option("--format", help="output format")] = Format.table,
     keep_valid: Annotated[bool, typer.Option("--keep-valid", help="skip bad audience rows instead of failing")] = False,
+    merge_duplicates: Annotated[bool, typer.Option(
+        "--merge-duplicates", help="merge rows of one customer id (later non-empty values win) instead of failing")] = False,
     summary_only: Annotated[bool, typer.Option("--summary", help="print only the summary")] = False,
     output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", help="write the result to this file")] = None,
 ) -> None:
@@ -415,10 +421,11 @@ def evaluate(
     input_file(audience, "audience")
     with about(audience):
         if bulk_able or audience.suffix.lower() == ".parquet":
-            fr = read_frame(audience, herald.catalogue, keep_valid=keep_valid, channels=herald.registry.channels)
+            fr = read_frame(audience, herald.catalogue, keep_valid=keep_valid, channels=herald.registry.channels,
+                            merge_duplicates=merge_duplicates)
             frame, rejected, total = fr.frame, fr.rejected, fr.frame.height
         else:
-            customers, rejected = read_customers(herald, audience, keep_valid)
+            customers, rejected = read_customers(herald, audience, keep_valid, merge_duplicates)
             total = len(customers)
     _skipped(rejected)
     if fmt is Format.table and not summary_only and output is None and total > TABLE_LIMIT:
@@ -516,6 +523,8 @@ def explain_command(
     render: Annotated[bool, typer.Option("--render", help="render the chosen creative")] = False,
     fmt: Annotated[ExplainFormat, typer.Option("--format", help="output format")] = ExplainFormat.table,
     keep_valid: Annotated[bool, typer.Option("--keep-valid", help="skip bad audience rows instead of failing")] = False,
+    merge_duplicates: Annotated[bool, typer.Option(
+        "--merge-duplicates", help="merge rows of one customer id (later non-empty values win) instead of failing")] = False,
     output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", help="write the result to this file")] = None,
 ) -> None:
     """Explain the decision for one customer: every rule of every ruleset with each condition's fact,
@@ -526,7 +535,7 @@ def explain_command(
     when = at_option(at)
     herald = engine_for(message)
     msg = load_message(herald, message)
-    found = find_customer(herald, audience, customer, keep_valid)
+    found = find_customer(herald, audience, customer, keep_valid, merge_duplicates)
     with about(message):
         result = explain(msg, herald.registry, found, at=when, evaluator=evaluator.value, render=render)
     with output_to(output) as (console, stream):

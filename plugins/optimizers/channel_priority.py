@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine import DecisionDraft, EvaluationContext, hookimpl, outcome
+from engine import DecisionDraft, EvaluationContext, hookimpl, outcome, unreachable_reason
 
 
 class ChannelPriority:
@@ -53,7 +53,8 @@ class ChannelPriority:
             status = reach[name](customer, message)
             if not status.reachable:
                 if explain:
-                    draft.note(self.name, "channel_dropped", channel=name, why=str(status))
+                    draft.note(self.name, "channel_dropped", channel=name, why=str(status),
+                               reason=unreachable_reason(registry.channel(name), customer, message, status))
                 continue
             if registry.has_delivery_checks:
                 issues = [i for found in registry.hook.check_delivery(
