@@ -61,7 +61,7 @@ def test_json_gives_every_rule_of_every_ruleset_with_operator_operand_value_and_
     assert fraud["field"] == "customer.fraud_score" and fraud["seen"] == 0.661 and fraud["outcome"] is False
     assert data["channels"] == [
         {"channel": "sms", "outcome": "chosen", "step": None, "why": None, "detail": {}},
-        {"channel": "email", "outcome": "dropped", "step": "channel_priority", "why": "contact_unavailable", "detail": {}},
+        {"channel": "email", "outcome": "dropped", "step": "channel_priority", "why": "contact_unavailable", "detail": {"reason": "no email"}},
     ]
     assert data["at"] == {"local": "2026-07-04T21:30:00+08:00", "utc": "2026-07-04T13:30:00+00:00"}
     assert data["send_time"]["send_at"] == {"local": "2026-07-04T21:30:00+08:00", "utc": "2026-07-04T13:30:00+00:00"}
