@@ -57,6 +57,7 @@ from engine.reachability import (
     nonempty,
     ordered_reachability,
     ordered_reachability_expr,
+    unreachable_reason,
 )
 from engine.rulefiles.outcome import outcome
 from engine.scheduling import defer_for_quiet_hours, local_send_time, parse_hhmm
@@ -71,7 +72,7 @@ __all__ = [
     "DeliverySettings", "EngineError", "EngineEvent", "EvaluationContext", "EvaluationError", "Evaluator",
     "FieldSpec", "FiredRule", "IncentiveSpec", "IncentiveType", "Issue", "Message", "MessageFileError",
     "Optimizer", "PluginConflict", "Problem", "Reachability", "RuleFileError", "Schedule", "TemplateError",
-    "TraceStep", "AudienceError", "UnknownReference", "ValidationFailed", "check_each", "check_tags", "defer_for_quiet_hours", "e164_number", "fact_column", "hookimpl", "local_send_time", "ordered_reachability", "ordered_reachability_expr", "outcome", "parse_hhmm", "no_match", "nonempty", "zone",
+    "TraceStep", "AudienceError", "UnknownReference", "ValidationFailed", "check_each", "check_tags", "defer_for_quiet_hours", "e164_number", "fact_column", "hookimpl", "local_send_time", "ordered_reachability", "ordered_reachability_expr", "outcome", "parse_hhmm", "no_match", "nonempty", "zone", "unreachable_reason",
     "coerce_value", "missing_values", "render_content", "template_strings", "template_variables", "unknown_keys",
     "EvaluatorSpec", "IncentiveContext", "InMemoryLedgerStore", "LedgerEntry", "LedgerFull", "LedgerInfo",
     "LedgerStore", "SendContext", "SendRequest", "SendResult", "Transport", "transport_send",

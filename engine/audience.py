@@ -4,6 +4,14 @@ CSV: UTF-8 (a BOM is tolerated), a header row, an ``id`` column; other columns a
 their path without ``customer.`` (``tier``, ``subscription.sms``); empty cells are missing values; lists
 are ``a|b``. JSONL: one object per line with ``id``; nested objects become dotted attributes.
 Reading is all-or-nothing unless ``keep_valid`` is set, in which case bad rows are skipped and reported.
+
+Customer ids are unique: a repeated id is a bad row (``id 'c42' also on line 3``; with ``keep_valid`` the
+first occurrence is kept), unless ``merge_duplicates`` is set: then the rows of one id become one customer,
+at the first row's place, each later row's non-empty values replacing the earlier ones (empty cells and
+missing keys keep what an earlier row gave). ``subscription.<channel>`` values must be one of
+``engine.model.SUBSCRIPTION_STATUSES``. A malformed phone, WhatsApp number or e-mail address does not make
+the row bad: the value is kept as read and ``handle_error.<attribute>`` holds the reason, so the channels
+using it answer ``invalid`` for that customer (``engine.reachability``).
 """
 
 from __future__ import annotations
@@ -21,32 +29,65 @@ from email_validator import EmailNotValidError, validate_email
 from engine.errors import AudienceError, Problem
 from engine.facts import zone
 from engine.fields import FieldCatalogue, coerce
-from engine.model import Customer
+from engine.model import SUBSCRIPTION_STATUSES, Customer
+from engine.reachability import HANDLE_ERROR
 
 MAX_REPORTED = 50
+RESERVED = f"the {HANDLE_ERROR}* attributes are Herald's own (why a handle is malformed); rename the column"
+_PHONE_ERRORS = {
+    phonenumbers.NumberParseException.TOO_SHORT_NSN: "is too short",
+    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "is too short",
+    phonenumbers.NumberParseException.TOO_LONG: "is too long",
+    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "has no known country code after the +",
+}
 
 
-def normalise_phone(text: str) -> str:
-    """E.164 form of an international number (``+`` and country code required); ``ValueError`` otherwise."""
+def normalise_phone(text: str, name: str = "phone") -> str:
+    """E.164 form of an international number (``+`` and country code required); ``ValueError`` otherwise,
+    with our own words (``phone '0812345678' is not in international form (+ and country code)``)."""
+    if not text.strip().startswith("+"):
+        raise ValueError(f"{name} {text!r} is not in international form (+ and country code)")
     try:
         number = phonenumbers.parse(text, None)
     except phonenumbers.NumberParseException as exc:
-        raise ValueError(f"not a phone number in international form: {text!r} ({exc})") from None
+        raise ValueError(f"{name} {text!r} {_PHONE_ERRORS.get(exc.error_type, 'is not a phone number')}") from None
     if not phonenumbers.is_valid_number(number):
-        raise ValueError(f"not a valid phone number: {text!r}")
+        raise ValueError(f"{name} {text!r} is not a valid number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def normalise_whatsapp(text: str) -> str:
+    """:func:`normalise_phone` for the ``whatsapp`` attribute."""
+    return normalise_phone(text, "whatsapp")
+
+
 def normalise_email(text: str) -> str:
-    """The normalised address (syntax checked, no DNS look-up); ``ValueError`` otherwise."""
+    """The normalised address (syntax checked, no DNS look-up); ``ValueError`` otherwise, in our words."""
     try:
         return validate_email(text, check_deliverability=False).normalized
-    except EmailNotValidError as exc:
-        raise ValueError(str(exc)) from None
+    except EmailNotValidError:
+        raise ValueError(f"email {text!r} is not a valid address: {_email_fault(text)}") from None
 
 
-#: Contact attributes checked and normalised on the way in.
-CHECKERS = {"phone": normalise_phone, "whatsapp": normalise_phone, "email": normalise_email}
+def _email_fault(text: str) -> str:
+    local, at, domain = text.partition("@")
+    if not at:
+        return "it has no @"
+    if "@" in domain:
+        return "it has more than one @"
+    if any(c.isspace() for c in text):
+        return "it contains a space"
+    if not local:
+        return "nothing before the @"
+    if not domain:
+        return "nothing after the @"
+    if "." not in domain:
+        return f"the domain {domain!r} has no dot"
+    return "the rule is name@domain.tld, letters, digits and . _ + - before the @, a domain name after it"
+
+
+#: Contact attributes checked and normalised on the way in (a malformed one is marked, see the module doc).
+CHECKERS = {"phone": normalise_phone, "whatsapp": normalise_whatsapp, "email": normalise_email}
 
 
 @dataclass
@@ -57,24 +98,95 @@ class AudienceRead:
     rejected: list[Problem] = field(default_factory=list)
 
 
-def read_audience(path: str | Path, catalogue: FieldCatalogue, *, keep_valid: bool = False) -> AudienceRead:
-    """Read a whole audience file; raises ``AudienceError`` on any bad row unless ``keep_valid``."""
-    customers: list[Customer] = []
+def read_audience(path: str | Path, catalogue: FieldCatalogue, *, keep_valid: bool = False,
+                  merge_duplicates: bool = False) -> AudienceRead:
+    """Read a whole audience file; raises ``AudienceError`` on any bad row (a repeated id included, unless
+    ``merge_duplicates``) unless ``keep_valid``."""
+    customers: dict[str, Customer] = {}
+    first_line: dict[str, int] = {}
     rejected: list[Problem] = []
-    for item in iter_rows(path, catalogue):
+    kinds = FreeKinds(catalogue.customer_types())
+    for line, item in numbered_rows(path, catalogue):
+        if isinstance(item, Customer):
+            item = kinds.check(item, str(path), line)
         if isinstance(item, Problem):
             rejected.append(item)
+        elif item.id not in customers:
+            customers[item.id], first_line[item.id] = item, line
+        elif merge_duplicates:
+            customers[item.id] = merge_customers(customers[item.id], item)
         else:
-            customers.append(item)
+            rejected.append(duplicate_problem(item.id, str(path), line, first_line[item.id]))
     if rejected and not keep_valid:
-        shown = rejected[:MAX_REPORTED]
-        more = f" (first {MAX_REPORTED} shown)" if len(rejected) > MAX_REPORTED else ""
-        raise AudienceError(shown, f"{path}: {len(rejected)} bad row(s){more}; nothing was evaluated")
-    return AudienceRead(customers, rejected)
+        raise_bad_rows(rejected, str(path))
+    return AudienceRead(list(customers.values()), rejected)
+
+
+class FreeKinds:
+    """The kind of each free attribute (one the catalogue does not type), fixed by its first good row:
+    one attribute holds one kind of value in every row (text, number, true/false or list of strings), as a
+    column must."""
+
+    def __init__(self, types: Mapping[str, str]):
+        self._types = types
+        self._seen: dict[str, tuple[str, int]] = {}
+
+    def check(self, customer: Customer, file: str, line: int) -> Customer | Problem:
+        """``customer``, or the Problem of its first free attribute of another kind than before."""
+        found = {}
+        for name, value in customer.attributes.items():
+            if name in self._types or name.startswith(("subscription.", HANDLE_ERROR)):
+                continue
+            kind = _kind(value)
+            first = self._seen.get(name)
+            if first is not None and first[0] != kind:
+                return Problem(f"{value!r} is {kind}, but line {first[1]} has {first[0]}; an attribute holds one "
+                               "kind of value", "type", file, line, path=name)
+            found[name] = (kind, line)
+        for name, seen in found.items():
+            self._seen.setdefault(name, seen)
+        return customer
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a list" if isinstance(value, list) else "text"
+
+
+def raise_bad_rows(rejected: list[Problem], file: str) -> None:
+    """Raise the ``AudienceError`` of an all-or-nothing read: the first ``MAX_REPORTED`` bad rows."""
+    shown = rejected[:MAX_REPORTED]
+    more = f" (first {MAX_REPORTED} shown)" if len(rejected) > MAX_REPORTED else ""
+    raise AudienceError(shown, f"{file}: {len(rejected)} bad row(s){more}; nothing was evaluated")
+
+
+def duplicate_problem(cid: str, file: str, line: int, first: int) -> Problem:
+    """The bad row of a repeated id: ``a.csv:14: id 'c42' also on line 3``."""
+    return Problem(f"id {cid!r} also on line {first}", "duplicate_id", file, line)
+
+
+def merge_customers(earlier: Customer, later: Customer) -> Customer:
+    """One customer from two rows of the same id: the later row's values win (a missing value keeps the
+    earlier one); a contact handle carries its own ``handle_error`` mark along."""
+    attrs = dict(earlier.attributes)
+    for key in later.attributes:
+        if key in CHECKERS:
+            attrs.pop(HANDLE_ERROR + key, None)
+    attrs.update(later.attributes)
+    return Customer(earlier.id, attrs)
 
 
 def iter_rows(path: str | Path, catalogue: FieldCatalogue) -> Iterator[Customer | Problem]:
-    """Yield a Customer per good row and a Problem (with its line) per bad row."""
+    """Yield a Customer per good row and a Problem (with its line) per bad row (ids are not compared)."""
+    for _, item in numbered_rows(path, catalogue):
+        yield item
+
+
+def numbered_rows(path: str | Path, catalogue: FieldCatalogue) -> Iterator[tuple[int, Customer | Problem]]:
+    """(line, Customer) per good row and (line, Problem) per bad row."""
     p = Path(path)
     types = catalogue.customer_types()
     if p.suffix.lower() in (".jsonl", ".ndjson"):
@@ -96,20 +208,36 @@ def make_customer(raw: Mapping[str, Any], types: Mapping[str, str], file: str, l
             continue
         name = key.removeprefix("customer.")
         ftype = types.get(name) or ("string" if name.startswith("subscription.") else None)
+        if name.startswith(HANDLE_ERROR):
+            return Problem(RESERVED, "reserved", file, line, path=name)
         if ftype is not None:
             try:
                 value = coerce(ftype, value)
             except ValueError as exc:
-                return Problem(f"{name}: {exc}", "type", file, line, path=name)
+                return Problem(str(exc), "type", file, line, path=name)
+        elif isinstance(value, float | int) and not isinstance(value, bool):
+            try:
+                coerce("number", value)  # free attributes too: finite, integers within 64 bits
+            except ValueError as exc:
+                return Problem(str(exc), "type", file, line, path=name)
+        elif isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            return Problem(f"lists hold strings only, got {value!r}", "type", file, line, path=name)
         if name == "timezone" and zone(value) is None:
-            return Problem(f"timezone: unknown IANA time zone {value!r}", "timezone", file, line, path=name)
+            return Problem(f"unknown IANA time zone {value!r}", "timezone", file, line, path=name)
+        if name.startswith("subscription.") and value not in SUBSCRIPTION_STATUSES:
+            return Problem(status_error(value), "status", file, line, path=name)
         if name in CHECKERS:
             try:
                 value = CHECKERS[name](str(value))
             except ValueError as exc:
-                return Problem(f"{name}: {exc}", name, file, line, path=name)
+                attrs[HANDLE_ERROR + name] = str(exc)
         attrs[name] = value
     return Customer(str(cid).strip(), attrs)
+
+
+def status_error(value: Any) -> str:
+    """The message of a ``subscription.<channel>`` value outside the closed set."""
+    return f"unknown status {value!r}; the statuses are {', '.join(SUBSCRIPTION_STATUSES)}"
 
 
 def check_utf8(p: Path) -> None:
@@ -134,7 +262,7 @@ def check_utf8(p: Path) -> None:
             offset += len(chunk)
 
 
-def _csv(p: Path, types: Mapping[str, str]) -> Iterator[Customer | Problem]:
+def _csv(p: Path, types: Mapping[str, str]) -> Iterator[tuple[int, Customer | Problem]]:
     check_utf8(p)
     fh = p.open(encoding="utf-8-sig", newline="")
     with fh:
@@ -160,21 +288,21 @@ def _csv(p: Path, types: Mapping[str, str]) -> Iterator[Customer | Problem]:
             except StopIteration:
                 return
             except csv.Error as exc:
-                yield Problem(f"malformed CSV: {exc}", "csv", str(p), start)
+                yield start, Problem(f"malformed CSV: {exc}", "csv", str(p), start)
                 return
             except UnicodeDecodeError as exc:
-                yield Problem(f"not UTF-8 text: {exc.reason}", "encoding", str(p), start)
+                yield start, Problem(f"not UTF-8 text: {exc.reason}", "encoding", str(p), start)
                 return
             line = reader.line_num
             if not row or all(not c.strip() for c in row):
                 continue
             if len(row) != len(header):
-                yield Problem(f"expected {len(header)} columns, found {len(row)}", "columns", str(p), start)
+                yield start, Problem(f"expected {len(header)} columns, found {len(row)}", "columns", str(p), start)
                 continue
-            yield make_customer(dict(zip(header, row, strict=True)), types, str(p), start)
+            yield start, make_customer(dict(zip(header, row, strict=True)), types, str(p), start)
 
 
-def _jsonl(p: Path, types: Mapping[str, str]) -> Iterator[Customer | Problem]:
+def _jsonl(p: Path, types: Mapping[str, str]) -> Iterator[tuple[int, Customer | Problem]]:
     check_utf8(p)
     fh = p.open(encoding="utf-8-sig")
     with fh:
@@ -182,14 +310,21 @@ def _jsonl(p: Path, types: Mapping[str, str]) -> Iterator[Customer | Problem]:
             if not text.strip():
                 continue
             try:
-                obj = json.loads(text)
+                obj = json.loads(text, parse_constant=_no_constant)
             except json.JSONDecodeError as exc:
-                yield Problem(f"invalid JSON: {exc.msg}", "json", str(p), n, exc.colno)
+                yield n, Problem(f"invalid JSON: {exc.msg}", "json", str(p), n, exc.colno)
+                continue
+            except ValueError as exc:
+                yield n, Problem(f"invalid JSON: {exc}", "json", str(p), n)
                 continue
             if not isinstance(obj, dict):
-                yield Problem("each line must be a JSON object", "json", str(p), n)
+                yield n, Problem("each line must be a JSON object", "json", str(p), n)
                 continue
-            yield make_customer(_flat(obj), types, str(p), n)
+            yield n, make_customer(_flat(obj), types, str(p), n)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _flat(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

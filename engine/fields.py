@@ -7,6 +7,8 @@ declare through ``register_fields``, and the org's customer attributes (``rules/
 from __future__ import annotations
 
 import difflib
+import math
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,8 @@ BUILTIN_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("customer.language", "string", "preferred language (BCP 47)"),
     FieldSpec("customer.dnd", "boolean", "on the do-not-disturb registry"),
     FieldSpec("customer.blocked", "boolean", "blocked or flagged for fraud"),
-    FieldSpec("customer.subscription.*", "string", "per-channel status: subscribed, unsubscribed, hard_bounced …"),
+    FieldSpec("customer.subscription.*", "string", "per-channel status: valid, subscribed, unable_to_verify, "
+              "soft_bounced, hard_bounced, contact_unavailable, unsubscribed or invalid"),
     FieldSpec("time.local_hour", "integer", "hour 0–23 in the customer's time zone at the planned send time"),
     FieldSpec("time.local_minute", "integer", "minute 0–59 in the customer's time zone"),
     FieldSpec("time.weekday", "string", "mon, tue, wed, thu, fri, sat or sun, in the customer's time zone"),
@@ -129,41 +132,36 @@ def build_catalogue(plugin_fields: Iterable[FieldSpec] = (), org_fields: Iterabl
     return FieldCatalogue(seen.values())
 
 
+#: The text forms of numbers (ASCII digits only: no ``1_000``, no ``٣``, no ``inf``/``nan``), shared with the
+#: columnar reader so that both accept exactly the same cells.
+INTEGER_TEXT = r"^[+-]?[0-9]+$"
+NUMBER_TEXT = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
+DATE_TEXT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+INT64 = (-(2**63), 2**63 - 1)
+EXACT_FLOAT = 2**53  # whole numbers a ``number`` (64-bit float) holds exactly
+_INTEGER_RE = re.compile(INTEGER_TEXT)
+_NUMBER_RE = re.compile(NUMBER_TEXT)
+_DATE_RE = re.compile(DATE_TEXT)
+
+
 def coerce(ftype: str, value: Any) -> Any:
     """Normalise ``value`` to the engine's form of ``ftype``; ``ValueError`` says what was expected.
 
     Dates become ISO ``YYYY-MM-DD`` strings and datetimes ISO strings in UTC, so that every evaluator
-    compares them the same way; CSV text is parsed (``true``/``false``, numbers, ``a|b`` lists).
+    compares them the same way; CSV text is parsed (``true``/``false``, numbers, ``a|b`` lists). Numbers
+    are finite, integers within 64 bits, and number text is ASCII digits (``1_000``, ``٣``, ``inf`` are
+    refused); lists hold strings only (no nulls).
     """
-    import datetime as dt
-
     if value is None:
         return None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value!r}")
     if ftype == "string":
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
         raise ValueError(f"expected a string, got {value!r}")
     if ftype in ("integer", "number"):
-        if isinstance(value, bool):
-            raise ValueError(f"expected a number, got {value!r}")
-        if isinstance(value, str):
-            text = value.strip()
-            try:
-                value = int(text)
-            except ValueError:
-                try:
-                    value = float(text)
-                except ValueError:
-                    raise ValueError(f"expected a number, got {text!r}") from None
-        if isinstance(value, float) and ftype == "integer":
-            if not value.is_integer():
-                raise ValueError(f"expected a whole number, got {value!r}")
-            value = int(value)
-        if isinstance(value, (int, float)):
-            if isinstance(value, float) and value != value:
-                raise ValueError("expected a number, got NaN")
-            return value
-        raise ValueError(f"expected a number, got {value!r}")
+        return _number(ftype, value)
     if ftype == "boolean":
         if isinstance(value, bool):
             return value
@@ -171,27 +169,9 @@ def coerce(ftype: str, value: Any) -> Any:
             return _BOOL_TEXT[value.strip().lower()]
         raise ValueError(f"expected true or false, got {value!r}")
     if ftype == "date":
-        if isinstance(value, dt.datetime):
-            return value.date().isoformat()
-        if isinstance(value, dt.date):
-            return value.isoformat()
-        if isinstance(value, str):
-            try:
-                return dt.date.fromisoformat(value.strip()).isoformat()
-            except ValueError:
-                raise ValueError(f"expected a date YYYY-MM-DD, got {value!r}") from None
-        raise ValueError(f"expected a date YYYY-MM-DD, got {value!r}")
+        return _date(value)
     if ftype == "datetime":
-        if isinstance(value, str):
-            try:
-                value = dt.datetime.fromisoformat(value.strip())
-            except ValueError:
-                raise ValueError(f"expected an ISO 8601 date-time, got {value!r}") from None
-        if isinstance(value, dt.datetime):
-            if value.tzinfo is None:
-                value = value.replace(tzinfo=dt.UTC)
-            return value.astimezone(dt.UTC).isoformat()
-        raise ValueError(f"expected an ISO 8601 date-time, got {value!r}")
+        return _datetime(value)
     if ftype == "list":
         if isinstance(value, str):
             return [p.strip() for p in value.split("|") if p.strip()]
@@ -199,6 +179,65 @@ def coerce(ftype: str, value: Any) -> Any:
             return list(value)
         raise ValueError(f"expected a list of strings, got {value!r}")
     raise ValueError(f"unknown field type {ftype!r}")
+
+
+def _number(ftype: str, value: Any) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"expected a number, got {value!r}")
+    if isinstance(value, str):
+        text = value.strip()
+        if _INTEGER_RE.match(text):
+            value = int(text)
+        elif _NUMBER_RE.match(text):
+            value = float(text)
+            if not math.isfinite(value):
+                raise ValueError(f"{text!r} is too large for a number")
+        else:
+            plain = " written with the digits 0-9 only" if any(c.isdigit() for c in text) else ""
+            raise ValueError(f"expected a number{plain}, got {text!r}")
+    if isinstance(value, float) and ftype == "integer":
+        if not value.is_integer():
+            raise ValueError(f"expected a whole number, got {value!r}")
+        if not INT64[0] <= value < 2.0**63:
+            raise ValueError(f"{value!r} is outside the 64-bit integer range")
+        value = int(value)
+    if isinstance(value, int) and not INT64[0] <= value <= INT64[1]:
+        raise ValueError(f"{value} is outside the 64-bit integer range")
+    if isinstance(value, int) and ftype == "number" and abs(value) > EXACT_FLOAT:
+        raise ValueError(f"{value} has more digits than a number keeps (at most ±2^53 exactly)")
+    return value
+
+
+def _date(value: Any) -> str:
+    import datetime as dt
+
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, str) and _DATE_RE.match(value.strip()):
+        try:
+            return dt.date.fromisoformat(value.strip()).isoformat()
+        except ValueError:
+            pass
+    raise ValueError(f"expected a date YYYY-MM-DD, got {value!r}")
+
+
+def _datetime(value: Any) -> str:
+    import datetime as dt
+
+    if isinstance(value, str):
+        try:
+            if not value.isascii():
+                raise ValueError
+            value = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"expected an ISO 8601 date-time, got {value!r}") from None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC).isoformat()
+    raise ValueError(f"expected an ISO 8601 date-time, got {value!r}")
 
 
 _BOOL_TEXT = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False, "y": True, "n": False}

@@ -7,6 +7,7 @@ incentive. Every problem is reported at once.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 from pathlib import Path
@@ -131,7 +132,8 @@ def load_message(path: str | Path, registry: Registry, catalogue: FieldCatalogue
     if errors:
         raise MessageFileError([src.problem(i.message, _issue_loc(i.path), i.code, i.path) for i in errors],
                                f"{src.file}: {len(errors)} problem(s)")
-    return message
+    warnings = tuple(i for i in issues if not i.is_error)
+    return dataclasses.replace(message, warnings=warnings) if warnings else message
 
 
 def to_message(model: MessageFile, rulesets: Mapping[str, Any], *, source: str | None = None) -> Message:

@@ -26,7 +26,11 @@ CONTACT_FIELDS: Mapping[str, str] = MappingProxyType(
 
 
 class Reachability(StrEnum):
-    """What a channel knows about reaching one customer. Unknown subscription counts as reachable."""
+    """What a channel knows about reaching one customer.
+
+    The recorded statuses (``subscription.<channel>``) are a closed set, :data:`SUBSCRIPTION_STATUSES`;
+    ``dnd`` is never recorded: a channel that honours the do-not-disturb registry (``customer.dnd``)
+    answers it. An unknown recorded value is never reachable."""
 
     VALID = "valid"
     SUBSCRIBED = "subscribed"
@@ -36,20 +40,19 @@ class Reachability(StrEnum):
     CONTACT_UNAVAILABLE = "contact_unavailable"
     UNSUBSCRIBED = "unsubscribed"
     INVALID = "invalid"
+    DND = "dnd"
 
     @classmethod
     def recorded(cls, customer: Customer, channel: str, contact: str | None) -> Reachability:
         """The usual answer for a direct channel: no contact handle → contact_unavailable; otherwise the
-        recorded ``subscription.<channel>`` status, and ``valid`` when nothing (or something unknown) is recorded."""
+        recorded ``subscription.<channel>`` status (``valid`` when nothing is recorded); a value outside
+        :data:`SUBSCRIPTION_STATUSES` → ``invalid`` (never reachable)."""
         if not customer.attributes.get(contact) if contact else False:
             return cls.CONTACT_UNAVAILABLE
         status = customer.attributes.get(f"subscription.{channel}")
         if status is None:
             return cls.VALID
-        try:
-            return cls(status)
-        except ValueError:
-            return cls.VALID
+        return cls(status) if status in SUBSCRIPTION_STATUSES else cls.INVALID
 
     @property
     def reachable(self) -> bool:
@@ -60,6 +63,9 @@ class Reachability(StrEnum):
 _REACHABLE = frozenset(
     {Reachability.VALID, Reachability.SUBSCRIBED, Reachability.UNABLE_TO_VERIFY, Reachability.SOFT_BOUNCED}
 )
+
+#: The values a ``subscription.<channel>`` attribute may hold (anything else is a bad audience row).
+SUBSCRIPTION_STATUSES: tuple[str, ...] = tuple(r.value for r in Reachability if r is not Reachability.DND)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +181,8 @@ class Message:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     optimizers: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: EMPTY)
     source: str | None = None
+    #: findings that do not stop the message from loading (e.g. a coupon without expiry), for the user to see
+    warnings: tuple[Issue, ...] = ()
 
     def creative(self, channel: str, variant: str | None) -> Creative | None:
         """The creative for ``channel`` and ``variant``, falling back to the ``default`` variant."""

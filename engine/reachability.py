@@ -4,9 +4,11 @@ Every direct channel answers in the same order:
 
 1. no contact handle (missing or empty) → ``contact_unavailable``;
 2. a recorded ``subscription.<channel>`` status that blocks sending (``unsubscribed``, ``hard_bounced``,
-   ``invalid``, ``contact_unavailable`` …) wins;
-3. a malformed handle → ``invalid``;
-4. otherwise the recorded status, or ``valid`` when nothing (or an unknown value) is recorded.
+   ``invalid``, ``contact_unavailable`` …) wins; a value outside the closed set of statuses counts as
+   ``invalid`` (never reachable);
+3. a malformed handle → ``invalid``: the audience reader marked it (``handle_error.<contact>`` holds the
+   reason, see :func:`handle_error`), or the channel's own check of the handle fails;
+4. otherwise the recorded status, or ``valid`` when nothing is recorded.
 
 :class:`ContactReach` gives that order for one contact attribute in both forms, from one set of
 parameters, so they agree row by row. :func:`ordered_reachability` and :func:`ordered_reachability_expr`
@@ -27,12 +29,54 @@ import phonenumbers
 import polars as pl
 import polars.selectors as cs
 
-from engine.model import Customer, Reachability
+from engine.model import SUBSCRIPTION_STATUSES, Customer, Reachability
 
-_STATES = tuple(r.value for r in Reachability)
-_BLOCKING = tuple(r.value for r in Reachability if not r.reachable)
-_STATES_S = pl.Series(_STATES, dtype=pl.String)
-_BLOCKING_S = pl.Series(_BLOCKING, dtype=pl.String)
+_OPEN = tuple(r.value for r in Reachability if r.reachable)
+_STATES_S = pl.Series(SUBSCRIPTION_STATUSES, dtype=pl.String)
+_OPEN_S = pl.Series(_OPEN, dtype=pl.String)
+
+#: Attribute prefix of the reasons the audience reader found a contact handle malformed:
+#: ``handle_error.phone`` = "phone '+1555' is not a valid number" (the handle itself is kept as read).
+HANDLE_ERROR = "handle_error."
+
+
+def handle_error(customer: Customer, contact: str) -> str | None:
+    """Why the audience reader found the customer's ``contact`` handle malformed, or None."""
+    return customer.attributes.get(HANDLE_ERROR + contact)
+
+
+def handle_ok_expr(contact: str) -> pl.Expr:
+    """True where the audience reader did not mark the ``contact`` handle malformed (a frame without the
+    ``customer.handle_error.<contact>`` column: true everywhere, as one scalar)."""
+    return fact_column(f"customer.{HANDLE_ERROR}{contact}", scalar_if_missing=True).is_null()
+
+
+def recorded_reason(customer: Customer, channel: str) -> str | None:
+    """Why the recorded ``subscription.<channel>`` value blocks sending (None when it does not)."""
+    raw = customer.attributes.get(f"subscription.{channel}")
+    if raw is None or raw in _OPEN:
+        return None
+    if raw not in SUBSCRIPTION_STATUSES:
+        return (f"subscription.{channel} is {raw!r}, not a known status "
+                f"({', '.join(SUBSCRIPTION_STATUSES)})")
+    return f"subscription.{channel} is recorded as {raw!r}"
+
+
+def unreachable_reason(channel: object, customer: Customer, message: object, status: Reachability) -> str | None:
+    """Why ``channel`` cannot reach ``customer`` (None when ``status`` is reachable): the channel's own
+    ``reachability_reason(customer, message)`` when it has one, else what the status and the recorded
+    ``subscription.<channel>`` value say."""
+    if status.reachable:
+        return None
+    own = getattr(channel, "reachability_reason", None)
+    if callable(own):
+        return own(customer, message)
+    name = str(getattr(channel, "name", ""))
+    return recorded_reason(customer, name) or {
+        Reachability.CONTACT_UNAVAILABLE: "no contact handle for this channel",
+        Reachability.INVALID: "the contact handle is malformed",
+        Reachability.DND: "on the do-not-disturb registry (customer.dnd)",
+    }.get(status, str(status))
 
 
 def fact_column(path: str, dtype: pl.DataType = pl.String, *, scalar_if_missing: bool = False) -> pl.Expr:
@@ -80,26 +124,33 @@ def ordered_reachability(customer: Customer, channel: str, has_contact: bool,
     return status
 
 
+def _recorded_status(channel: str, *, scalar_if_missing: bool = False) -> pl.Expr:
+    """The recorded status string: ``valid`` when null, ``invalid`` when outside the closed set."""
+    recorded = fact_column(f"customer.subscription.{channel}", scalar_if_missing=scalar_if_missing)
+    known = recorded.is_in(_STATES_S.implode())
+    return pl.when(recorded.is_null()).then(pl.lit(Reachability.VALID.value)).when(known).then(recorded) \
+        .otherwise(pl.lit(Reachability.INVALID.value))
+
+
 def ordered_reachability_expr(channel: str, has_contact: pl.Expr, valid: pl.Expr | None = None) -> pl.Expr:
     """:func:`ordered_reachability` over a frame: the status string per row, from a Boolean ``has_contact``
     column, the frame's ``customer.subscription.<channel>`` column (if any), and a Boolean ``valid`` column
     (only read on rows that have a contact)."""
-    recorded = fact_column(f"customer.subscription.{channel}")
-    # plain ``is_in`` on the string column (no Enum cast, no nested string when/then): the cheap form
-    known = recorded.is_in(_STATES_S.implode()).fill_null(False)
-    blocked = recorded.is_in(_BLOCKING_S.implode()).fill_null(False)
-    order = pl.when(~has_contact).then(pl.lit(Reachability.CONTACT_UNAVAILABLE.value)).when(blocked).then(recorded)
+    status = _recorded_status(channel)
+    # plain ``is_in`` on the string column (no Enum cast): the cheap form
+    blocked = ~status.is_in(_OPEN_S.implode())
+    order = pl.when(~has_contact).then(pl.lit(Reachability.CONTACT_UNAVAILABLE.value)).when(blocked).then(status)
     if valid is not None:
         order = order.when(~valid).then(pl.lit(Reachability.INVALID.value))
-    return order.when(known).then(recorded).otherwise(pl.lit(Reachability.VALID.value))
+    return order.otherwise(status)
 
 
 def ordered_reachable_expr(channel: str, has_contact: pl.Expr, valid: pl.Expr | None = None) -> pl.Expr:
     """``ordered_reachability_expr(...)`` is a reachable status, as one Boolean (never null): a contact, no
     blocking recorded status, and a valid handle. Cheaper than building the status strings."""
     recorded = fact_column(f"customer.subscription.{channel}", scalar_if_missing=True)
-    blocked = pl.any_horizontal([recorded == b for b in _BLOCKING])  # a few ``==`` beat one hash look-up
-    out = has_contact & ~blocked.fill_null(False)
+    open_ = recorded.is_null() | pl.any_horizontal([recorded == s for s in _OPEN])  # a few ``==`` beat a hash look-up
+    out = has_contact & open_.fill_null(False)
     return out if valid is None else out & valid.fill_null(False)
 
 
@@ -122,7 +173,9 @@ class ContactReach:
     ``channel`` names the recorded status (``subscription.<channel>``), ``contact`` the attribute holding
     the handle (``phone``, ``email`` …). ``valid`` checks a handle (given as a string); ``valid_expr`` is the
     same check on the contact column (a string column, read only where it holds a handle) and defaults to
-    ``valid`` applied value by value. Without ``valid`` every handle is taken as well-formed.
+    ``valid`` applied value by value. Without ``valid`` every handle is taken as well-formed. ``rule`` states
+    the handle rule in words, for the reason of an ``invalid`` answer (:meth:`reason`). A handle the audience
+    reader marked malformed (``handle_error.<contact>``) is ``invalid`` whatever ``valid`` says.
 
     >>> reach = ContactReach("line", "line_id", valid=str.isalnum, valid_expr=lambda c: c.str.contains("^[A-Za-z0-9]+$"))
     >>> reach.of(Customer("c1", {"line_id": "U123"}))
@@ -133,27 +186,51 @@ class ContactReach:
     contact: str
     valid: Callable[[str], object] | None = None
     valid_expr: Callable[[pl.Expr], pl.Expr] | None = None
+    rule: str | None = None
 
     def of(self, customer: Customer) -> Reachability:
         """The reachability of one customer."""
         handle = customer.attributes.get(self.contact)
-        check = self.valid
-        return ordered_reachability(customer, self.channel, bool(handle),
-                                    None if check is None else lambda: bool(check(str(handle))))
+        return ordered_reachability(customer, self.channel, bool(handle), lambda: self._well_formed(customer))
+
+    def _well_formed(self, customer: Customer) -> bool:
+        if handle_error(customer, self.contact) is not None:
+            return False
+        return self.valid is None or bool(self.valid(str(customer.attributes.get(self.contact))))
+
+    def reason(self, customer: Customer) -> str | None:
+        """Why the channel cannot reach ``customer`` (None when it can): the missing handle, the recorded
+        status, or what is wrong with the handle (the reader's reason, else the handle rule)."""
+        status = self.of(customer)
+        if status.reachable:
+            return None
+        if status is Reachability.CONTACT_UNAVAILABLE:
+            return f"no {self.contact}"
+        recorded = recorded_reason(customer, self.channel)
+        if recorded is not None or status is not Reachability.INVALID:
+            return recorded or str(status)
+        marked = handle_error(customer, self.contact)
+        if marked is not None:
+            return marked
+        rule = f": {self.rule}" if self.rule else ""
+        return f"{self.contact} {customer.attributes.get(self.contact)!r} is malformed{rule}"
+
+    def _valid_expr(self, column: pl.Expr) -> pl.Expr:
+        build = self.valid_expr or (check_each(self.valid) if self.valid is not None else None)
+        ok = handle_ok_expr(self.contact)
+        return ok if build is None else ok & build(column)
 
     def expr(self) -> pl.Expr:
         """The status string per row of a frame with ``customer.<contact>`` and
         ``customer.subscription.<channel>`` (either may be missing: all nulls)."""
         column = fact_column(f"customer.{self.contact}")
-        build = self.valid_expr or (check_each(self.valid) if self.valid is not None else None)
-        return ordered_reachability_expr(self.channel, nonempty(column), None if build is None else build(column))
+        return ordered_reachability_expr(self.channel, nonempty(column), self._valid_expr(column))
 
     def reachable_expr(self) -> pl.Expr:
         """Whether :meth:`expr` is a reachable status, per row (Boolean, never null; the bulk plan's form).
         A frame lacking both columns gives one ``False`` (broadcast by ``with_columns``)."""
         column = fact_column(f"customer.{self.contact}", scalar_if_missing=True)
-        build = self.valid_expr or (check_each(self.valid) if self.valid is not None else None)
-        return ordered_reachable_expr(self.channel, nonempty(column), None if build is None else build(column))
+        return ordered_reachable_expr(self.channel, nonempty(column), self._valid_expr(column))
 
 
 class ContactReachability:
@@ -166,6 +243,10 @@ class ContactReachability:
         """No contact handle → contact_unavailable; a recorded blocking status wins; a malformed handle →
         invalid; otherwise the recorded status (valid when none)."""
         return self.reach.of(customer)
+
+    def reachability_reason(self, customer: Customer, message: object) -> str | None:
+        """Why the channel cannot reach ``customer`` (None when it can), for the trace."""
+        return self.reach.reason(customer)
 
     def reachability_expr(self, message: object) -> pl.Expr:
         """``reachability`` for every row of a frame, as the status string."""

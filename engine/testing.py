@@ -162,7 +162,7 @@ def sample_creatives(channel: Any, fallback: Iterable[Any] = ()) -> list[Creativ
 
 def contact_customers(channel: str, extra: Mapping[str, Any] | None = None) -> dict[str, Customer]:
     """The standard contact states: ``no_contact``, ``reachable`` (every handle, nothing recorded),
-    ``unknown_status`` (an unrecognised recorded status: counts as reachable), and one customer per
+    ``unknown_status`` (an unrecognised recorded status: never reachable), and one customer per
     ``Reachability`` value recorded as ``subscription.<channel>``."""
     full = {**FULL_CONTACT, **(extra or {})}
     out = {
@@ -298,7 +298,7 @@ class ChannelContract:
             assert isinstance(status, Reachability), f"{name}: reachability({state}) returned {status!r}"
         assert got["no_contact"] == Reachability.CONTACT_UNAVAILABLE, f"{name}: no contact gave {got['no_contact']}"
         assert got["reachable"].reachable, f"{name}: a customer with every handle is {got['reachable']}"
-        assert got["unknown_status"].reachable, f"{name}: an unknown subscription status must count as reachable"
+        assert not got["unknown_status"].reachable, f"{name}: an unknown subscription status must never be reachable"
         for status in UNREACHABLE:
             assert not got[str(status)].reachable, f"{name}: recorded {status} must not be reachable"
         for status in REACHABLE:

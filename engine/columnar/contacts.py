@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import polars as pl
 
-from engine.audience import normalise_email, normalise_phone
+from engine.audience import normalise_email, normalise_phone, normalise_whatsapp
 
 _LOCAL = r"^[A-Za-z0-9+_-]+(\.[A-Za-z0-9+_-]+)*$"
 _CACHE_MAX = 2_000_000
@@ -47,6 +47,11 @@ def per_unique(s: pl.Series, kind: str, fn: Callable[[str], str]) -> tuple[pl.Se
 def normalise_phones(s: pl.Series) -> tuple[pl.Series, pl.Series]:
     """E.164 numbers and error messages (null where fine) for a String series of phone numbers."""
     return per_unique(s, "phone", normalise_phone)
+
+
+def normalise_whatsapps(s: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """:func:`normalise_phones` for WhatsApp numbers (the messages name ``whatsapp``)."""
+    return per_unique(s, "whatsapp", normalise_whatsapp)
 
 
 def normalise_emails(s: pl.Series) -> tuple[pl.Series, pl.Series]:

@@ -6,6 +6,10 @@ does are converted by ``coerce`` itself, once per distinct value, so the results
 CSV or JSONL file has any bad row (or polars cannot parse it), the file is read again with the per-row
 reader of ``engine.audience``, which reports every bad row with its line number; Parquet rows are
 reported with their row number (1 = the first row) as the line.
+
+The rules are those of ``engine.audience``: repeated ids are bad rows unless ``merge_duplicates`` (then
+merged the same way, vectorised), ``subscription.<channel>`` values are a closed set, and a malformed
+phone, WhatsApp number or e-mail address is kept as read with its reason in ``customer.handle_error.<name>``.
 """
 
 from __future__ import annotations
@@ -17,19 +21,28 @@ from typing import Any
 
 import polars as pl
 
-from engine.audience import MAX_REPORTED, read_audience
-from engine.columnar.contacts import normalise_emails, normalise_phones, per_unique
+from engine.audience import (
+    RESERVED,
+    duplicate_problem,
+    raise_bad_rows,
+    read_audience,
+    status_error,
+)
+from engine.columnar.contacts import normalise_emails, normalise_phones, normalise_whatsapps, per_unique
 from engine.errors import AudienceError, Problem
 from engine.facts import zone
-from engine.fields import FieldCatalogue, coerce
-from engine.model import CONTACT_FIELDS, Customer
+from engine.fields import DATE_TEXT, EXACT_FLOAT, INTEGER_TEXT, NUMBER_TEXT, FieldCatalogue, coerce
+from engine.model import CONTACT_FIELDS, SUBSCRIPTION_STATUSES, Customer
+from engine.reachability import HANDLE_ERROR
 
 ID = "customer.id"
 _DTYPES: dict[str, pl.DataType] = {"string": pl.String, "integer": pl.Int64, "number": pl.Float64,
                                    "boolean": pl.Boolean, "date": pl.String, "datetime": pl.String,
                                    "list": pl.List(pl.String)}
+_WIDE = (pl.Int128, pl.UInt64)
+_PY_ONLY_SPACE = "[\x1c-\x1f]"  # white space to Python's str.strip, not to Rust's
 _BOOL = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False, "y": True, "n": False}
-_CHECKS = {"phone": normalise_phones, "whatsapp": normalise_phones, "email": normalise_emails}
+_CHECKS = {"phone": normalise_phones, "whatsapp": normalise_whatsapps, "email": normalise_emails}
 
 
 @dataclass
@@ -45,9 +58,10 @@ class _Bad(Exception):
 
 
 def read_frame(path: str | Path, catalogue: FieldCatalogue, *, keep_valid: bool = False,
-               channels: Iterable[str] = ()) -> FrameRead:
+               channels: Iterable[str] = (), merge_duplicates: bool = False) -> FrameRead:
     """Read an audience file (.csv, .jsonl/.ndjson, .parquet) as a frame; ``AudienceError`` on bad rows
-    unless ``keep_valid``. ``channels``: their ``customer.subscription.<name>`` columns are always present."""
+    (repeated ids included unless ``merge_duplicates``) unless ``keep_valid``. ``channels``: their
+    ``customer.subscription.<name>`` columns are always present."""
     p = Path(path)
     types = catalogue.customer_types()
     suffix = p.suffix.lower()
@@ -56,25 +70,59 @@ def read_frame(path: str | Path, catalogue: FieldCatalogue, *, keep_valid: bool 
     try:
         if suffix == ".parquet":
             frame, problems = _typed(_flatten(pl.read_parquet(p)), types, str(p), rows_are_lines=True)
+            if not merge_duplicates:
+                problems = _with_duplicates(frame.get_column(ID), problems, str(p))
             if problems:
                 frame = _drop_rows(frame, problems, keep_valid, str(p))
         elif suffix in (".csv", ".jsonl", ".ndjson"):
-            raw = _read_csv(p) if suffix == ".csv" else _flatten(pl.read_ndjson(p, infer_schema_length=None))
+            raw = _read_csv(p) if suffix == ".csv" else _read_jsonl(p, types)
             frame, problems = _typed(raw, types, str(p), rows_are_lines=False)
+            if not merge_duplicates and frame.get_column(ID).is_duplicated().any():
+                raise _Bad("repeated ids")
         else:
             raise AudienceError([Problem("audience files are .csv, .jsonl or .parquet", "format", str(p))])
+        if merge_duplicates:
+            frame = merge_rows(frame)
     except (_Bad, pl.exceptions.PolarsError, UnicodeDecodeError):
-        read = read_audience(p, catalogue, keep_valid=keep_valid)
+        read = read_audience(p, catalogue, keep_valid=keep_valid, merge_duplicates=merge_duplicates)
         frame, problems = frame_from_customers(read.customers, types), read.rejected
     return FrameRead(complete(frame, types, channels), problems)
 
 
 def _drop_rows(frame: pl.DataFrame, problems: list[Problem], keep_valid: bool, file: str) -> pl.DataFrame:
     if not keep_valid:
-        more = f" (first {MAX_REPORTED} shown)" if len(problems) > MAX_REPORTED else ""
-        raise AudienceError(problems[:MAX_REPORTED], f"{file}: {len(problems)} bad row(s){more}; nothing was evaluated")
+        raise_bad_rows(problems, file)
     bad = [p.line - 1 for p in problems if p.line is not None]
     return frame.with_row_index("_row").filter(~pl.col("_row").is_in(bad)).drop("_row")
+
+
+def _with_duplicates(ids: pl.Series, problems: list[Problem], file: str) -> list[Problem]:
+    """``problems`` and a ``duplicate_id`` problem per repeated id among the rows without one (rows are
+    lines, 1 = the first row), sorted by line; Python work only for the repeated rows."""
+    if not ids.is_duplicated().any():
+        return problems
+    bad = [p.line - 1 for p in problems if p.line is not None]
+    rows = (pl.DataFrame({"id": ids}).with_row_index("_row").filter(~pl.col("_row").is_in(bad))
+            .with_columns(pl.col("_row").first().over("id").alias("_first"))
+            .filter(pl.col("_row") != pl.col("_first")))
+    dupes = [duplicate_problem(cid, file, row + 1, first + 1) for row, cid, first in rows.iter_rows()]
+    return sorted([*problems, *dupes], key=lambda p: p.line or 0)
+
+
+def merge_rows(frame: pl.DataFrame) -> pl.DataFrame:
+    """One row per ``customer.id``, at its first row's place: each column's last non-null value (a contact's
+    ``handle_error`` mark comes from the row its handle comes from), as ``engine.audience.merge_customers``."""
+    if not frame.get_column(ID).is_duplicated().any():
+        return frame
+    marks = {f"customer.{HANDLE_ERROR}{c}": f"customer.{c}" for c in _CHECKS}
+
+    def last(name: str) -> pl.Expr:
+        handle = marks.get(name)
+        if handle is not None and handle in frame.columns:
+            return pl.col(name).filter(pl.col(handle).is_not_null()).last()
+        return pl.col(name).drop_nulls().last()
+
+    return frame.group_by(ID, maintain_order=True).agg([last(c) for c in frame.columns if c != ID])
 
 
 def _read_csv(p: Path) -> pl.DataFrame:
@@ -93,6 +141,46 @@ def _read_csv(p: Path) -> pl.DataFrame:
     if _ragged(p, len(header)):
         raise _Bad("ragged")
     return df
+
+
+def _read_jsonl(p: Path, types: Mapping[str, str]) -> pl.DataFrame:
+    """The flattened JSONL frame, unless polars had to blur the JSON types (``_Bad``: the per-row reader
+    then decides): polars reads a column holding strings and other values as all strings (``1`` and
+    ``"1"`` alike), a list holding numbers as strings, and ``1`` as ``1.0`` in a column that also holds
+    ``1.5``; the row reader sees the JSON values themselves."""
+    df = _flatten(pl.read_ndjson(p, infer_schema_length=None))
+    ids = df.schema.get("id", df.schema.get("customer.id"))
+    if ids is not None and ids not in (pl.String, pl.Int64, pl.Null):
+        raise _Bad("ids that are not strings or integers")
+    texts = [n for n, t in df.schema.items() if t == pl.String]
+    lists = [n for n, t in df.schema.items() if t == pl.List(pl.String)]
+    if any(t.is_float() and _ftype(n, types) == "string" or t in _WIDE
+           or isinstance(t, pl.List) and t != pl.List(pl.String) for n, t in df.schema.items()):
+        raise _Bad("numbers in a text attribute, integers beyond 64 bits, or lists of other things than strings")
+    if not texts and not lists:
+        return df
+    item = r'"[^"\\]*(?:\\.[^"\\]*)*"'  # a JSON string (unrolled: fast)
+    patterns = [r'"[^"\\]*(?:\\.[^"\\]*)+"\s*:']  # a key written with escapes: its name is uncertain
+    if texts:
+        patterns.append(_keys(texts) + r'\s*:\s*[^"\sn]')  # a non-string value where strings are
+    if lists:
+        patterns.append(_keys(lists) + r"\s*:\s*\[\s*(?:" + item + r"\s*,\s*)*[^\"\s\]]")  # a non-string item
+    text = pl.Series([p.read_bytes().decode("utf-8-sig")])
+    if any(text.str.contains(x).any() for x in patterns):  # one scan each: faster than one alternation
+        raise _Bad("mixed JSON types in a column")
+    return df
+
+
+def _keys(names: list[str]) -> str:
+    """A regex matching the JSON key of any of ``names`` (the dotted name, or its last part when nested)."""
+    keys = {k for n in names for k in (n, n.removeprefix("customer.").rsplit(".", 1)[-1])}
+    return '"(?:' + "|".join("".join(c if c.isalnum() or c == "_" else f"\\x{{{ord(c):x}}}" for c in k)
+                             for k in sorted(keys)) + ')"'
+
+
+def _ftype(name: str, types: Mapping[str, str]) -> str | None:
+    name = name.removeprefix("customer.")
+    return types.get(name) or ("string" if name.startswith("subscription.") else None)
 
 
 def _ragged(p: Path, width: int) -> bool:
@@ -140,13 +228,23 @@ def _typed(raw: pl.DataFrame, types: Mapping[str, str], file: str, *, rows_are_l
             s = pl.select(pl.when(s == "").then(None).otherwise(s)).to_series()
         ftype = types.get(name) or ("string" if name.startswith("subscription.") else None)
         value, err, code = s, None, "type"
+        if name.startswith(HANDLE_ERROR):  # refused where set; the column itself is not read
+            errors.append((name, "reserved", pl.select(pl.when(s.is_not_null()).then(pl.lit(RESERVED))).to_series()))
+            continue
         if ftype is not None:
             value, err = _coerce(s, ftype)
+        elif s.dtype.is_float() and not s.is_finite().fill_null(True).all():
+            err = _python(s, "number")[1]  # a free attribute: finite numbers only, as ``engine.audience``
         if name == "timezone":
             value, err, code = _check_zone(value, err)
+        if name.startswith("subscription."):
+            value, err, code = _check_status(value, err)
         if name in _CHECKS and (err is None or err.null_count() == err.len()):
-            value, err = _CHECKS[name](value.cast(pl.String))
-            code = name
+            text = value.cast(pl.String)
+            good, mark = _CHECKS[name](text)
+            value = pl.select(pl.coalesce(good, text)).to_series()
+            if mark.null_count() < mark.len():
+                cols.append(mark.alias(f"customer.{HANDLE_ERROR}{name}"))
         if err is not None:
             errors.append((name, code, err.alias("e")))
         cols.append(value.alias(f"customer.{name}"))
@@ -169,8 +267,7 @@ def _problems(errors: list[tuple[str, str, Any]], file: str, height: int) -> lis
     for row in table.with_row_index("_row").filter(any_bad).iter_rows():
         i = next(k for k, v in enumerate(row[1:]) if v is not None)
         name, code, _ = errors[i]
-        msg = row[i + 1] if name == "id" else f"{name}: {row[i + 1]}"
-        out.append(Problem(msg, code, file, row[0] + 1, path=name))
+        out.append(Problem(row[i + 1], code, file, row[0] + 1, path=name))
     return out
 
 
@@ -179,6 +276,8 @@ def _coerce(s: pl.Series, ftype: str) -> tuple[pl.Series, pl.Series | None]:
     target = _DTYPES[ftype]
     if s.dtype == pl.Null:
         return s.cast(target), None
+    if s.dtype == pl.String and ftype != "string" and s.str.contains(_PY_ONLY_SPACE).any():
+        return _python(s, ftype)  # Python's strip() removes these, polars' strip_chars() does not
     if ftype == "list" and s.dtype == pl.String:
         parts = s.str.split("|").list.eval(pl.element().str.strip_chars().filter(pl.element().str.strip_chars() != ""))
         return parts, None
@@ -191,30 +290,44 @@ def _coerce(s: pl.Series, ftype: str) -> tuple[pl.Series, pl.Series | None]:
             return _python(s, ftype)
         return value, None
     if ftype in ("integer", "number") and s.dtype.is_numeric() and s.dtype != pl.Boolean:
-        fast = s.cast(target, strict=False)
-        if s.dtype.is_float() and ftype == "integer" or s.dtype.is_float() and s.is_nan().any():
+        fast = s.cast(target, strict=False)  # Int128 beyond 64 bits: null, sent to ``coerce`` below
+        if (s.dtype.is_float() and (ftype == "integer" or not s.is_finite().fill_null(True).all())
+                or fast.null_count() != s.null_count() or ftype == "number" and s.dtype.is_integer()
+                and not _exact(s)):
             return _python(s, ftype)
         return fast, None
     if ftype in ("integer", "number") and s.dtype == pl.String:
         text = s.str.strip_chars()
-        if ftype == "integer" or not text.str.contains(r"[.eEnN]").any():
-            fast = text.cast(pl.Int64, strict=False).cast(target)
-        else:
+        if text.str.contains(INTEGER_TEXT).fill_null(True).all():
+            whole = text.cast(pl.Int64, strict=False)
+            if ftype == "number" and not _exact(whole):
+                return _python(s, ftype)
+            fast = whole.cast(target)
+        elif ftype == "number" and text.str.contains(NUMBER_TEXT).fill_null(True).all():
             fast = text.cast(pl.Float64, strict=False)
-        if fast.is_null().sum() == s.is_null().sum() and (target != pl.Float64 or not fast.is_nan().any()):
+        else:
+            return _python(s, ftype)
+        if fast.null_count() == s.null_count() and (target != pl.Float64 or fast.is_finite().fill_null(True).all()):
             return fast, None
         return _python(s, ftype)
     if ftype == "date" and s.dtype == pl.String:
         text = s.str.strip_chars()
-        ok = text.str.contains(r"^\d{4}-\d{2}-\d{2}$") & text.str.to_date("%Y-%m-%d", strict=False).is_not_null()
+        ok = text.str.contains(DATE_TEXT) & text.str.to_date("%Y-%m-%d", strict=False).is_not_null()
         if ok.fill_null(True).all():
             return text, None
         return _python(s, ftype)
     if ftype == "list" and s.dtype == pl.List(pl.String):
+        if s.list.eval(pl.element().is_null()).list.any().any():
+            return _python(s, ftype)  # null items: refused by ``coerce``
         return s, None
     if ftype == "boolean" and s.dtype == pl.Boolean:
         return s, None
     return _python(s, ftype)
+
+
+def _exact(whole: pl.Series) -> bool:
+    """Whether every whole number of an integer column is held exactly by a ``number`` (Float64)."""
+    return bool(whole.is_between(-EXACT_FLOAT, EXACT_FLOAT).fill_null(True).all())
 
 
 def _python(s: pl.Series, ftype: str) -> tuple[pl.Series, pl.Series]:
@@ -249,6 +362,17 @@ def _check_zone(value: pl.Series, err: pl.Series | None) -> tuple[pl.Series, pl.
     if err is not None:
         zerr = pl.select(pl.coalesce(err, zerr)).to_series()
     return value, zerr, "timezone"
+
+
+def _check_status(value: pl.Series, err: pl.Series | None) -> tuple[pl.Series, pl.Series | None, str]:
+    """A ``subscription.<channel>`` column: values outside the closed set are errors (once per value)."""
+    unknown = value.filter(value.is_not_null() & ~value.is_in(list(SUBSCRIPTION_STATUSES))).unique().to_list()
+    if not unknown:
+        return value, err, "type"
+    serr = value.replace_strict(unknown, [status_error(v) for v in unknown], default=None, return_dtype=pl.String)
+    if err is not None:
+        serr = pl.select(pl.coalesce(err, serr)).to_series()
+    return value, serr, "status"
 
 
 def frame_from_customers(customers: Iterable[Customer], types: Mapping[str, str] | None = None) -> pl.DataFrame:

@@ -64,7 +64,8 @@ class CallTask:
         self.cost = float(settings.get("cost", 0.5))
         self.queues = tuple(settings["queues"]) if settings.get("queues") is not None else None
         self.region = settings.get("default_region")
-        self._reach = ContactReach(self.name, "phone", valid=lambda v: e164_number(v, self.region) is not None)
+        self._reach = ContactReach(self.name, "phone", valid=lambda v: e164_number(v, self.region) is not None,
+                                   rule="a valid phone number in international form (+ and country code)")
 
     def sample_creatives(self) -> list[Mapping[str, Any]]:
         """Valid example contents (used by docs and the contract test kit)."""
@@ -99,6 +100,10 @@ class CallTask:
     def reachability(self, customer: Customer, message: Message) -> Reachability:
         """No phone → contact_unavailable; a recorded unreachable status wins; an invalid number → invalid."""
         return self._reach.of(customer)
+
+    def reachability_reason(self, customer: Customer, message: Message) -> str | None:
+        """Why the customer cannot be called (None when they can), for the trace."""
+        return self._reach.reason(customer)
 
     def reachability_expr(self, message: Message) -> pl.Expr:
         """``reachability`` over a frame with ``customer.phone`` and ``customer.subscription.call_task``."""

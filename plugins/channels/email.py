@@ -100,7 +100,8 @@ def normalized_email(value: str) -> str | None:
         return None
 
 
-_REACH = ContactReach("email", "email", valid=lambda v: normalized_email(v) is not None)
+_REACH = ContactReach("email", "email", valid=lambda v: normalized_email(v) is not None,
+                      rule="name@domain.tld: one @, no spaces, a domain name with a dot")
 
 
 class Email(ContactReachability):

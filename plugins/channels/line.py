@@ -32,6 +32,7 @@ MESSAGES_MAX = 5
 USER_ID = re.compile(r"U[0-9a-f]{32}")
 _TAG = re.compile(r"{{.*?}}|{%.*?%}", re.S)
 _REACH = ContactReach("line", "line_id", valid=USER_ID.fullmatch,
+                      rule="a LINE user id: U followed by 32 lower-case hex digits (0-9, a-f)",
                              valid_expr=lambda c: (c.str.len_bytes() == 33) & c.str.starts_with("U")
                              & _no(c.str.slice(1), "[^0-9a-f]"))
 

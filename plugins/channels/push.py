@@ -44,6 +44,7 @@ def valid_token(token: str) -> bool:
 
 
 _REACH = ContactReach("push", "push_token", valid=valid_token,
+                      rule="a push registration token: 16 to 4096 characters, letters, digits and _ : . -",
                              valid_expr=lambda c: _no(c, r"[^A-Za-z0-9_:.\-]") & c.str.len_bytes().is_between(16, 4096))
 
 

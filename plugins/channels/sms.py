@@ -184,7 +184,9 @@ class Sms:
         self.max_segments = int(settings.get("max_segments", 6))
         self.short_link_length = int(settings.get("short_link_length", 23))
         self.region = settings.get("default_region")
-        self._reach = ContactReach(self.name, "phone", valid=lambda v: sms_number(v, self.region) is not None)
+        self._reach = ContactReach(self.name, "phone", valid=lambda v: sms_number(v, self.region) is not None,
+                                   rule="a mobile number in international form (+ and country code); "
+                                        "landlines, toll-free and premium numbers cannot take SMS")
         optout = settings.get("optout_text", "Reply STOP to opt out")
         if not isinstance(optout, str) or not optout.strip():
             raise ValueError("sms optout_text must be a non-empty text")
@@ -281,17 +283,23 @@ class Sms:
 
     def reachability(self, customer: Customer, message: Message) -> Reachability:
         """No phone → contact_unavailable; a recorded unreachable status wins; a number that cannot take SMS
-        → invalid; DND → unsubscribed unless the message may send to DND; else the recorded status."""
+        → invalid; DND (``customer.dnd``) → ``dnd`` unless the message may send to DND; else the recorded status."""
         status = self._reach.of(customer)
         if status.reachable and customer.attributes.get("dnd") is True and not message.delivery.send_to_dnd:
-            return Reachability.UNSUBSCRIBED
+            return Reachability.DND
         return status
+
+    def reachability_reason(self, customer: Customer, message: Message) -> str | None:
+        """Why the customer cannot get this SMS (None when they can), for the trace."""
+        if self.reachability(customer, message) is Reachability.DND:
+            return "on the do-not-disturb registry (customer.dnd) and the message does not send to DND"
+        return self._reach.reason(customer)
 
     def reachability_expr(self, message: Message) -> pl.Expr:
         """``reachability`` over a frame with ``customer.phone``, ``customer.subscription.sms``, ``customer.dnd``."""
         status = self._reach.expr()
         dnd = fact_column("customer.dnd", pl.Boolean).eq_missing(True) & pl.lit(not message.delivery.send_to_dnd)
-        return pl.when(status.is_in(_REACHABLE) & dnd).then(pl.lit("unsubscribed")).otherwise(status)
+        return pl.when(status.is_in(_REACHABLE) & dnd).then(pl.lit(Reachability.DND.value)).otherwise(status)
 
     async def send(self, payload: Mapping[str, Any], ctx: SendContext) -> SendResult:
         """Send the gateway request to ``payload["to"]`` through ``ctx.transport``."""

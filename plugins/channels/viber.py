@@ -33,6 +33,7 @@ SENDER_MAX = 28
 _SENDER_PATH = "delivery.senders.viber.name"  # a message-level path: where the sender name is set
 _TAG = re.compile(r"{{.*?}}|{%.*?%}", re.S)
 _REACH = ContactReach("viber", "viber_id", valid=lambda v: not any(c.isspace() for c in v),
+                      rule="a Viber user id: no spaces or line breaks",
                              valid_expr=lambda c: _no(c, r"[\s\x1c-\x1f]"))  # Python's isspace: \s and \x1c–\x1f
 
 

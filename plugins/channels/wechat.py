@@ -34,6 +34,7 @@ _TEMPLATE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
 _TAG = re.compile(r"{{.*?}}|{%.*?%}", re.S)
 _REACH = ContactReach("wechat", "wechat_openid", valid=OPENID.fullmatch,
+                      rule="a WeChat openid: 6 to 64 characters, letters, digits, _ and -",
                              valid_expr=lambda c: _no(c, "[^A-Za-z0-9_-]") & c.str.len_bytes().is_between(6, 64))
 
 

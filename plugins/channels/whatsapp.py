@@ -99,7 +99,8 @@ class WhatsApp:
     def __init__(self, settings: Mapping[str, Any]):
         self.cost = float(settings.get("cost", 0.005))
         self.region = settings.get("default_region")
-        self._reach = ContactReach(self.name, "whatsapp", valid=lambda v: wa_number(v, self.region) is not None)
+        self._reach = ContactReach(self.name, "whatsapp", valid=lambda v: wa_number(v, self.region) is not None,
+                                   rule="a valid phone number in international form (+ and country code)")
         registry = settings.get("templates")
         self.templates = {str(k): dict(v) for k, v in registry.items()} if registry is not None else None
 
@@ -175,8 +176,12 @@ class WhatsApp:
 
     def reachability(self, customer: Customer, message: Message) -> Reachability:
         """No WhatsApp number → contact_unavailable; a recorded unreachable status wins; an invalid number →
-        invalid; else the recorded status (unknown opt-in counts as reachable)."""
+        invalid; else the recorded status (nothing recorded counts as reachable)."""
         return self._reach.of(customer)
+
+    def reachability_reason(self, customer: Customer, message: Message) -> str | None:
+        """Why the customer cannot get WhatsApp messages (None when they can), for the trace."""
+        return self._reach.reason(customer)
 
     def reachability_expr(self, message: Message) -> pl.Expr:
         """``reachability`` over a frame with ``customer.whatsapp`` and ``customer.subscription.whatsapp``."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine import DecisionDraft, EvaluationContext, hookimpl, outcome
+from engine import DecisionDraft, EvaluationContext, hookimpl, outcome, unreachable_reason
 
 
 class ChannelPriority:
@@ -52,7 +52,8 @@ class ChannelPriority:
             status = reach[name](customer, message)
             if not status.reachable:
                 if watched:
-                    draft.drop_channel(name, self.name, str(status))
+                    draft.drop_channel(name, self.name, str(status),
+                                       reason=unreachable_reason(registry.channel(name), customer, message, status))
                 continue
             if registry.has_delivery_checks:
                 issues = [i for found in registry.hook.check_delivery(

@@ -60,7 +60,7 @@ def test_a_bad_csv_row_names_the_file_and_line_and_exits_2(tmp_path):
     bad.write_text("id,points\nc1,3\nc2,three\n")
     result = run("evaluate", "-m", MESSAGE, "-a", str(bad), "--at", AT)
     assert result.exit_code == 2
-    assert f"{bad}:3: points: points: expected a number, got 'three'" in result.stderr
+    assert f"{bad}:3: points: expected a number, got 'three'" in result.stderr
 
 
 def test_a_naive_time_is_refused():

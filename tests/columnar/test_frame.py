@@ -41,21 +41,27 @@ def test_bad_rows_are_reported_with_their_lines(herald, tmp_path):
     with pytest.raises(AudienceError) as exc:
         read_frame(path, herald.catalogue)
     want = read_audience(path, herald.catalogue, keep_valid=True).rejected
-    assert [(p.line, p.path) for p in exc.value.problems] == [(4, "points"), (5, "phone"), (6, "id"), (7, "timezone")]
+    assert [(p.line, p.path) for p in exc.value.problems] == [(4, "points"), (6, "id"), (7, "timezone")]
     assert list(exc.value.problems) == want
     kept = read_frame(path, herald.catalogue, keep_valid=True)
-    assert kept.frame.get_column("customer.id").to_list() == ["c1"] and kept.rejected == want
+    assert kept.frame.get_column("customer.id").to_list() == ["c1", "c3"] and kept.rejected == want
+    # a malformed phone is not a bad row: kept as read, with the reason
+    assert kept.frame.get_column("customer.handle_error.phone").to_list() == [
+        None, "phone '12345' is not in international form (+ and country code)"]
 
 
 def test_parquet_bad_rows_report_row_numbers(herald, tmp_path):
     path = tmp_path / "bad.parquet"
-    pl.DataFrame({"id": ["a", "b", "c"], "phone": ["+919881924865", "nope", None]}).write_parquet(path)
+    pl.DataFrame({"id": ["a", "b", "c", "a"], "phone": ["+919881924865", "nope", None, None],
+                  "subscription.sms": [None, None, "unsubscibed", None]}).write_parquet(path)
     with pytest.raises(AudienceError) as exc:
         read_frame(path, herald.catalogue)
-    (problem,) = exc.value.problems
-    assert (problem.line, problem.path, problem.code) == (2, "phone", "phone")
+    assert [(p.line, p.path, p.code) for p in exc.value.problems] == [(3, "subscription.sms", "status"),
+                                                                      (4, "", "duplicate_id")]
+    assert str(exc.value.problems[1]).endswith("bad.parquet:4: id 'a' also on line 1")
     kept = read_frame(path, herald.catalogue, keep_valid=True)
-    assert kept.frame.get_column("customer.id").to_list() == ["a", "c"]
+    assert kept.frame.get_column("customer.id").to_list() == ["a", "b"]
+    assert kept.frame.get_column("customer.handle_error.phone").to_list() == [None, "phone 'nope' is not in international form (+ and country code)"]
 
 
 LOCAL = st.text(alphabet="abcXYZ019._+-\"!é ", min_size=1, max_size=12)
@@ -72,3 +78,15 @@ def test_email_fast_path_equals_email_validator(addresses):
             assert (g, b) == (normalise_email(text), None)
         except ValueError as exc:
             assert (g, b) == (None, str(exc))
+
+
+def test_parquet_handle_error_columns_are_refused_where_set(herald, tmp_path):
+    path = tmp_path / "a.parquet"
+    pl.DataFrame({"id": ["a", "b"], "phone": ["+1555", None],
+                  "handle_error.phone": [None, "made up"]}).write_parquet(path)
+    with pytest.raises(AudienceError) as exc:
+        read_frame(path, herald.catalogue)
+    assert [(p.line, p.path, p.code) for p in exc.value.problems] == [(2, "handle_error.phone", "reserved")]
+    kept = read_frame(path, herald.catalogue, keep_valid=True).frame
+    assert _customers(kept)[0].attributes == {"phone": "+1555",
+                                             "handle_error.phone": "phone '+1555' is not a valid number"}

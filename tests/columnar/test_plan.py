@@ -88,13 +88,16 @@ def customers(draw):
             "affinities": draw(st.one_of(st.none(), st.lists(st.sampled_from(TAGS), max_size=3))),
             "last_purchase_date": draw(st.sampled_from([None, "2024-12-31", "2025-06-01"])),
             "timezone": draw(st.sampled_from(ZONES)),
-            "phone": draw(st.sampled_from([None, "+919881924865", "+14155552671"])),
-            "email": draw(st.sampled_from([None, "a@example.com"])),
+            "phone": draw(st.sampled_from([None, "+919881924865", "+14155552671", "+1555", "0812345678"])),
+            "email": draw(st.sampled_from([None, "a@example.com", "asha@example"])),
             "dnd": draw(st.sampled_from([None, True, False])),
             "blocked": draw(st.sampled_from([None, True, False])),
             "subscription.sms": draw(st.sampled_from(STATUS)),
             "subscription.email": draw(st.sampled_from(STATUS)),
         }
+        for contact, malformed in (("phone", ("+1555", "0812345678")), ("email", ("asha@example",))):
+            if attrs[contact] in malformed:  # as the audience readers mark it
+                attrs[f"handle_error.{contact}"] = f"{contact} {attrs[contact]!r} is malformed"
         out.append(Customer(f"c{i}", {k: v for k, v in attrs.items() if v is not None}))
     return out
 

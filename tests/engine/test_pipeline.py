@@ -57,7 +57,7 @@ def test_unreachable_channels_are_dropped_with_the_reason(message, registry):
     d = decide(message, registry, attrs, explain=True)
     assert (d.channel, d.fallbacks) == ("email", ())
     dropped = [t.detail for t in d.trace if t.event == "channel_dropped"]
-    assert dropped == [{"channel": "sms", "why": "unsubscribed"}]
+    assert dropped == [{"channel": "sms", "why": "unsubscribed", "reason": "subscription.sms is recorded as 'unsubscribed'"}]
 
 
 def test_dnd_blocks_sms_unless_the_message_allows_it(message, registry):

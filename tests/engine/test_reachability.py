@@ -71,7 +71,8 @@ def test_the_order():
     assert status() is Reachability.CONTACT_UNAVAILABLE
     assert status(phone="", **{"subscription.demo": "subscribed"}) is Reachability.CONTACT_UNAVAILABLE
     assert status(phone="12345") is Reachability.VALID
-    assert status(phone="12345", **{"subscription.demo": "garbage"}) is Reachability.VALID
+    # an unknown recorded status (a typo of unsubscribed) is never reachable
+    assert status(phone="12345", **{"subscription.demo": "unsubscibed"}) is Reachability.INVALID
     assert status(phone="12345", **{"subscription.demo": "soft_bounced"}) is Reachability.SOFT_BOUNCED
     assert status(phone="12a") is Reachability.INVALID
     assert status(phone="12a", **{"subscription.demo": "subscribed"}) is Reachability.INVALID
@@ -136,3 +137,38 @@ def test_e164_number():
     assert e164_number("020 7946 0000", "GB") == "+442079460000"
     assert e164_number("020 7946 0000") is None  # no region to read it with
     assert e164_number("+91123") is None and e164_number("not a number") is None
+
+
+def test_an_unknown_recorded_status_is_invalid_in_every_form():
+    reach = REACHES["both forms"]
+    people = [Customer("c1", {"phone": "12345", "subscription.demo": "unsubscibed"}),
+              Customer("c2", {"phone": "12345", "subscription.demo": "dnd"})]  # dnd is never a recorded status
+    df = frame(people, ("phone", "subscription.demo"))
+    assert [reach.of(p) for p in people] == [Reachability.INVALID] * 2
+    assert column(reach.expr(), df) == ["invalid"] * 2
+    assert column(reach.reachable_expr(), df) == [False, False]
+    assert reach.reason(people[0]) == ("subscription.demo is 'unsubscibed', not a known status (valid, subscribed, "
+                                       "unable_to_verify, soft_bounced, hard_bounced, contact_unavailable, "
+                                       "unsubscribed, invalid)")
+
+
+def test_a_handle_the_reader_marked_malformed_is_invalid_with_its_reason():
+    reach = REACHES["no check"]  # even a channel that takes every handle as well-formed
+    marked = Customer("c1", {"phone": "+1555", "handle_error.phone": "phone '+1555' is not a valid number"})
+    fine = Customer("c2", {"phone": "+15555550100"})
+    blocked = Customer("c3", {"phone": "+1555", "handle_error.phone": "phone '+1555' is not a valid number",
+                              "subscription.demo": "unsubscribed"})
+    people = [marked, fine, blocked]
+    df = frame(people, ("phone", "handle_error.phone", "subscription.demo"))
+    assert [reach.of(p) for p in people] == [Reachability.INVALID, Reachability.VALID, Reachability.UNSUBSCRIBED]
+    assert column(reach.expr(), df) == ["invalid", "valid", "unsubscribed"]
+    assert column(reach.reachable_expr(), df) == [False, True, False]
+    assert reach.reason(marked) == "phone '+1555' is not a valid number"
+    assert reach.reason(fine) is None
+    assert reach.reason(blocked) == "subscription.demo is recorded as 'unsubscribed'"
+
+
+def test_the_reason_of_a_failed_check_states_the_handle_rule():
+    reach = ContactReach("demo", "phone", valid=DIGITS.fullmatch, rule="four or more digits")
+    assert reach.reason(Customer("c1", {"phone": "12a"})) == "phone '12a' is malformed: four or more digits"
+    assert reach.reason(Customer("c1", {})) == "no phone"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from engine import Customer, Reachability
+from engine.model import SUBSCRIPTION_STATUSES
 from tests.plugins.channels.common import columnar_statuses, message, row_statuses
 
 LINE_ID = "U" + "4af4980629" * 3 + "ab"
@@ -37,12 +38,13 @@ def test_standard_states(registry, name):
 
     assert status() is Reachability.CONTACT_UNAVAILABLE
     assert status(**{attr: ""}) is Reachability.CONTACT_UNAVAILABLE
-    assert status(**{attr: good}) is Reachability.VALID  # unknown subscription counts as reachable
-    assert status(**{attr: good, sub: "no-such-status"}) is Reachability.VALID
+    assert status(**{attr: good}) is Reachability.VALID  # nothing recorded counts as reachable
+    assert status(**{attr: good, sub: "no-such-status"}) is Reachability.INVALID  # an unknown status never does
     assert status(**{attr: bad}) is Reachability.INVALID
-    for recorded in Reachability:
+    for recorded in map(Reachability, SUBSCRIPTION_STATUSES):
         if recorded is not Reachability.CONTACT_UNAVAILABLE:
             assert status(**{attr: good, sub: recorded.value}) is recorded
+    assert status(**{attr: good, sub: "dnd"}) is Reachability.INVALID  # DND is a flag, not a recorded status
     # what the record says about consent or bounces outranks a malformed handle
     assert status(**{attr: bad, sub: "unsubscribed"}) is Reachability.UNSUBSCRIBED
     assert status(**{attr: bad, sub: "subscribed"}) is Reachability.INVALID
@@ -53,7 +55,7 @@ def test_standard_states(registry, name):
 def test_dnd_blocks_sms_unless_the_message_sends_to_dnd(registry):
     sms = registry.channel("sms")
     on_dnd = Customer("c1", {"phone": "+919812345678", "dnd": True})
-    assert sms.reachability(on_dnd, message()) is Reachability.UNSUBSCRIBED
+    assert sms.reachability(on_dnd, message()) is Reachability.DND
     assert sms.reachability(on_dnd, message(send_to_dnd=True)) is Reachability.VALID
     assert sms.reachability(Customer("c2", {"phone": "+919812345678", "dnd": False}), message()) is Reachability.VALID
     # DND is an SMS rule: e-mail and call tasks still reach the customer
@@ -86,6 +88,8 @@ def _population() -> list[Customer]:
             for st in statuses:
                 for dnd in (None, True, False):
                     attrs = {attr: handle, sub: st, "dnd": dnd}
+                    if handle == good and dnd is False:  # a handle the audience reader marked malformed
+                        attrs[f"handle_error.{attr}"] = f"{attr} {good!r} is malformed"
                     people.append(Customer(f"c{i}", {k: v for k, v in attrs.items() if v is not None}))
                     i += 1
     return people

@@ -1,0 +1,287 @@
+"""The CLI a marketer can live in: help, version, output files, table limits, message and rule checks."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+from importlib.metadata import version
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+import service.cli as cli
+from engine.evaluators import EVALUATORS
+from service.cli import app
+from tests.conftest import EXAMPLES, ROOT, RULES
+
+runner = CliRunner()
+MESSAGE = str(EXAMPLES / "summer-sale.message.yaml")
+AUDIENCE = str(EXAMPLES / "audience.csv")
+AT = "2026-07-04T13:30:00+00:00"
+
+
+def run(*args):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def samples(tmp_path):
+    """A copy of rules/ to edit (examples/ and fields.yaml); returns its examples folder."""
+    shutil.copytree(EXAMPLES, tmp_path / "examples")
+    shutil.copy(RULES / "fields.yaml", tmp_path / "fields.yaml")
+    return tmp_path / "examples"
+
+
+def big_audience(path, n):
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "tier", "phone", "last_purchase_date"])
+        for i in range(n):
+            w.writerow([f"c{i:05d}", "gold", f"+9198{i:08d}", "2026-05-01"])
+    return path
+
+
+# --- help and version -----------------------------------------------------------------------------------
+
+
+def test_help_documents_choices_and_booleans_as_flags():
+    result = run("evaluate", "--help")
+    assert result.exit_code == 0
+    assert "--format <table|json|ndjson>" in result.stdout
+    assert "--evaluator <compiled|columnar|durable|reference>" in result.stdout
+    assert "<bool>" not in result.stdout and "--no-explain" not in result.stdout
+    assert "\n  --explain " in result.stdout and "\n  --summary " in result.stdout
+
+
+def test_dash_h_is_help_everywhere():
+    for args in (["-h"], ["evaluate", "-h"], ["rules", "check", "-h"], ["explain", "-h"], ["message", "check", "-h"]):
+        result = run(*args)
+        assert result.exit_code == 0 and "Usage:" in result.stdout, args
+
+
+def test_version_prints_the_installed_version():
+    result = run("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"herald {version('herald')}"
+
+
+def test_the_evaluator_choices_are_the_engines_evaluators():
+    assert {e.value for e in cli.EvaluatorName} == set(EVALUATORS)
+
+
+def test_a_wrong_choice_is_refused_with_the_choices():
+    result = run("evaluate", "-m", MESSAGE, "-a", AUDIENCE, "--format", "xml")
+    assert result.exit_code == 2 and "'table', 'json', 'ndjson'" in result.output
+
+
+def test_help_does_not_import_the_engine_or_polars():
+    code = "import sys, service.cli; print('polars' in sys.modules, 'engine' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.stdout.split() == ["False", "False"], proc.stderr
+
+
+# --- output size and files ------------------------------------------------------------------------------
+
+
+def test_a_table_of_more_than_1000_rows_is_refused_with_the_alternatives(tmp_path):
+    audience = big_audience(tmp_path / "big.csv", 1001)
+    result = run("evaluate", "-m", MESSAGE, "-a", str(audience), "--at", AT)
+    assert result.exit_code == 2
+    assert (f"{audience}: 1,001 decisions are too many for a table (at most 1,000); "
+            "use --summary, --format ndjson or --output FILE") in result.stderr
+    assert result.stdout == ""
+    assert run("evaluate", "-m", MESSAGE, "-a", str(audience), "--at", AT, "--summary").exit_code == 0
+    just_enough = big_audience(tmp_path / "ok.csv", 1000)
+    assert run("evaluate", "-m", MESSAGE, "-a", str(just_enough), "--at", AT).exit_code == 0
+
+
+def test_a_large_table_goes_to_a_file_with_output(tmp_path):
+    audience = big_audience(tmp_path / "big.csv", 1001)
+    target = tmp_path / "out.txt"
+    result = run("evaluate", "-m", MESSAGE, "-a", str(audience), "--at", AT, "--output", str(target))
+    assert result.exit_code == 0, result.output
+    text = target.read_text()
+    assert "c00000" in text and "c01000" in text and "1001 recipients" in text
+    assert "\x1b" not in text  # plain text, no colours
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "ndjson"])
+def test_output_writes_every_format_to_the_file_and_nothing_to_stdout(tmp_path, fmt):
+    target = tmp_path / f"out.{fmt}"
+    result = run("evaluate", "-m", MESSAGE, "-a", AUDIENCE, "--at", AT, "--format", fmt, "-o", str(target))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "" and f"wrote {target}" in result.stderr
+    stdout = run("evaluate", "-m", MESSAGE, "-a", AUDIENCE, "--at", AT, "--format", fmt).stdout
+    if fmt == "table":
+        assert "200 recipients" in target.read_text()
+    else:  # the same data as on stdout
+        assert target.read_text() == stdout
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_a_failed_run_leaves_no_output_file(tmp_path):
+    bad = tmp_path / "aud.csv"
+    bad.write_text("id,points\nc1,three\n")
+    target = tmp_path / "out.json"
+    result = run("evaluate", "-m", MESSAGE, "-a", str(bad), "--at", AT, "--format", "json", "-o", str(target))
+    assert result.exit_code == 2 and not target.exists()
+    assert f"{bad}:2: points" in result.stderr
+
+
+# --- progress -------------------------------------------------------------------------------------------
+
+
+def test_progress_on_the_columnar_path_goes_to_a_terminal_stderr_only(monkeypatch):
+    monkeypatch.setattr(cli, "PROGRESS_THRESHOLD", 0)
+    plain = run("evaluate", "-m", MESSAGE, "-a", AUDIENCE, "--at", AT, "--format", "ndjson", "--evaluator", "columnar")
+    assert plain.exit_code == 0 and "evaluating" not in plain.stderr  # stderr is not a terminal: no progress
+    screen = io.StringIO()
+    monkeypatch.setattr(cli, "err", Console(file=screen, force_terminal=True, markup=False, emoji=False))
+    result = run("evaluate", "-m", MESSAGE, "-a", AUDIENCE, "--at", AT, "--format", "ndjson", "--evaluator", "columnar")
+    assert result.exit_code == 0
+    assert "evaluating" in screen.getvalue()
+    lines = [json.loads(line) for line in result.stdout.splitlines()]  # machine output stays clean
+    assert len(lines) == 201 and result.stdout == plain.stdout
+
+
+# --- herald plugins -------------------------------------------------------------------------------------
+
+
+def test_plugins_lists_the_field_catalogue_with_types_and_origin(monkeypatch, samples):
+    monkeypatch.chdir(samples)
+    result = runner.invoke(app, ["plugins"], env={"COLUMNS": "300"}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:5]]
+            for line in result.stdout.splitlines() if line.count("│") == 5}
+    fields = str(samples.parent / "fields.yaml")
+    assert rows["customer.tier"] == ["string", fields, "loyalty tier: bronze, silver, gold, platinum"]
+    assert rows["customer.lifetime_value"] == ["number", fields, "total spend"]
+    assert rows["time.local_hour"][:2] == ["integer", "engine"]
+    assert "plugins.channels.sms" in result.stdout
+
+
+def test_plugins_takes_a_fields_file(tmp_path):
+    fields = tmp_path / "f.yaml"
+    fields.write_text("customer:\n  shoe_size: {type: integer, description: EU size}\n")
+    result = run("plugins", "--fields", str(fields))
+    assert result.exit_code == 0, result.output
+    assert "customer.shoe_size" in result.stdout and "EU size" in result.stdout
+
+
+# --- message check --------------------------------------------------------------------------------------
+
+
+def test_message_check_validates_a_message_without_an_audience():
+    result = run("message", "check", MESSAGE)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"ok {MESSAGE}: message summer-sale-2026, 3 creative(s)")
+
+
+def test_message_check_prints_warnings_and_still_passes(samples):
+    message = samples / "summer-sale.message.yaml"
+    message.write_text(message.read_text().replace(", expiry: {days: 14}", ""))
+    result = run("message", "check", str(message))
+    assert result.exit_code == 0, result.output
+    assert (f"warning: {message}: incentive.settings.expiry: the codes never expire; set a date, days or "
+            "with_campaign") in result.stderr
+    assert "2 warning(s)" in result.stdout
+
+
+def test_message_check_lists_the_problems_each_line_starting_with_the_file(samples):
+    message = samples / "summer-sale.message.yaml"
+    message.write_text(message.read_text().replace("channel: email", "channel: emial"))
+    result = run("message", "check", str(message))
+    assert result.exit_code == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines and all(line.startswith(str(message)) for line in lines), lines
+    assert "emial" in result.stderr
+
+
+# --- rules check / rules test ---------------------------------------------------------------------------
+
+
+def test_rules_check_of_a_folder_skips_files_that_are_not_rule_files(samples):
+    (samples / "summer-sale.message.yaml").rename(samples / "campaign.yaml")
+    (samples / "settings.yaml").write_text("plugins: {}\n")
+    (samples / "audience.json").write_text('[{"id": "c1"}]\n')
+    result = run("rules", "check", str(samples.parent))
+    assert result.exit_code == 0, result.output
+    for path in (samples / "campaign.yaml", samples / "settings.yaml", samples / "audience.json",
+                 samples.parent / "fields.yaml"):
+        assert f"skipped {path}: not a rule file (no top-level 'ruleset' key)" in result.stdout
+    assert result.stdout.count("\nok ") + result.stdout.startswith("ok ") == 3
+
+
+def test_rules_check_of_a_folder_still_reports_a_broken_file(samples):
+    (samples / "broken.yaml").write_text("ruleset: [unclosed\n")
+    result = run("rules", "check", str(samples))
+    assert result.exit_code == 2
+    assert f"skipped {samples / 'summer-sale.message.yaml'}: not a rule file" in result.stdout
+    assert f"{samples / 'broken.yaml'}:2:1:" in result.stderr
+
+
+def test_rule_errors_start_with_the_file_name(samples):
+    bad = samples / "personalization.yaml"
+    bad.write_text(bad.read_text().replace("time.local_hour", "time.local_hr").replace("customer.tier", "customer.tire"))
+    result = run("rules", "check", str(bad))
+    assert result.exit_code == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) >= 3 and all(line.startswith(f"{bad}:") for line in lines), lines
+
+
+def test_audience_errors_start_with_the_file_name(tmp_path):
+    bad = tmp_path / "aud.csv"
+    bad.write_text("id,points\nc1,3\nc2,three\n")
+    result = run("evaluate", "-m", MESSAGE, "-a", str(bad), "--at", AT)
+    assert result.exit_code == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("warning: ")]
+    assert lines and all(line.startswith(f"{bad}:") for line in lines), lines
+
+
+def test_rules_test_counts_examples_not_expectations(samples):
+    rules = samples / "personalization.yaml"
+    # one example with two wrong expectations (fired and variant)
+    rules.write_text(rules.read_text().replace("expect: {fired: [gold], variant: gold}",
+                                               "expect: {fired: [default], variant: generic}"))
+    result = run("rules", "test", str(rules))
+    assert result.exit_code == 1
+    assert "3 examples passed, 1 failed" in result.stdout
+    assert result.stderr.count("FAIL") == 2  # both wrong expectations are still shown
+    assert all(line.startswith(f"{rules}: FAIL") for line in result.stderr.splitlines() if line.strip())
+
+
+def test_rules_test_of_the_samples_folder_counts_their_examples():
+    result = run("rules", "test", str(RULES))
+    assert result.exit_code == 0, result.output
+    assert "9 examples passed, 0 failed" in result.stdout
+    assert f"skipped {RULES / 'fields.yaml'}" in result.stdout
+
+
+# --- warnings -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["evaluate", "explain", "demo"])
+def test_message_warnings_are_printed(samples, monkeypatch, command):
+    message = samples / "summer-sale.message.yaml"
+    message.write_text(message.read_text().replace(", expiry: {days: 14}", ""))
+    args = {"evaluate": ["evaluate", "-m", str(message), "-a", AUDIENCE, "--at", AT, "--summary"],
+            "explain": ["explain", "-m", str(message), "-a", AUDIENCE, "-c", "c0004", "--at", AT],
+            "demo": ["demo"]}[command]
+    monkeypatch.setattr(cli, "samples", lambda: samples)
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    assert f"warning: {message}: incentive.settings.expiry: the codes never expire" in result.stderr
+
+
+def test_the_loaded_message_keeps_its_warnings(herald, samples):
+    message = samples / "summer-sale.message.yaml"
+    message.write_text(message.read_text().replace(", expiry: {days: 14}", ""))
+    msg = herald.load_message(message)
+    assert [(w.path, w.code, w.severity) for w in msg.warnings] == [
+        ("creatives[2].content", "unsubscribe_unsigned", "warning"), ("incentive.settings.expiry", "no_expiry", "warning")]
+    assert [w.code for w in herald.load_message(EXAMPLES / "summer-sale.message.yaml").warnings] == [
+        "unsubscribe_unsigned"]
