@@ -38,6 +38,9 @@ def register_channels(register: Callable[[Channel], None], settings: Mapping[str
 def register_incentives(register: Callable[[IncentiveType], None], settings: Mapping[str, Any]) -> None:
     """Register incentive types (``coupon``, ``points`` …) by calling ``register(incentive_type)``.
 
+    An incentive type holds no mutable state: what it reserves lives in the ledger store each call's
+    context hands it (``ctx.ledger``; see :mod:`engine.stores`).
+
     :param register: records the incentive type under its ``kind``; duplicates raise ``PluginConflict``.
     :param settings: this plugin's settings block.
     """
