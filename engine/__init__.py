@@ -5,11 +5,18 @@ from engine.contracts import (
     DecisionDraft,
     EvaluationContext,
     Evaluator,
+    EvaluatorSpec,
     FieldSpec,
     FiredRule,
+    IncentiveContext,
     IncentiveType,
     Optimizer,
+    SendContext,
+    SendRequest,
+    SendResult,
+    Transport,
 )
+from engine.delivery import transport_send
 from engine.errors import (
     AudienceError,
     EngineError,
@@ -54,6 +61,7 @@ from engine.reachability import (
 )
 from engine.rulefiles.outcome import outcome
 from engine.scheduling import defer_for_quiet_hours, local_send_time, parse_hhmm
+from engine.stores import InMemoryLedgerStore, LedgerEntry, LedgerFull, LedgerInfo, LedgerStore
 from engine.templating import check_tags, missing_values, render_content, template_strings
 from engine.templating import variables as template_variables
 from engine.validation import unknown_keys
@@ -66,4 +74,6 @@ __all__ = [
     "Optimizer", "PluginConflict", "Problem", "Reachability", "RuleFileError", "Schedule", "TemplateError",
     "TraceStep", "AudienceError", "UnknownReference", "ValidationFailed", "check_each", "check_tags", "defer_for_quiet_hours", "e164_number", "fact_column", "hookimpl", "local_send_time", "ordered_reachability", "ordered_reachability_expr", "outcome", "parse_hhmm", "no_match", "nonempty", "zone", "unreachable_reason",
     "coerce_value", "missing_values", "render_content", "template_strings", "template_variables", "unknown_keys",
+    "EvaluatorSpec", "IncentiveContext", "InMemoryLedgerStore", "LedgerEntry", "LedgerFull", "LedgerInfo",
+    "LedgerStore", "SendContext", "SendRequest", "SendResult", "Transport", "transport_send",
 ]

@@ -6,15 +6,118 @@ the ``register_*`` hooks (see :mod:`engine.hookspecs`).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
+from engine.events import EngineEvent
 from engine.model import EMPTY, Creative, Customer, Issue, Message, Reachability, TraceStep
+from engine.stores import LedgerStore
 
 if TYPE_CHECKING:
     from engine.registry import Registry
+
+
+# --- Sending: what Channel.send takes and returns ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """The outcome of one send: ``accepted`` (with the provider's id), a ``transient`` error (retry, after
+    ``retry_after`` seconds when the provider said so) or a ``permanent`` error (do not retry). Build it with
+    :meth:`accepted`, :meth:`transient` or :meth:`permanent`."""
+
+    outcome: Literal["accepted", "transient", "permanent"]
+    provider_id: str | None = None
+    reason: str | None = None
+    retry_after: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.outcome == "accepted" and not self.provider_id:
+            raise ValueError("an accepted send needs the provider's id")
+        if self.outcome in ("transient", "permanent") and not self.reason:
+            raise ValueError(f"a {self.outcome} error needs a reason")
+        if self.outcome not in ("accepted", "transient", "permanent"):
+            raise ValueError(f"unknown send outcome {self.outcome!r}")
+        if self.retry_after is not None and (self.outcome != "transient" or self.retry_after < 0):
+            raise ValueError("retry_after is a number of seconds ≥ 0, on a transient error only")
+
+    @classmethod
+    def accepted(cls, provider_id: str) -> SendResult:
+        """The provider took the message; ``provider_id`` identifies it in later delivery reports."""
+        return cls("accepted", provider_id=str(provider_id))
+
+    @classmethod
+    def transient(cls, reason: str, retry_after: float | None = None) -> SendResult:
+        """A failure worth retrying (rate limit, timeout, provider outage)."""
+        return cls("transient", reason=reason, retry_after=retry_after)
+
+    @classmethod
+    def permanent(cls, reason: str) -> SendResult:
+        """A failure retrying cannot fix (invalid number, rejected content, no transport)."""
+        return cls("permanent", reason=reason)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the provider accepted the send."""
+        return self.outcome == "accepted"
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    """What a transport delivers: the channel, the recipient's address (phone, e-mail, token, user id …),
+    the provider request ``body`` (the rendered payload, or a request a channel built from it), the
+    idempotency key and the channel's delivery settings (provider account, sender …)."""
+
+    channel: str
+    to: str
+    body: Mapping[str, Any]
+    idempotency_key: str
+    settings: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Delivers provider requests (SMTP, SMPP, an HTTP API …). The engine ships none: it has no network."""
+
+    async def deliver(self, request: SendRequest) -> SendResult:
+        """Send one request; answer with the provider's outcome (never raise for a provider's refusal)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SendContext:
+    """One send of one message to one customer in one run, and how to reach the provider.
+
+    ``settings`` are the channel's delivery settings for this send; ``transport`` delivers the request
+    (``None``: none configured, and every built-in channel answers a permanent error).
+    """
+
+    message_id: str
+    run_id: str
+    customer_id: str
+    settings: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    transport: Transport | None = None
+
+    @property
+    def idempotency_key(self) -> str:
+        """A key derived from (message, run, customer) only: a retried send carries the same one, so a provider
+        (or a transport) can drop the duplicate."""
+        raw = json.dumps([self.message_id, self.run_id, self.customer_id], ensure_ascii=False)
+        return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class IncentiveContext:
+    """What ``IncentiveType.issue`` and ``release`` work with: the message, the ledger store the grant was
+    reserved in, and the instant of the send (``issue`` counts expiries from it)."""
+
+    message: Message
+    ledger: LedgerStore
+    at: datetime
 
 
 @runtime_checkable
@@ -46,6 +149,12 @@ class Channel(Protocol):
         """The provider's request payload for one recipient, templates rendered with ``context``."""
         ...
 
+    async def send(self, payload: Mapping[str, Any], ctx: SendContext) -> SendResult:
+        """Send a payload ``render`` returned, through ``ctx.transport``; a provider's refusal is a result, not
+        an exception (``engine.transport_send`` does the usual part: no transport or no recipient → a
+        permanent error)."""
+        ...
+
     # Optional: ``required_tag_fields: tuple[str, ...]`` names the content fields that must each output every
     # required tag unconditionally (by default one field must). ``compliance(payload, context, *, preview)
     # -> list[Issue]`` checks a rendered payload (paths inside the payload); any issue drops the channel for
@@ -68,12 +177,20 @@ class IncentiveType(Protocol):
     def reserve(self, spec: Mapping[str, Any], customer: Customer, ctx: EvaluationContext,
                 send_at: datetime) -> Mapping[str, Any]:
         """The incentive for one recipient sent at ``send_at`` (its planned send instant, in the recipient's
-        zone: expiries count from it); the grant is the template context under the kind's name. A preview
-        takes nothing but refuses (raises ``EngineError``) whom a real run would refuse, in the same order."""
+        zone: expiries count from it); the grant is the template context under the kind's name. A real
+        reservation is kept in ``ctx.ledger``, once per (message, customer): reserving again returns the same
+        grant. A preview takes nothing but refuses (raises ``EngineError``) whom a real run would refuse, in
+        the same order."""
         ...
 
-    def release(self, spec: Mapping[str, Any], grant: Mapping[str, Any]) -> None:
-        """Give back what ``reserve`` took (a failed send)."""
+    async def issue(self, spec: Mapping[str, Any], grant: Mapping[str, Any], ctx: IncentiveContext) -> Mapping[str, Any]:
+        """Make a reserved grant final (the send succeeded): once per (message, customer); issuing again
+        returns the first issue unchanged. ``KeyError`` when nothing is reserved for the grant."""
+        ...
+
+    def release(self, spec: Mapping[str, Any], grant: Mapping[str, Any], ctx: IncentiveContext) -> None:
+        """Give back what ``reserve`` took (the send failed): the item becomes available again. Issued grants
+        and previews are left alone."""
         ...
 
     # Optional: ``check_fields(spec, catalogue) -> list[Issue]`` checks field references against the field
@@ -109,6 +226,16 @@ class Evaluator(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class EvaluatorSpec:
+    """A registered evaluator: its name (``--evaluator``), a factory making a fresh one, and a description.
+    The factory may import heavy modules; it runs only when the evaluator is asked for."""
+
+    name: str
+    create: Callable[[], Evaluator]
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class FieldSpec:
     """A field rules may test: its path (``customer.tier``), type and a description."""
 
@@ -136,6 +263,13 @@ class DecisionDraft:
     rendered: Mapping[str, Any] | None = None
     fired: dict[str, tuple[str, ...]] = field(default_factory=dict)
     trace: list[TraceStep] = field(default_factory=list)
+    #: tells ``engine_event`` observers what happens to this draft (set by the pipeline only when there are any)
+    observer: Callable[[EngineEvent], None] | None = None
+
+    @property
+    def watched(self) -> bool:
+        """Whether anyone looks at drops and notes (a trace was asked for, or observers exist)."""
+        return self.explain or self.observer is not None
 
     def note(self, step: str, event: str, **detail: Any) -> None:
         """Add a trace line (kept only when the caller asked for an explanation)."""
@@ -151,10 +285,13 @@ class DecisionDraft:
         self.note(step, "excluded", reason=reason, **detail)
 
     def drop_channel(self, channel: str, step: str, why: str, **detail: Any) -> None:
-        """Remove a candidate channel and trace why."""
+        """Remove a candidate channel, trace why and tell observers (``channel_dropped``)."""
         if channel in self.channels:
             self.channels.remove(channel)
         self.note(step, "channel_dropped", channel=channel, why=why, **detail)
+        if self.observer is not None:
+            self.observer(EngineEvent("channel_dropped", self.customer.id,
+                                      {"channel": channel, "step": step, "why": why, **detail}))
 
 
 @dataclass(frozen=True)
@@ -173,6 +310,7 @@ class EvaluationContext:
     selected evaluator, records the fired rules and the ruleset version on the draft, and returns them.
     ``history`` is the send history (customer id → list of ``{"channel", "sent_at"}``) for frequency caps.
     ``state`` is scratch space optimizers may use to cache per-run work, keyed by their name.
+    ``ledger`` is where incentive types keep reservations (by default the registry's, ``registry.ledger``).
     """
 
     message: Message
@@ -182,6 +320,11 @@ class EvaluationContext:
     preview: bool = True
     history: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=lambda: EMPTY)
     state: dict[str, Any] = field(default_factory=dict)
+    ledger: LedgerStore = None  # type: ignore[assignment]  # filled from the registry when not given
+
+    def __post_init__(self) -> None:
+        if self.ledger is None:
+            self.ledger = self.registry.ledger
 
 
 # --- Optional columnar extensions (bulk evaluation over a polars frame) ------------------------------------

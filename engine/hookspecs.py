@@ -16,7 +16,7 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 if TYPE_CHECKING:
-    from engine.contracts import Channel, DecisionDraft, FieldSpec, IncentiveType, Optimizer
+    from engine.contracts import Channel, DecisionDraft, EvaluatorSpec, FieldSpec, IncentiveType, Optimizer
     from engine.events import EngineEvent
     from engine.model import Customer, Issue, Message
 
@@ -38,6 +38,9 @@ def register_channels(register: Callable[[Channel], None], settings: Mapping[str
 def register_incentives(register: Callable[[IncentiveType], None], settings: Mapping[str, Any]) -> None:
     """Register incentive types (``coupon``, ``points`` …) by calling ``register(incentive_type)``.
 
+    An incentive type holds no mutable state: what it reserves lives in the ledger store each call's
+    context hands it (``ctx.ledger``; see :mod:`engine.stores`).
+
     :param register: records the incentive type under its ``kind``; duplicates raise ``PluginConflict``.
     :param settings: this plugin's settings block.
     """
@@ -58,6 +61,19 @@ def register_fields(register: Callable[[FieldSpec], None], settings: Mapping[str
 
     :param register: records a ``FieldSpec`` (path, type, description); a path declared twice raises
         ``PluginConflict``.
+    :param settings: this plugin's settings block.
+    """
+
+
+@hookspec
+def register_evaluators(register: Callable[[EvaluatorSpec], None], settings: Mapping[str, Any]) -> None:
+    """Register rule evaluators (what ``--evaluator`` names) by calling ``register(EvaluatorSpec(name, create))``.
+
+    The built-in ``compiled``, ``reference``, ``durable`` and ``columnar`` are registered through this hook
+    too, by the engine's own plugin ``engine.evaluators.builtin`` (always loaded unless blocked).
+
+    :param register: records the evaluator under its ``name``; duplicates raise ``PluginConflict``.
+        ``create()`` makes a fresh evaluator each time one is asked for.
     :param settings: this plugin's settings block.
     """
 
@@ -88,7 +104,9 @@ def check_delivery(customer: Customer, channel: str, message: Message, draft: De
 
 @hookspec
 def engine_event(event: EngineEvent) -> None:
-    """Observe what the engine does: decision made, rule fired, channel dropped, incentive reserved.
+    """Observe what the engine does. ``event.kind`` is one of ``decision_made``, ``rule_fired`` (one per fired
+    rule), ``channel_dropped``, ``incentive_reserved`` (real reservations only; a preview takes nothing),
+    ``send_attempted`` and ``send_finished`` (around every ``engine.delivery.attempt``).
 
     Observers must not change anything; an observer that raises is logged and ignored, never breaks
     an evaluation.

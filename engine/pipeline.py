@@ -13,14 +13,14 @@ from types import MappingProxyType
 from typing import Any
 
 from engine.contracts import DecisionDraft, EvaluationContext, Evaluator, FiredRule
-from engine.errors import EngineError, EvaluationError, MessageFileError, Problem, TemplateError
-from engine.evaluators import get_evaluator
+from engine.errors import EngineError, EvaluationError, MessageFileError, Problem
 from engine.events import EngineEvent
 from engine.facts import FactBuilder
-from engine.model import Customer, Decision, Issue, Message
+from engine.model import Customer, Decision, Message
 from engine.registry import Registry
+from engine.rendering import render_for
 from engine.scheduling import check_schedule, next_runs, run_time
-from engine.templating import missing_values
+from engine.stores import LedgerStore
 
 #: how many upcoming runs of a recurring message a pipeline lists
 NEXT_RUNS = 5
@@ -108,6 +108,7 @@ class Pipeline:
         preview: bool = True,
         history: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
         default_tz: str = "UTC",
+        ledger: LedgerStore | None = None,
     ):
         self.message = message
         self.registry = registry
@@ -120,7 +121,7 @@ class Pipeline:
             evaluator = "compiled"
         self.preview = preview
         self.default_tz = default_tz
-        self.evaluator = get_evaluator(evaluator) if isinstance(evaluator, str) else evaluator
+        self.evaluator = registry.evaluator(evaluator) if isinstance(evaluator, str) else evaluator
         self.explain = explain
         self.render = render
         check_schedule(message, at)  # a campaign that ended or a send in the past is refused here
@@ -137,7 +138,7 @@ class Pipeline:
                              for kind, rs in message.rulesets.items()}
         self.costs = {name: reg.obj.cost for name, reg in registry.channels.items()}
         self.ctx = EvaluationContext(message, registry, self.facts.at, self._run_rules, preview,
-                                     history or MappingProxyType({}))
+                                     history or MappingProxyType({}), ledger=ledger or registry.ledger)
         self.summary = Summary()
         #: the optimizers that do something for this message (``active(message)``, when they say)
         self.steps = tuple(o for o in registry.pipeline if getattr(o, "active", None) is None or o.active(message))
@@ -155,6 +156,10 @@ class Pipeline:
         draft.fired[ruleset.name] = fired
         if draft.explain:
             draft.note(kind, "rules_fired", ruleset=ruleset.name, version=ruleset.version, fired=list(fired))
+        if draft.observer is not None:
+            for rule in fired:
+                draft.observer(EngineEvent("rule_fired", draft.customer.id, {
+                    "kind": kind, "ruleset": ruleset.name, "version": ruleset.version, "rule": rule}))
         rules = self._fired_rules[kind]
         return [rules[rid] for rid in fired]
 
@@ -165,6 +170,8 @@ class Pipeline:
             self._enrich(customer, facts)
         send_at = self.facts.send_time(customer)
         draft = DecisionDraft(customer, facts, send_at, self.explain)
+        if self.registry.has_observers:
+            draft.observer = self.registry.emit
         ctx = self.ctx
         for optimizer in self.steps:
             optimizer.apply(draft, ctx)
@@ -249,7 +256,10 @@ class Pipeline:
         spec = self.message.incentive
         assert spec is not None
         local = send_at.astimezone(self.facts.zone_of(customer))
-        return self.registry.incentive(spec.kind).reserve(spec.settings, customer, self.ctx, local)
+        grant = self.registry.incentive(spec.kind).reserve(spec.settings, customer, self.ctx, local)
+        if self.registry.has_observers and not self.ctx.preview:
+            self.registry.emit(EngineEvent("incentive_reserved", customer.id, {"kind": spec.kind, "grant": grant}))
+        return grant
 
     def incentive_unavailable(self, decision: Decision, error: EngineError) -> None:
         """Bulk path: an included decision lost its incentive; recount it as excluded."""
@@ -277,22 +287,17 @@ class Pipeline:
         fails is dropped (``template_error`` or ``compliance``) and the next one is tried."""
         failures = []
         for name in list(draft.channels):
-            channel = self.registry.channel(name)
-            creative = self.message.creative(name, draft.variant)
-            context = render_context(self.message, draft, name, channel.tags)
-            try:
-                payload = channel.render(creative, context)
-            except TemplateError as exc:
-                draft.drop_channel(name, "render", "template_error", error=str(exc))
+            out = render_for(self.message, draft, name, self.registry, preview=self.preview)
+            if out.failure == "template_error":
+                draft.drop_channel(name, "render", "template_error", error=out.error)
                 failures.append("render_failed")
                 continue
-            problems = compliance_issues(channel, payload, context, preview=self.preview)
-            if problems:
+            if out.failure == "compliance":
                 draft.drop_channel(name, "render", "compliance", problems=[
-                    {"path": i.path, "code": i.code, "message": i.message} for i in problems])
+                    {"path": i.path, "code": i.code, "message": i.message} for i in out.problems])
                 failures.append("compliance")
                 continue
-            draft.rendered = MappingProxyType({"channel": name, "payload": payload})
+            draft.rendered = MappingProxyType({"channel": name, "payload": out.payload})
             return
         draft.exclude("compliance" if failures and set(failures) == {"compliance"} else "render_failed", "render")
 
@@ -302,43 +307,6 @@ class Pipeline:
                 if key in facts:
                     raise EvaluationError(f"enrich_facts returned {key!r}, which is already a fact")
                 facts[key] = value
-
-
-def render_context(message: Message, draft: DecisionDraft, channel: str, channel_tags: Mapping[str, Any]) -> dict[str, Any]:
-    """The Liquid context of one recipient: customer, message, campaign, vars, incentive, channel tags,
-    and ``delivery.sender`` (the message's sender settings for ``channel``).
-
-    Customer data sits under ``customer`` and rule data under ``vars``; the channel's tags (the opt-out
-    text …) are set last, so nothing else can replace or empty them."""
-    customer: dict[str, Any] = {"id": draft.customer.id}
-    for key, value in draft.customer.attributes.items():
-        node = customer
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    ctx: dict[str, Any] = {
-        "customer": customer,
-        "message": {"id": message.id, "title": message.title, "type": message.type},
-        "campaign": {"id": message.campaign.id, "name": message.campaign.name},
-        "vars": dict(draft.vars),
-        "delivery": {"sender": dict(message.delivery.senders.get(channel, {})), "tiny_url": message.delivery.tiny_url},
-    }
-    if draft.incentive is not None and message.incentive is not None:
-        ctx[message.incentive.kind] = dict(draft.incentive)
-    ctx.update(channel_tags)
-    return ctx
-
-
-def compliance_issues(channel: Any, payload: Mapping[str, Any], context: Mapping[str, Any], *,
-                      preview: bool = True) -> list[Issue]:
-    """What a rendered payload lacks or breaks: the channel's own ``compliance`` check when it has one,
-    else the value of every required tag (from the channel's ``tags``) must appear in the payload."""
-    check = getattr(channel, "compliance", None)
-    if check is not None:
-        return list(check(payload, context, preview=preview))
-    values = {t: channel.tags[t] for t in channel.required_tags if isinstance(channel.tags.get(t), str)}
-    return missing_values(payload, values)
 
 
 def evaluate(

@@ -19,6 +19,8 @@ from engine import hookspecs
 from engine.errors import PluginConflict
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
+#: the engine's own plugins, registered before any other (blockable by name like the defaults)
+ENGINE_PLUGINS: tuple[str, ...] = ("engine.evaluators.builtin",)
 
 
 def _names(value: str | None) -> set[str] | None:
@@ -37,8 +39,8 @@ def make_plugin_manager(
 ) -> pluggy.PluginManager:
     """Return a new manager with Herald's hookspecs and the requested plugins registered.
 
-    :param defaults: dotted module names (or module/plugin objects) registered first, e.g.
-        ``plugins.DEFAULT_PLUGINS``.
+    :param defaults: dotted module names (or module/plugin objects) registered after the engine's own
+        plugins (``ENGINE_PLUGINS``), e.g. ``plugins.DEFAULT_PLUGINS``.
     :param entry_points: also load third-party plugins from the ``herald`` entry-point group.
     :param only: allow-list of entry-point names (overrides ``HERALD_PLUGINS``).
     :param blocked: names never registered (added to ``HERALD_DISABLE_PLUGINS``).
@@ -49,7 +51,7 @@ def make_plugin_manager(
     pm.add_hookspecs(hookspecs)
     for name in set(blocked) | (_names(env.get("HERALD_DISABLE_PLUGINS")) or set()):
         pm.set_blocked(name)
-    for plugin in defaults:
+    for plugin in (*ENGINE_PLUGINS, *(d for d in defaults if d not in ENGINE_PLUGINS)):
         if isinstance(plugin, str):
             if pm.is_blocked(plugin):
                 continue

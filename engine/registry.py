@@ -11,9 +11,10 @@ from typing import Any, Generic, TypeVar
 
 import pluggy
 
-from engine.contracts import Channel, FieldSpec, IncentiveType, Optimizer
+from engine.contracts import Channel, Evaluator, EvaluatorSpec, FieldSpec, IncentiveType, Optimizer
 from engine.errors import PluginConflict, UnknownReference
 from engine.events import EngineEvent
+from engine.stores import InMemoryLedgerStore, LedgerStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -29,10 +30,11 @@ class Registered(Generic[T]):
 
 
 class Registry:
-    """The channels, incentive types, optimizers and fields the plugins registered. Read-only.
+    """The channels, incentive types, optimizers, fields and evaluators the plugins registered. Read-only.
 
     Build it with :meth:`Registry.build`; runtime hooks (``enrich_facts``, ``check_delivery``,
-    ``engine_event``) are called through :attr:`hook`.
+    ``engine_event``) are called through :attr:`hook`. ``ledger`` is the default store of incentive
+    ledgers for evaluations with this registry (in memory unless the builder passes another).
     """
 
     def __init__(
@@ -42,8 +44,12 @@ class Registry:
         incentives: Mapping[str, Registered[IncentiveType]],
         optimizers: Mapping[str, Registered[Optimizer]],
         fields: Mapping[str, Registered[FieldSpec]],
+        evaluators: Mapping[str, Registered[EvaluatorSpec]] | None = None,
+        ledger: LedgerStore | None = None,
     ):
         self._pm = pm
+        self.evaluators = MappingProxyType(dict(evaluators or {}))
+        self.ledger: LedgerStore = ledger if ledger is not None else InMemoryLedgerStore()
         self.channels = MappingProxyType(dict(channels))
         self.incentives = MappingProxyType(dict(incentives))
         self.optimizers = MappingProxyType(dict(optimizers))
@@ -61,10 +67,12 @@ class Registry:
         return self._pm.hook
 
     @classmethod
-    def build(cls, pm: pluggy.PluginManager, settings: Mapping[str, Mapping[str, Any]] | None = None) -> Registry:
+    def build(cls, pm: pluggy.PluginManager, settings: Mapping[str, Mapping[str, Any]] | None = None, *,
+              ledger: LedgerStore | None = None) -> Registry:
         """Call every ``register_*`` hook implementation once, attributing each item to its plugin.
 
         :param settings: per-plugin settings blocks keyed by plugin name.
+        :param ledger: the incentive ledger store (default: a new in-memory one).
         """
         settings = settings or {}
         found: dict[str, dict[str, Registered[Any]]] = {}
@@ -73,6 +81,7 @@ class Registry:
             ("register_incentives", "incentive type", "kind", IncentiveType),
             ("register_optimizers", "optimizer", "name", Optimizer),
             ("register_fields", "field", "path", FieldSpec),
+            ("register_evaluators", "evaluator", "name", EvaluatorSpec),
         ):
             items: dict[str, Registered[Any]] = {}
             for impl in getattr(pm.hook, hook_name).get_hookimpls():
@@ -86,6 +95,8 @@ class Registry:
             incentives=found["register_incentives"],
             optimizers=found["register_optimizers"],
             fields=found["register_fields"],
+            evaluators=found["register_evaluators"],
+            ledger=ledger,
         )
 
     def channel(self, name: str) -> Channel:
@@ -103,12 +114,22 @@ class Registry:
             known = ", ".join(sorted(self.incentives))
             raise UnknownReference(f"unknown incentive type {kind!r}; registered: {known}") from None
 
+    def evaluator(self, name: str) -> Evaluator:
+        """A new evaluator registered as ``name``; ``UnknownReference`` lists the registered ones otherwise."""
+        try:
+            spec = self.evaluators[name].obj
+        except KeyError:
+            known = ", ".join(sorted(self.evaluators)) or "none"
+            raise UnknownReference(f"unknown evaluator {name!r}; registered: {known}") from None
+        return spec.create()
+
     def rows(self) -> list[tuple[str, str, str]]:
         """(name, kind, owning plugin) for everything registered, sorted: what ``herald plugins`` shows."""
         out = [(n, f"channel:{r.obj.kind}", r.owner) for n, r in self.channels.items()]
         out += [(n, "incentive", r.owner) for n, r in self.incentives.items()]
         out += [(n, f"optimizer:{r.obj.order}", r.owner) for n, r in self.optimizers.items()]
         out += [(n, "field", r.owner) for n, r in self.fields.items()]
+        out += [(n, "evaluator", r.owner) for n, r in self.evaluators.items()]
         return sorted(out, key=lambda row: (row[1].split(":")[0], row[0]))
 
     def emit(self, event: EngineEvent) -> None:

@@ -12,12 +12,15 @@ The channel supplies valid sample creatives through an optional ``sample_creativ
 ``Creative`` or of content mappings), else ``creative_schema["examples"]``, else the subclass's
 ``valid_creatives``; without any, the sample-based checks are skipped with a reason naming the channel.
 Incentive types supply ``sample_specs()`` (or ``valid_specs``) and ``sample_invalid_specs()`` (or
-``invalid_specs``) as ``(settings, path)`` pairs; an optional ``reservations(spec, message) -> int`` lets the kit prove that a
-preview reserves nothing. This module is test support: the engine's runtime never imports it.
+``invalid_specs``) as ``(settings, path)`` pairs. ``send``, ``issue`` and ``release`` are tested against fakes:
+a :class:`FakeTransport` that records requests and answers accepted, transient or permanent, and a fresh
+in-memory ledger store per test (so the kit sees what a preview, a reservation or a release leaves behind).
+This module is test support: the engine's runtime never imports it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,13 +29,23 @@ from typing import Any
 
 import pytest
 
-from engine.contracts import Channel, DecisionDraft, EvaluationContext, IncentiveType
+from engine.contracts import (
+    Channel,
+    DecisionDraft,
+    EvaluationContext,
+    IncentiveContext,
+    IncentiveType,
+    SendContext,
+    SendRequest,
+    SendResult,
+)
 from engine.fields import build_catalogue
 from engine.hookspecs import hookimpl
 from engine.model import Campaign, Creative, Customer, DeliverySettings, IncentiveSpec, Message, Reachability
-from engine.pipeline import compliance_issues, render_context
 from engine.plugin_manager import make_plugin_manager
 from engine.registry import Registry
+from engine.rendering import compliance_issues, render_context
+from engine.stores import InMemoryLedgerStore
 from engine.templating import render as render_template
 from engine.validation import validate_message
 
@@ -70,6 +83,27 @@ REACHABLE = (Reachability.VALID, Reachability.SUBSCRIBED, Reachability.UNABLE_TO
 
 
 # --- helpers (usable without the pytest plugin) -------------------------------------------------------
+
+
+class FakeTransport:
+    """A transport for tests: records every request and answers with ``answers`` in turn (the last one
+    repeats; default: accepted, with provider ids ``fake-1``, ``fake-2`` …)."""
+
+    def __init__(self, *answers: SendResult):
+        self.answers = list(answers)
+        self.requests: list[SendRequest] = []
+
+    async def deliver(self, request: SendRequest) -> SendResult:
+        """Record ``request`` and answer."""
+        self.requests.append(request)
+        if not self.answers:
+            return SendResult.accepted(f"fake-{len(self.requests)}")
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+
+def send_context(customer_id: str = "kit-reachable", transport: Any = None, **settings: Any) -> SendContext:
+    """A send of the kit's message to ``customer_id`` in run ``kit-run``, through ``transport``."""
+    return SendContext("contract-kit", "kit-run", customer_id, dict(settings), transport)
 
 
 def registry_of(*objects: Any, settings: Mapping[str, Mapping[str, Any]] | None = None) -> Registry:
@@ -303,6 +337,48 @@ class ChannelContract:
             problems = compliance_issues(herald_channel, first, ctx)
             assert not problems, f"{herald_channel.name}: a rendered sample fails compliance: {_errors(problems)}"
 
+    def rendered_sample(self, channel: Any, samples: Sequence[Creative]) -> Mapping[str, Any]:
+        """The first sample rendered for the kit's reachable customer."""
+        message = kit_message(channel.name, samples, self.senders, kind=channel.kind)
+        customer = contact_customers(channel.name, self.contact)["reachable"]
+        draft = DecisionDraft(customer, {}, AT, variant=message.creatives[0].variant, channels=[channel.name])
+        return channel.render(message.creatives[0], render_context(message, draft, channel.name, channel.tags))
+
+    def test_send_goes_through_the_transport(self, herald_channel, herald_samples):
+        """``send`` hands one request for the recipient to the transport (with the send's idempotency key and
+        settings) and returns the transport's answer: accepted, transient (with retry_after) or permanent."""
+        name = herald_channel.name
+        payload = self.rendered_sample(herald_channel, herald_samples)
+        answers = (SendResult.accepted("prov-1"), SendResult.transient("rate limited", 30.0),
+                   SendResult.permanent("number barred"))
+        for answer in answers:
+            transport = FakeTransport(answer)
+            ctx = send_context(transport=transport, account="kit")
+            result = asyncio.run(herald_channel.send(payload, ctx))
+            assert result == answer, f"{name}: send returned {result!r}, the transport answered {answer!r}"
+            assert len(transport.requests) == 1, f"{name}: send made {len(transport.requests)} requests, not 1"
+            request = transport.requests[0]
+            assert request.channel == name and request.to.strip(), f"{name}: a request without a recipient: {request}"
+            assert request.idempotency_key == ctx.idempotency_key, f"{name}: the request lost the idempotency key"
+            assert dict(request.settings) == {"account": "kit"}, f"{name}: the request lost the send's settings"
+            json.dumps(request.body)
+
+    def test_send_without_a_transport_is_a_permanent_error(self, herald_channel, herald_samples):
+        """No transport configured: a permanent error naming the channel, never a pretended success."""
+        payload = self.rendered_sample(herald_channel, herald_samples)
+        result = asyncio.run(herald_channel.send(payload, send_context()))
+        assert isinstance(result, SendResult) and result.outcome == "permanent", \
+            f"{herald_channel.name}: send without a transport gave {result!r}"
+        assert f"no transport configured for channel {herald_channel.name}" in (result.reason or "")
+
+    def test_the_idempotency_key_depends_on_message_run_and_customer_only(self):
+        """A retried send carries the same key; another run or customer gets another one."""
+        transport = FakeTransport()
+        key = send_context(transport=transport).idempotency_key
+        assert send_context(transport=FakeTransport(), other="x").idempotency_key == key
+        assert send_context("someone-else").idempotency_key != key
+        assert SendContext("contract-kit", "run-2", "kit-reachable").idempotency_key != key
+
 
 # --- the incentive contract ----------------------------------------------------------------------------
 
@@ -334,10 +410,17 @@ class IncentiveContract:
             pytest.skip(f"incentive {herald_incentive.kind!r} offers no sample_specs()")
         return specs
 
-    def context(self, incentive: Any, spec: Mapping[str, Any], *, preview: bool) -> EvaluationContext:
-        """An evaluation context for a kit message carrying ``spec``."""
+    def context(self, incentive: Any, spec: Mapping[str, Any], *, preview: bool,
+                ledger: InMemoryLedgerStore | None = None) -> EvaluationContext:
+        """An evaluation context for a kit message carrying ``spec``, over ``ledger`` (default: a new one)."""
         message = kit_message("kit", [], incentive=IncentiveSpec(incentive.kind, dict(spec)))
-        return EvaluationContext(message, registry_of(incentive), AT, lambda kind, draft: (), preview)
+        return EvaluationContext(message, registry_of(incentive), AT, lambda kind, draft: (), preview,
+                                 ledger=ledger if ledger is not None else InMemoryLedgerStore())
+
+    @staticmethod
+    def grant_context(ctx: EvaluationContext) -> IncentiveContext:
+        """The context ``issue`` and ``release`` get for a grant reserved under ``ctx`` (sent a day later)."""
+        return IncentiveContext(ctx.message, ctx.ledger, AT.replace(day=AT.day + 1))
 
     def test_conforms_to_the_incentive_protocol(self, herald_incentive):
         """Kind, tags and schema have the shapes the engine relies on; tags live under the kind."""
@@ -371,36 +454,46 @@ class IncentiveContract:
             assert path in paths, f"{herald_incentive.kind}: {spec} should be rejected at {path!r}, got {paths}"
 
     def test_preview_fills_every_tag_and_reserves_nothing(self, herald_incentive, herald_specs):
-        """A preview grant renders every tag, is deterministic, and takes nothing from the incentive."""
+        """A preview grant renders every tag, is deterministic, and leaves nothing in the ledger store."""
         customer = contact_customers("kit")["reachable"]
         for spec in herald_specs:
             ctx = self.context(herald_incentive, spec, preview=True)
-            before = self._count(herald_incentive, spec, ctx.message)
             grant = herald_incentive.reserve(spec, customer, ctx, AT)
             assert grant == herald_incentive.reserve(spec, customer, ctx, AT), "a preview must be deterministic"
             for tag in herald_incentive.tags:
                 render_template("{{ " + tag + " }}", {herald_incentive.kind: dict(grant)})
-            herald_incentive.release(spec, grant)
-            assert self._count(herald_incentive, spec, ctx.message) == before, "a preview reserved something"
+            herald_incentive.release(spec, grant, self.grant_context(ctx))
+            assert ctx.ledger.count() == 0, f"{herald_incentive.kind}: a preview reserved something"
 
     def test_reserve_once_per_customer_then_release(self, herald_incentive, herald_specs):
-        """A real reservation is held once per customer and message, and ``release`` gives it back."""
+        """A real reservation is held once per customer and message, in the context's ledger store (not on
+        the plugin object), and ``release`` frees it: the store is left as it was."""
         spec = herald_specs[0]
         ctx = self.context(herald_incentive, spec, preview=False)
         customer = contact_customers("kit")["reachable"]
-        before = self._count(herald_incentive, spec, ctx.message)
         grant = herald_incentive.reserve(spec, customer, ctx, AT)
         assert herald_incentive.reserve(spec, customer, ctx, AT) == grant, "reserving twice must return the same grant"
-        if before is not None:
-            assert self._count(herald_incentive, spec, ctx.message) == before + 1
-        herald_incentive.release(spec, grant)
-        if before is not None:
-            assert self._count(herald_incentive, spec, ctx.message) == before, "release did not give it back"
+        assert ctx.ledger.count() == 1, f"{herald_incentive.kind}: a reservation must be kept in ctx.ledger"
+        other = self.context(herald_incentive, spec, preview=False)
+        assert other.ledger.count() == 0, "another ledger store must not see the reservation"
+        herald_incentive.release(spec, grant, self.grant_context(ctx))
+        assert (ctx.ledger.count(), ctx.ledger.held_items()) == (0, 0), "release did not give it back"
 
-    @staticmethod
-    def _count(incentive: Any, spec: Mapping[str, Any], message: Message) -> int | None:
-        counter = getattr(incentive, "reservations", None)
-        return counter(spec, message) if callable(counter) else None
+    def test_issue_is_once_per_customer_and_keeps_the_grant(self, herald_incentive, herald_specs):
+        """``issue`` after ``reserve`` returns the issued grant; issuing again returns the same; a released
+        issued grant stays; issuing what nobody reserved raises ``KeyError``."""
+        spec = herald_specs[0]
+        ctx = self.context(herald_incentive, spec, preview=False)
+        customer = contact_customers("kit")["reachable"]
+        grant = herald_incentive.reserve(spec, customer, ctx, AT)
+        first = asyncio.run(herald_incentive.issue(spec, grant, self.grant_context(ctx)))
+        later = IncentiveContext(ctx.message, ctx.ledger, AT.replace(day=AT.day + 5))
+        assert asyncio.run(herald_incentive.issue(spec, grant, later)) == first, "issuing twice must return the first issue"
+        herald_incentive.release(spec, grant, self.grant_context(ctx))
+        assert ctx.ledger.count() == 1, f"{herald_incentive.kind}: release took back an issued grant"
+        empty = self.context(herald_incentive, spec, preview=False)
+        with pytest.raises(KeyError):
+            asyncio.run(herald_incentive.issue(spec, grant, self.grant_context(empty)))
 
 
 # --- pytest plugin: fixtures available with -p engine.testing -------------------------------------------

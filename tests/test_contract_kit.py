@@ -93,7 +93,7 @@ def test_sample_creatives_accept_content_mappings():
 
 
 BROKEN_PLUGIN = '''
-from engine import Creative, Reachability
+from engine import Creative, Reachability, SendResult
 from engine.testing import ChannelContract
 
 
@@ -118,6 +118,9 @@ class Broken:
     def render(self, creative, context):
         import time
         return {"text": creative.content["text"], "at": time.perf_counter_ns()}
+
+    async def send(self, payload, ctx):
+        return SendResult.accepted("always")
 
 
 class TestBroken(ChannelContract):

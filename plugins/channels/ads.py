@@ -29,6 +29,8 @@ from engine import (
     Issue,
     Message,
     Reachability,
+    SendContext,
+    SendResult,
     check_each,
     e164_number,
     fact_column,
@@ -37,6 +39,7 @@ from engine import (
     ordered_reachability,
     ordered_reachability_expr,
     render_content,
+    transport_send,
     unknown_keys,
 )
 
@@ -141,6 +144,15 @@ class AdChannel:
         ok_email = check_each(lambda v: normal_email(v) is not None)
         ok_phone = check_each(lambda v: e164_number(v, region) is not None)
         return ordered_reachability_expr(self.name, nonempty(email) | nonempty(phone), ok_email(email) | ok_phone(phone))
+
+    async def send(self, payload: Mapping[str, Any], ctx: SendContext) -> SendResult:
+        """Add one member to the audience ``payload["audience"]``: the platform's upload request for one row of
+        hashed identifiers (as :meth:`export` builds per batch), through ``ctx.transport``."""
+        ids = payload.get("identifiers") or {}
+        if not any(ids.values()):
+            return SendResult.permanent(f"{self.name}: the member has no hashed e-mail or phone to match on")
+        return await transport_send(self.name, payload, ctx, to=payload.get("audience"),
+                                    body={"audience": payload.get("audience"), **self._request((ids,), None)})
 
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
         """One member of the audience: the audience name and the hashed identifiers."""

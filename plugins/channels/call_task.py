@@ -20,9 +20,12 @@ from engine import (
     Issue,
     Message,
     Reachability,
+    SendContext,
+    SendResult,
     e164_number,
     hookimpl,
     render_content,
+    transport_send,
     unknown_keys,
 )
 
@@ -105,6 +108,10 @@ class CallTask:
     def reachability_expr(self, message: Message) -> pl.Expr:
         """``reachability`` over a frame with ``customer.phone`` and ``customer.subscription.call_task``."""
         return self._reach.expr()
+
+    async def send(self, payload: Mapping[str, Any], ctx: SendContext) -> SendResult:
+        """Send the task to the call-centre queue (the customer's ``phone`` as recipient) through ``ctx.transport``."""
+        return await transport_send(self.name, payload, ctx, to=payload.get("phone"))
 
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
         """A task for the call-centre queue: who to call, when, what to say, and the outcome form."""

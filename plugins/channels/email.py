@@ -38,8 +38,11 @@ from engine import (
     Creative,
     Issue,
     Message,
+    SendContext,
+    SendResult,
     hookimpl,
     render_content,
+    transport_send,
     unknown_keys,
 )
 
@@ -191,6 +194,10 @@ class Email(ContactReachability):
     def verify_unsubscribe(self, customer_id: str, message_id: str, token: str) -> bool:
         """Whether an unsubscribe request's token is genuine for (customer, message) under this org's secret."""
         return verify_unsubscribe(self.unsubscribe_secret, customer_id, message_id, token)
+
+    async def send(self, payload: Mapping[str, Any], ctx: SendContext) -> SendResult:
+        """Send the e-mail to ``payload["to"]`` through ``ctx.transport``."""
+        return await transport_send(self.name, payload, ctx, to=payload.get("to"))
 
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
         """An e-mail request: from, to, reply_to, subject, html and text parts, and the RFC 8058 headers.

@@ -17,8 +17,11 @@ from engine import (
     Creative,
     Issue,
     Message,
+    SendContext,
+    SendResult,
     hookimpl,
     render_content,
+    transport_send,
     unknown_keys,
 )
 from engine import no_match as _no
@@ -110,6 +113,10 @@ class Line(ContactReachability):
             issues += [Issue(f"{where}.{k}", "unknown_key", f"unknown field {k!r} in a LINE {kind} message") for k in sorted(extra)]
         return issues
 
+
+    async def send(self, payload: Mapping[str, Any], ctx: SendContext) -> SendResult:
+        """Send the push request to the LINE user ``payload["to"]`` through ``ctx.transport``."""
+        return await transport_send(self.name, payload, ctx, to=payload.get("to"))
 
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
         """A push request: ``{"to": user id, "messages": [{"type": "text", "text"} | {"type": "image", …}]}``."""

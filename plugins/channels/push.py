@@ -19,8 +19,11 @@ from engine import (
     Creative,
     Issue,
     Message,
+    SendContext,
+    SendResult,
     hookimpl,
     render_content,
+    transport_send,
     unknown_keys,
 )
 from engine import no_match as _no
@@ -137,6 +140,10 @@ class Push(ContactReachability):
                 issues.append(Issue("body", "payload_too_large", f"the FCM message is {size} bytes; the limit is {FCM_MAX_BYTES}"))
         return issues
 
+
+    async def send(self, payload: Mapping[str, Any], ctx: SendContext) -> SendResult:
+        """Send the FCM request to ``payload["message"]["token"]`` through ``ctx.transport``."""
+        return await transport_send(self.name, payload, ctx, to=(payload.get("message") or {}).get("token"))
 
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
         """An FCM HTTP v1 request body: ``{"message": {token, notification, data, android, apns}}``."""

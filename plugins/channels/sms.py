@@ -35,9 +35,12 @@ from engine import (
     Issue,
     Message,
     Reachability,
+    SendContext,
+    SendResult,
     fact_column,
     hookimpl,
     render_content,
+    transport_send,
     unknown_keys,
 )
 
@@ -297,6 +300,10 @@ class Sms:
         status = self._reach.expr()
         dnd = fact_column("customer.dnd", pl.Boolean).eq_missing(True) & pl.lit(not message.delivery.send_to_dnd)
         return pl.when(status.is_in(_REACHABLE) & dnd).then(pl.lit(Reachability.DND.value)).otherwise(status)
+
+    async def send(self, payload: Mapping[str, Any], ctx: SendContext) -> SendResult:
+        """Send the gateway request to ``payload["to"]`` through ``ctx.transport``."""
+        return await transport_send(self.name, payload, ctx, to=payload.get("to"))
 
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
         """A gateway request: to (E.164), from, text, encoding and segments (counted on the text as sent,

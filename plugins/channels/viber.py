@@ -18,8 +18,11 @@ from engine import (
     Creative,
     Issue,
     Message,
+    SendContext,
+    SendResult,
     hookimpl,
     render_content,
+    transport_send,
     unknown_keys,
 )
 from engine import no_match as _no
@@ -105,6 +108,10 @@ class Viber(ContactReachability):
             issues.append(Issue(_SENDER_PATH, "sender_too_long", f"the Viber sender name {name!r} is longer than {SENDER_MAX} characters"))
         return issues
 
+
+    async def send(self, payload: Mapping[str, Any], ctx: SendContext) -> SendResult:
+        """Send the message to the Viber user ``payload["receiver"]`` through ``ctx.transport``."""
+        return await transport_send(self.name, payload, ctx, to=payload.get("receiver"))
 
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
         """A ``send_message`` body: receiver, sender, type ``text`` or ``picture``, and a URL-button keyboard."""

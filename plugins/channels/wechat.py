@@ -19,8 +19,11 @@ from engine import (
     Creative,
     Issue,
     Message,
+    SendContext,
+    SendResult,
     hookimpl,
     render_content,
+    transport_send,
     unknown_keys,
 )
 from engine import no_match as _no
@@ -114,6 +117,10 @@ class WeChat(ContactReachability):
             issues.append(Issue("miniprogram.appid", "required", "a miniprogram needs its appid"))
         return issues
 
+
+    async def send(self, payload: Mapping[str, Any], ctx: SendContext) -> SendResult:
+        """Send the template message to the openid ``payload["touser"]`` through ``ctx.transport``."""
+        return await transport_send(self.name, payload, ctx, to=payload.get("touser"))
 
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
         """``{"touser", "template_id", "url"?, "miniprogram"?, "data": {key: {"value", "color"?}}}``."""

@@ -31,9 +31,12 @@ from engine import (
     Issue,
     Message,
     Reachability,
+    SendContext,
+    SendResult,
     e164_number,
     hookimpl,
     render_content,
+    transport_send,
     unknown_keys,
 )
 
@@ -183,6 +186,10 @@ class WhatsApp:
     def reachability_expr(self, message: Message) -> pl.Expr:
         """``reachability`` over a frame with ``customer.whatsapp`` and ``customer.subscription.whatsapp``."""
         return self._reach.expr()
+
+    async def send(self, payload: Mapping[str, Any], ctx: SendContext) -> SendResult:
+        """Send the template message to ``payload["to"]`` through ``ctx.transport``."""
+        return await transport_send(self.name, payload, ctx, to=payload.get("to"))
 
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
         """A Cloud API template message: to, template name, language code and header/body components."""

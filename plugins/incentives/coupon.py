@@ -1,4 +1,5 @@
-"""Coupons: one coupon series per message, with an in-process ledger per series.
+"""Coupons: one coupon series per message; the codes taken from a series live in its ledger, in the
+ledger store of the call's context (``ctx.ledger``), never on the plugin object.
 
 Settings (``incentive.settings``):
 
@@ -13,21 +14,33 @@ Settings (``incentive.settings``):
 A preview (``ctx.preview``) shows a deterministic sample code and reserves nothing, but counts what it
 would take on a per-run :class:`PreviewTally`, so recipients beyond the cap (or beyond the codes left) are
 refused in the same order as in a real run. At most one code is reserved per customer and message:
-reserving again returns the same grant. The ledger lives in this process only; persistence comes with the
-storage issue (``CouponLedger`` is the seam it will replace).
+reserving again returns the same grant, and no code is held by two customers (the store's ledger
+``("coupon", series)`` guarantees both; see :mod:`engine.stores`). ``issue`` marks the code sent,
+``release`` gives an unsent code back to the series.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from engine import Customer, EngineError, EvaluationContext, Issue, Message, hookimpl
+from engine import (
+    Customer,
+    EngineError,
+    EvaluationContext,
+    IncentiveContext,
+    Issue,
+    LedgerEntry,
+    LedgerFull,
+    LedgerInfo,
+    LedgerStore,
+    Message,
+    hookimpl,
+)
 
 UNAMBIGUOUS = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L
 DIGITS = "0123456789"
@@ -100,91 +113,45 @@ def expiry_date(spec: Mapping[str, Any], message: Message, issued: date) -> date
     return None
 
 
-@dataclass
-class CouponLedger:
-    """Codes taken from one series: reservations per (message, customer), issued codes, the cap. Thread-safe.
+def ledger_key(spec: Mapping[str, Any], message: Message) -> tuple[str, str]:
+    """The series' ledger in the store: ``("coupon", series)``."""
+    return ("coupon", series_key(spec, message))
 
-    In-process only; a later storage issue persists it (same methods, database rows).
-    """
 
-    key: str
-    cap: int | None = None
-    #: how many distinct codes the series has (``None``: unlimited, a common code)
-    space: int | None = None
-    #: why the series is empty once ``space`` codes are taken
-    empty_text: str = "every code of the series is taken"
-    #: the message that created the series, and its shared settings (see :func:`shared_settings`)
-    owner: str = ""
-    settings: Mapping[str, Any] = field(default_factory=dict)
-    used: set[str] = field(default_factory=set)
-    grants: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+def cap_of(spec: Mapping[str, Any]) -> int | None:
+    """The most codes the series may hand out (``None``: no cap)."""
+    cap = spec.get("cap")
+    return int(cap) if cap else None
 
-    @classmethod
-    def for_series(cls, spec: Mapping[str, Any], message: Message) -> CouponLedger:
-        """An empty ledger for the series ``spec`` describes, owned by ``message``."""
-        cap = spec.get("cap")
-        space = None if spec.get("source") == "common" else code_space(spec)
-        return cls(series_key(spec, message), int(cap) if cap else None, space, exhausted_text(spec), message.id,
-                   shared_settings(spec))
 
-    def shortage(self, pending: int = 0) -> str | None:
-        """Why one more new grant is impossible after ``pending`` more (a preview's tally), or ``None``."""
-        with self.lock:
-            return self._shortage(pending)
+def space_of(spec: Mapping[str, Any]) -> int | None:
+    """How many distinct codes the series has (``None`` for a common code: one code for everyone)."""
+    return None if spec.get("source") == "common" else code_space(spec)
 
-    def _shortage(self, pending: int) -> str | None:
-        if self.cap is not None and len(self.grants) + pending >= self.cap:
-            return f"coupon series {self.key!r} reached its cap of {self.cap} codes"
-        if self.space is not None and len(self.used) + pending >= self.space:
-            return self.empty_text
-        return None
 
-    def held(self, message_id: str, customer_id: str) -> dict[str, Any] | None:
-        """The grant this customer already holds for this message, if any."""
-        with self.lock:
-            return self.grants.get((message_id, customer_id))
+def shortage(spec: Mapping[str, Any], key: tuple[str, str], info: LedgerInfo | None, pending: int = 0) -> str | None:
+    """Why one more new grant is impossible after ``pending`` more (a preview's tally), or ``None``."""
+    entries, items = (info.entries, info.items) if info is not None else (0, 0)
+    cap, space = cap_of(spec), space_of(spec)
+    if cap is not None and entries + pending >= cap:
+        return full_text(spec, key, "cap")
+    if space is not None and items + pending >= space:
+        return full_text(spec, key, "items")
+    return None
 
-    def reserve(self, message_id: str, customer_id: str, make_code: Any) -> dict[str, Any]:
-        """The grant of this customer for this message, creating it with ``make_code(used)`` if new."""
-        with self.lock:
-            existing = self.grants.get((message_id, customer_id))
-            if existing is not None:
-                return existing
-            why = self._shortage(0)
-            if why is not None:
-                raise CouponsExhausted(why)
-            code = make_code(self.used)
-            grant = {"code": code, "series": self.key, "message": message_id, "customer": customer_id,
-                     "status": "reserved"}
-            self.grants[(message_id, customer_id)] = grant
-            return grant
 
-    def issue(self, message_id: str, customer_id: str) -> dict[str, Any]:
-        """Mark a reservation as issued (sent); issuing twice is harmless."""
-        with self.lock:
-            grant = self.grants.get((message_id, customer_id))
-            if grant is None:
-                raise KeyError(f"no coupon reserved for customer {customer_id!r} in series {self.key!r}")
-            grant["status"] = "issued"
-            return grant
+def full_text(spec: Mapping[str, Any], key: tuple[str, str], limit: str) -> str:
+    """Why the series cannot hand out another code: its cap, or its codes used up."""
+    if limit == "cap":
+        return f"coupon series {key[1]!r} reached its cap of {cap_of(spec)} codes"
+    return exhausted_text(spec)
 
-    def release(self, message_id: str, customer_id: str, code: str, shared: bool) -> bool:
-        """Give back an unsent reservation (its code returns to the pool); issued codes stay. True if released."""
-        with self.lock:
-            grant = self.grants.get((message_id, customer_id))
-            if grant is None or grant["status"] != "reserved" or grant["code"] != code:
-                return False
-            del self.grants[(message_id, customer_id)]
-            if not shared:
-                self.used.discard(code)
-            return True
 
-    @property
-    def outstanding(self) -> int:
-        """Codes reserved or issued."""
-        with self.lock:
-            return len(self.grants)
+def grant_of(entry: LedgerEntry, series: str) -> dict[str, Any]:
+    """The grant a ledger entry stands for: code, series, message, customer and status."""
+    message_id, customer_id = entry.holder
+    return {"code": entry.item if entry.item is not None else entry.data.get("code"), "series": series,
+            "message": message_id, "customer": customer_id, "status": entry.status}
 
 
 @dataclass
@@ -195,25 +162,32 @@ class PreviewTally:
     refuse (cap reached, codes used up), in the same (audience) order.
     """
 
-    pending: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
-    #: empty stand-ins for series that have no ledger yet (a preview creates none)
-    blank: dict[str, CouponLedger] = field(default_factory=dict)
+    pending: dict[tuple[str, str], set[tuple[str, str]]] = field(default_factory=dict)
 
-    def take(self, ledger: CouponLedger, message_id: str, customer_id: str) -> dict[str, Any] | None:
-        """Count one recipient: the grant it already holds, else ``None`` (a new code would be reserved).
+    def take(self, store: LedgerStore, spec: Mapping[str, Any], key: tuple[str, str],
+             holder: tuple[str, str]) -> LedgerEntry | None:
+        """Count one recipient: the entry it already holds, else ``None`` (a new code would be reserved).
 
         Raises ``CouponsExhausted`` when a real reservation would fail at this point of the run.
         """
-        held = ledger.held(message_id, customer_id)
+        held = store.entry(key, holder)
         if held is not None:
             return held
-        mine = self.pending.setdefault(ledger.key, set())
-        if (message_id, customer_id) not in mine:
-            why = ledger.shortage(len(mine))
+        mine = self.pending.setdefault(key, set())
+        if holder not in mine:
+            why = shortage(spec, key, store.info(key), len(mine))
             if why is not None:
                 raise CouponsExhausted(why)
-            mine.add((message_id, customer_id))
+            mine.add(holder)
         return None
+
+
+@dataclass
+class RunState:
+    """Per-run scratch (in ``ctx.state["coupon"]``): the preview tally and the series opened this run."""
+
+    tally: PreviewTally = field(default_factory=PreviewTally)
+    opened: set[tuple[str, str]] = field(default_factory=set)
 
 
 class Coupon:
@@ -236,10 +210,6 @@ class Coupon:
         "additionalProperties": False,
     }
 
-    def __init__(self) -> None:
-        self._ledgers: dict[str, CouponLedger] = {}
-        self._lock = threading.Lock()
-
     def validate(self, spec: Mapping[str, Any], message: Message) -> list[Issue]:
         """Check the series settings; paths are inside ``incentive.settings``."""
         return check_series(spec, message)
@@ -253,13 +223,13 @@ class Coupon:
         """Before a run: the series must agree with the message that created it, and a generated series must
         have codes enough for ``audience`` recipients (their number, when known)."""
         message = ctx.message
-        with self._lock:
-            ledger = self._ledgers.get(series_key(spec, message))
-        if ledger is not None and dict(ledger.settings) != shared_settings(spec):
-            return [_conflict(ledger, spec, message)]
+        key = ledger_key(spec, message)
+        info = ctx.ledger.info(key)
+        if info is not None and info.owner and dict(info.settings) != shared_settings(spec):
+            return [_conflict(key, info, spec, message)]
         if audience is None or spec.get("source", "generated") != "generated":
             return []
-        return _space_issues(spec, ledger, audience)
+        return _space_issues(spec, info, audience)
 
     def sample_specs(self) -> list[Mapping[str, Any]]:
         """Valid series settings, one per code source (for the contract kit and the docs)."""
@@ -275,32 +245,10 @@ class Coupon:
                 ({"source": "common", "expiry": {"days": 7}}, "code"),
                 ({"expiry": {"days": 0}}, "expiry.days")]
 
-    def ledger(self, spec: Mapping[str, Any], message: Message) -> CouponLedger:
-        """The ledger of the series ``spec`` describes (created on first use)."""
-        key = series_key(spec, message)
-        with self._lock:
-            ledger = self._ledgers.get(key)
-            if ledger is None:
-                ledger = self._ledgers[key] = CouponLedger.for_series(spec, message)
-            return ledger
-
-    def _existing_ledger(self, spec: Mapping[str, Any], message: Message,
-                         blank: dict[str, CouponLedger] | None = None) -> CouponLedger:
-        """The series' ledger, or an empty unsaved one (kept in ``blank``): a preview creates nothing."""
-        key = series_key(spec, message)
-        with self._lock:
-            ledger = self._ledgers.get(key)
-        if ledger is not None:
-            return ledger
-        if blank is None:
-            return CouponLedger.for_series(spec, message)
-        if key not in blank:
-            blank[key] = CouponLedger.for_series(spec, message)
-        return blank[key]
-
-    def reservations(self, spec: Mapping[str, Any], message: Message) -> int:
-        """How many codes the series has reserved or issued (the contract kit checks previews take none)."""
-        return self._existing_ledger(spec, message).outstanding
+    def reservations(self, spec: Mapping[str, Any], message: Message, ledger: LedgerStore) -> int:
+        """How many codes the series has reserved or issued in ``ledger``."""
+        info = ledger.info(ledger_key(spec, message))
+        return info.entries if info is not None else 0
 
     def reserve(self, spec: Mapping[str, Any], customer: Customer, ctx: EvaluationContext,
                 send_at: datetime) -> Mapping[str, Any]:
@@ -313,31 +261,43 @@ class Coupon:
         """
         message = ctx.message
         expires = _expiry_for_send(spec, message, send_at)
+        key, holder = ledger_key(spec, message), (message.id, customer.id)
+        run = ctx.state.setdefault(self.kind, RunState())
         if ctx.preview:
-            tally = ctx.state.setdefault(self.kind, PreviewTally())
-            held = tally.take(self._existing_ledger(spec, message, tally.blank), message.id, customer.id)
-            code = held["code"] if held is not None else _sample_code(spec, message.id, customer.id)
+            held = run.tally.take(ctx.ledger, spec, key, holder)
+            code = grant_of(held, key[1])["code"] if held is not None else _sample_code(spec, message.id, customer.id)
             return {"code": code, "expires_on": _iso(expires), "preview": True}
-        grant = self.ledger(spec, message).reserve(message.id, customer.id, lambda used: _take(spec, used))
-        return {**grant, "expires_on": _iso(expires), "preview": False}
+        if key not in run.opened:  # the first message to use a series records its settings
+            ctx.ledger.open(key, message.id, shared_settings(spec))
+            run.opened.add(key)
+        common = spec.get("source") == "common"
+        try:
+            entry = ctx.ledger.reserve(key, holder, {"code": spec["code"]} if common else {},
+                                       candidates=None if common else _candidates(spec),
+                                       cap=cap_of(spec), space=space_of(spec))
+        except LedgerFull as full:
+            raise CouponsExhausted(full_text(spec, key, full.limit)) from None
+        return {**grant_of(entry, key[1]), "expires_on": _iso(expires), "preview": False}
 
-    async def issue(self, spec: Mapping[str, Any], grant: Mapping[str, Any], message: Message,
-                    at: datetime) -> Mapping[str, Any]:
-        """Mark the reserved code as issued at ``at`` (the send); ``N days`` expiry counts from its date."""
-        ledger = self.ledger(spec, message)
-        issued = ledger.issue(str(grant["message"]), str(grant["customer"]))
-        return {**issued, "issued_on": at.date().isoformat(),
-                "expires_on": _iso(expiry_date(spec, message, at.date()))}
+    async def issue(self, spec: Mapping[str, Any], grant: Mapping[str, Any], ctx: IncentiveContext) -> Mapping[str, Any]:
+        """Mark the reserved code as issued at ``ctx.at`` (the send; ``N days`` expiry counts from its date).
+        Issuing again returns the first issue. ``KeyError`` when no code is reserved for the grant."""
+        if grant.get("preview", True) or "series" not in grant:
+            raise KeyError("a preview grant cannot be issued")
+        key, holder = ("coupon", str(grant["series"])), (str(grant["message"]), str(grant["customer"]))
+        day = ctx.at.date()
+        entry = ctx.ledger.mark(key, holder, "issued", {
+            "issued_on": day.isoformat(), "expires_on": _iso(expiry_date(spec, ctx.message, day))})
+        if entry is None:
+            raise KeyError(f"no coupon reserved for customer {holder[1]!r} in series {key[1]!r}")
+        return {**grant_of(entry, key[1]), "issued_on": entry.data["issued_on"], "expires_on": entry.data["expires_on"]}
 
-    def release(self, spec: Mapping[str, Any], grant: Mapping[str, Any]) -> None:
+    def release(self, spec: Mapping[str, Any], grant: Mapping[str, Any], ctx: IncentiveContext) -> None:
         """Return an unsent code to the series (a failed send). Previews and issued codes are left alone."""
         if grant.get("preview", True) or "series" not in grant:
             return
-        with self._lock:
-            ledger = self._ledgers.get(str(grant["series"]))
-        if ledger is not None:
-            shared = spec.get("source") == "common"
-            ledger.release(str(grant["message"]), str(grant["customer"]), str(grant["code"]), shared)
+        key, holder = ("coupon", str(grant["series"])), (str(grant["message"]), str(grant["customer"]))
+        ctx.ledger.release(key, holder, None if spec.get("source") == "common" else str(grant["code"]))
 
 
 def _expiry_for_send(spec: Mapping[str, Any], message: Message, send_at: datetime) -> date | None:
@@ -348,22 +308,22 @@ def _expiry_for_send(spec: Mapping[str, Any], message: Message, send_at: datetim
     return expires
 
 
-def _conflict(ledger: CouponLedger, spec: Mapping[str, Any], message: Message) -> Issue:
+def _conflict(key: tuple[str, str], ledger: LedgerInfo, spec: Mapping[str, Any], message: Message) -> Issue:
     mine = shared_settings(spec)
     differ = [k for k in mine if mine.get(k) != ledger.settings.get(k)]
     detail = "; ".join(f"{k}: {ledger.settings.get(k)!r} in {ledger.owner!r}, {mine.get(k)!r} in {message.id!r}"
                        for k in differ)
-    who = (f"message {message.id!r} created coupon series {ledger.key!r} with other settings than it has now"
+    who = (f"message {message.id!r} created coupon series {key[1]!r} with other settings than it has now"
            if ledger.owner == message.id else
-           f"messages {ledger.owner!r} and {message.id!r} share coupon series {ledger.key!r} with different settings")
+           f"messages {ledger.owner!r} and {message.id!r} share coupon series {key[1]!r} with different settings")
     return Issue(f"{differ[0]}", "series_conflict", f"{who} ({detail})")
 
 
-def _space_issues(spec: Mapping[str, Any], ledger: CouponLedger | None, audience: int) -> list[Issue]:
+def _space_issues(spec: Mapping[str, Any], ledger: LedgerInfo | None, audience: int) -> list[Issue]:
     """An error when the codes left in a generated series are fewer than the recipients that may need one."""
     space = code_space(spec)
-    taken = len(ledger.used) if ledger is not None else 0
-    held = ledger.outstanding if ledger is not None else 0
+    taken = ledger.items if ledger is not None else 0
+    held = ledger.entries if ledger is not None else 0
     cap = spec.get("cap")
     needed = audience if cap is None else min(audience, max(int(cap) - held, 0))
     if needed <= space - taken:
@@ -462,25 +422,15 @@ def _expiry_issues(spec: Mapping[str, Any], message: Message) -> list[Issue]:
     return []
 
 
-def _take(spec: Mapping[str, Any], used: set[str]) -> str:
-    """A code nobody holds yet (``used`` is updated); ``CouponsExhausted`` when none is left."""
-    source = spec.get("source", "generated")
-    if source == "common":
-        return str(spec["code"])
-    if source == "list":
-        for code in spec.get("codes") or ():
-            if code not in used:
-                used.add(code)
-                return code
-        raise CouponsExhausted("every uploaded coupon code has been reserved")
+def _candidates(spec: Mapping[str, Any]) -> Iterator[str]:
+    """The codes to try, in order: the uploaded list, or random codes of the series' alphabet and length
+    (endless; the store's ``space`` check stops a full series before it draws)."""
+    if spec.get("source", "generated") == "list":
+        yield from (str(c) for c in spec.get("codes") or ())
+        return
     alphabet, length = alphabet_of(spec), int(spec.get("length", 8))
-    if len(used) >= len(alphabet) ** length:
-        raise CouponsExhausted(f"all {len(alphabet) ** length} codes of length {length} are taken")
-    while True:  # rejection sampling; validation keeps the cap well below the code space
-        code = "".join(secrets.choice(alphabet) for _ in range(length))
-        if code not in used:
-            used.add(code)
-            return code
+    while True:  # rejection sampling in the store; validation keeps the cap well below the code space
+        yield "".join(secrets.choice(alphabet) for _ in range(length))
 
 
 def _sample_code(spec: Mapping[str, Any], message_id: str, customer_id: str) -> str:

@@ -10,19 +10,28 @@ Settings (``incentive.settings``):
   error, a key outside a closed field's values a warning (it can never match).
 * ``expiry``: ``{date: YYYY-MM-DD}`` (not before the send) or ``{days: N}`` (after the send); optional
 
-Points are computed per recipient; a preview takes nothing. A real reservation is recorded in an
-in-process ledger so a customer is credited at most once per message (``issue``); persistence comes with
-the storage issue.
+Points are computed per recipient; a preview takes nothing. A real reservation is recorded in the ledger
+``("points", message id)`` of the call's ledger store (``ctx.ledger``; the plugin object holds no state),
+so a customer is credited at most once per message (``issue``).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from engine import Customer, EvaluationContext, Issue, Message, coerce_value, hookimpl
+from engine import (
+    Customer,
+    EvaluationContext,
+    IncentiveContext,
+    Issue,
+    LedgerEntry,
+    LedgerStore,
+    Message,
+    coerce_value,
+    hookimpl,
+)
 
 _KEYS = ("program", "amount", "rule", "expiry")
 #: the field type a customer value of each Python type was read as (audience readers type every value)
@@ -188,10 +197,6 @@ class Points:
         "additionalProperties": False,
     }
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._grants: dict[tuple[str, str], dict[str, Any]] = {}
-
     def validate(self, spec: Mapping[str, Any], message: Message) -> list[Issue]:
         """Check the strategy; paths are inside ``incentive.settings``."""
         return check_strategy(spec, message)
@@ -213,46 +218,46 @@ class Points:
                 ({"program": "Herald Rewards", "rule": {"by_field": "customer.tier", "amounts": {"gold": 5}}},
                  "rule.default")]
 
-    def reservations(self, spec: Mapping[str, Any], message: Message) -> int:
-        """How many recipients of ``message`` hold reserved or credited points."""
-        with self._lock:
-            return sum(1 for m, _ in self._grants if m == message.id)
+    def reservations(self, spec: Mapping[str, Any], message: Message, ledger: LedgerStore) -> int:
+        """How many recipients of ``message`` hold reserved or credited points in ``ledger``."""
+        info = ledger.info(("points", message.id))
+        return info.entries if info is not None else 0
 
     def reserve(self, spec: Mapping[str, Any], customer: Customer, ctx: EvaluationContext,
                 send_at: datetime) -> Mapping[str, Any]:
         """The points of this recipient, expiring ``days`` after ``send_at`` (the planned send); a real
-        reservation is recorded once per customer and message."""
+        reservation is recorded once per customer and message (the first one is returned again)."""
         grant = {"amount": points_for(spec, customer, ctx.state.setdefault(self.kind, {})),
                  "program": spec.get("program"), "expires_on": _iso(expiry_date(spec, send_at.date())),
                  "preview": ctx.preview}
         if ctx.preview:
             return grant
-        with self._lock:
-            held = self._grants.setdefault((ctx.message.id, customer.id),
-                                           {**grant, "message": ctx.message.id, "customer": customer.id,
-                                            "status": "reserved"})
-            return dict(held)
+        holder = (ctx.message.id, customer.id)
+        return _grant(ctx.ledger.reserve(("points", ctx.message.id), holder, grant))
 
-    async def issue(self, spec: Mapping[str, Any], grant: Mapping[str, Any], message: Message,
-                    at: datetime) -> Mapping[str, Any]:
-        """Credit the points once (a second call returns the first credit); expiry in days counts from ``at``."""
-        with self._lock:
-            held = self._grants.get((message.id, str(grant["customer"])))
-            if held is None:
-                raise KeyError(f"no points reserved for customer {grant['customer']!r} in message {message.id!r}")
-            if held["status"] != "credited":
-                held.update(status="credited", credited_on=at.date().isoformat(),
-                            expires_on=_iso(expiry_date(spec, at.date())))
-            return dict(held)
+    async def issue(self, spec: Mapping[str, Any], grant: Mapping[str, Any], ctx: IncentiveContext) -> Mapping[str, Any]:
+        """Credit the points once (a second call returns the first credit); expiry in days counts from
+        ``ctx.at``. ``KeyError`` when no points are reserved for the grant."""
+        message_id = str(grant.get("message", ctx.message.id))
+        day = ctx.at.date()
+        entry = ctx.ledger.mark(("points", message_id), (message_id, str(grant.get("customer"))), "credited",
+                                {"credited_on": day.isoformat(), "expires_on": _iso(expiry_date(spec, day))})
+        if entry is None:
+            raise KeyError(f"no points reserved for customer {grant.get('customer')!r} in message {message_id!r}")
+        return _grant(entry)
 
-    def release(self, spec: Mapping[str, Any], grant: Mapping[str, Any]) -> None:
+    def release(self, spec: Mapping[str, Any], grant: Mapping[str, Any], ctx: IncentiveContext) -> None:
         """Drop an uncredited reservation (a failed send); credited points and previews are left alone."""
         if grant.get("preview", True):
             return
-        with self._lock:
-            key = (str(grant["message"]), str(grant["customer"]))
-            if self._grants.get(key, {}).get("status") == "reserved":
-                del self._grants[key]
+        message_id = str(grant["message"])
+        ctx.ledger.release(("points", message_id), (message_id, str(grant["customer"])))
+
+
+def _grant(entry: LedgerEntry) -> dict[str, Any]:
+    """The grant a ledger entry stands for: its data, message, customer and status."""
+    message_id, customer_id = entry.holder
+    return {**entry.data, "message": message_id, "customer": customer_id, "status": entry.status}
 
 
 def _iso(day: date | None) -> str | None:

@@ -38,7 +38,7 @@ class ChannelPriority:
             reach = {n: r.obj.reachability for n, r in registry.channels.items()}
             cached = ctx.state["channel_priority:run"] = ({}, reach)
         has_creative, reach = cached
-        explain, customer = draft.explain, draft.customer
+        watched, customer = draft.watched, draft.customer
         survivors = []
         for name in candidates:
             key = (name, draft.variant)
@@ -46,22 +46,21 @@ class ChannelPriority:
             if ok is None:
                 ok = has_creative[key] = message.creative(name, draft.variant) is not None
             if not ok:
-                if explain:
-                    draft.note(self.name, "channel_dropped", channel=name, why="no_creative_for_variant",
-                               variant=draft.variant)
+                if watched:
+                    draft.drop_channel(name, self.name, "no_creative_for_variant", variant=draft.variant)
                 continue
             status = reach[name](customer, message)
             if not status.reachable:
-                if explain:
-                    draft.note(self.name, "channel_dropped", channel=name, why=str(status),
-                               reason=unreachable_reason(registry.channel(name), customer, message, status))
+                if watched:
+                    draft.drop_channel(name, self.name, str(status),
+                                       reason=unreachable_reason(registry.channel(name), customer, message, status))
                 continue
             if registry.has_delivery_checks:
                 issues = [i for found in registry.hook.check_delivery(
                     customer=draft.customer, channel=name, message=message, draft=draft) for i in (found or ())]
                 errors = [i.message for i in issues if i.is_error]
                 if errors:
-                    draft.note(self.name, "channel_dropped", channel=name, why="delivery_check", issues=errors)
+                    draft.drop_channel(name, self.name, "delivery_check", issues=errors)
                     continue
             survivors.append(name)
         draft.channels = survivors

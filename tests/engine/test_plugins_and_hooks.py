@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import Creative, Customer, Issue, Reachability, hookimpl
+from engine import Creative, Customer, Issue, Reachability, SendResult, hookimpl
 from engine import hookspecs as specs
 from engine.errors import PluginConflict
 from engine.events import EngineEvent
@@ -48,6 +48,9 @@ class Pigeon:
 
     def render(self, creative, context):
         return {"note": creative.content["note"]}
+
+    async def send(self, payload, ctx):
+        return SendResult.accepted(f"coo-{ctx.customer_id}")
 
 
 def plugin(name, **hooks):
@@ -99,7 +102,10 @@ def test_hook_register_incentives(registry):
         def reserve(self, spec, customer, ctx):
             return {"count": 1}
 
-        def release(self, spec, grant):
+        async def issue(self, spec, grant, ctx):
+            return grant
+
+        def release(self, spec, grant, ctx):
             return None
 
     reg = registry_with(plugin("stamps_plugin", register_incentives=lambda register: register(Stamps())))
@@ -238,3 +244,102 @@ def test_registry_rows_list_everything_with_its_owner(registry):
     assert ("sms", "channel:direct", "plugins.channels.sms") in rows
     assert ("coupon", "incentive", "plugins.incentives.coupon") in rows
     assert any(r[0] == "channel_priority" and r[2] == "plugins.optimizers.channel_priority" for r in rows)
+
+
+# --- evaluators are registered like everything else ----------------------------------------------------
+
+
+class AlwaysFirst:
+    """An evaluator that fires the first rule of every ruleset, whatever the facts."""
+
+    name = "always_first"
+
+    def fired(self, ruleset, facts):
+        return (ruleset.rules[0].id,)
+
+
+def vip_rules():
+    from engine.rulefiles.ir import Cmp, Rule, Ruleset
+
+    return Ruleset("elig", "eligibility", "first", (Rule("vips", 1, Cmp("customer.vip", "eq", True), {"exclude": "vip"}),), "v1")
+
+
+def test_hook_register_evaluators_adds_an_evaluator_the_pipeline_runs():
+    from engine.contracts import EvaluatorSpec
+    from engine.errors import UnknownReference
+
+    reg = registry_with(channels_plugin("pigeon"), "plugins.optimizers.eligibility", plugin(
+        "odd_rules", register_evaluators=lambda register: register(EvaluatorSpec("always_first", AlwaysFirst))))
+    msg, customers = message(rulesets={"eligibility": vip_rules()}), [Customer("a", {"loft": 1, "vip": False})]
+    assert evaluate(msg, customers, at=AT, registry=reg)[0].included  # compiled: not a VIP
+    assert evaluate(msg, customers, at=AT, registry=reg, evaluator="always_first")[0].excluded_reason == "vip"
+    assert reg.evaluators["always_first"].owner == "odd_rules"
+    assert {n: r.owner for n, r in reg.evaluators.items() if n != "always_first"} == dict.fromkeys(
+        ("compiled", "reference", "durable", "columnar"), "engine.evaluators.builtin")
+    assert ("always_first", "evaluator", "odd_rules") in reg.rows()
+    with pytest.raises(UnknownReference,
+                       match="unknown evaluator 'nope'; registered: always_first, columnar, compiled, durable, reference"):
+        evaluate(msg, customers, at=AT, registry=reg, evaluator="nope")
+
+
+def test_builtin_evaluators_come_through_the_hook_and_can_be_blocked_or_clashed_with():
+    from engine.contracts import EvaluatorSpec
+    from engine.errors import UnknownReference
+    from engine.evaluators import get_evaluator
+
+    with pytest.raises(PluginConflict, match="'compiled' is registered twice: by plugin 'engine.evaluators.builtin' "
+                                             "and by plugin 'mine'"):
+        registry_with(plugin("mine", register_evaluators=lambda register: register(EvaluatorSpec("compiled", AlwaysFirst))))
+    blocked = Registry.build(make_plugin_manager(DEFAULT_PLUGINS, entry_points=False,
+                                                 env={"HERALD_DISABLE_PLUGINS": "engine.evaluators.builtin"}))
+    assert dict(blocked.evaluators) == {}
+    with pytest.raises(UnknownReference, match="unknown evaluator 'compiled'; registered: none"):
+        blocked.evaluator("compiled")
+    with pytest.raises(UnknownReference, match="registered: columnar, compiled, durable, reference"):
+        get_evaluator("fast")
+    assert get_evaluator("reference").name == "reference"
+
+
+# --- every event kind the engine_event hook declares is emitted --------------------------------------------
+
+
+def test_hook_engine_event_reports_every_declared_kind():
+    import asyncio
+    from typing import get_args
+
+    from engine.delivery import attempt
+    from engine.events import EventKind
+    from engine.model import IncentiveSpec
+    from engine.testing import send_context
+
+    seen: list[EngineEvent] = []
+    reg = registry_with(channels_plugin("pigeon", "raven"), "plugins.optimizers.eligibility",
+                        "plugins.incentives.coupon", plugin("obs", engine_event=lambda event: seen.append(event)))
+    msg = message(rulesets={"eligibility": vip_rules()}, incentive=IncentiveSpec("coupon", {"length": 8, "expiry": {"days": 3}}),
+                  creatives=(Creative("pigeon", "default", {"note": "a"}), Creative("raven", "default", {"note": "b"})))
+    customers = [Customer("vip", {"loft": 1, "vip": True}), Customer("homeless"), Customer("ok", {"loft": 1})]
+    decisions = evaluate(msg, customers, at=AT, registry=reg, preview=False)
+    assert [d.excluded_reason for d in decisions] == ["vip", "no_reachable_channel", None]
+    result = asyncio.run(attempt(reg.channel("pigeon"), {"note": "a"}, send_context("ok"), reg))
+    assert result.provider_id == "coo-ok"
+    assert {e.kind for e in seen} == set(get_args(EventKind))
+    by_kind = {}
+    for e in seen:
+        by_kind.setdefault(e.kind, []).append(e)
+    assert [(e.customer, e.detail["rule"], e.detail["ruleset"]) for e in by_kind["rule_fired"]] == [("vip", "vips", "elig")]
+    assert {(e.customer, e.detail["channel"], e.detail["why"]) for e in by_kind["channel_dropped"]} == {
+        ("homeless", "pigeon", "contact_unavailable"), ("homeless", "raven", "contact_unavailable")}
+    (reserved,) = by_kind["incentive_reserved"]
+    assert reserved.customer == "ok" and reserved.detail["grant"]["code"] == decisions[2].incentive["code"]
+    assert [e.detail["outcome"] for e in by_kind["send_finished"]] == ["accepted"]
+    assert [e.customer for e in by_kind["decision_made"]] == ["vip", "homeless", "ok"]
+
+
+def test_a_preview_reports_no_incentive_reserved():
+    from engine.model import IncentiveSpec
+
+    seen: list[EngineEvent] = []
+    reg = registry_with(channels_plugin("pigeon"), "plugins.incentives.coupon", plugin("obs", engine_event=lambda event: seen.append(event)))
+    msg = message(incentive=IncentiveSpec("coupon", {"length": 8, "expiry": {"days": 3}}))
+    evaluate(msg, [Customer("a", {"loft": 1})], at=AT, registry=reg, preview=True)
+    assert [e.kind for e in seen] == ["decision_made"]

@@ -11,7 +11,18 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
-from engine import Creative, Customer, Issue, Message, Reachability, hookimpl, render_content
+from engine import (
+    Creative,
+    Customer,
+    Issue,
+    Message,
+    Reachability,
+    SendContext,
+    SendResult,
+    hookimpl,
+    render_content,
+    transport_send,
+)
 
 TEXT_MAX = 1000
 
@@ -59,6 +70,10 @@ class Tiktok:
     def reachability(self, customer: Customer, message: Message) -> Reachability:
         """No ``tiktok_id`` → contact_unavailable; else the recorded ``subscription.tiktok`` (valid if unknown)."""
         return Reachability.recorded(customer, self.name, "tiktok_id")
+
+    async def send(self, payload: Mapping[str, Any], ctx: SendContext) -> SendResult:
+        """Send the request to the open id in ``payload["recipient"]`` through ``ctx.transport``."""
+        return await transport_send(self.name, payload, ctx, to=(payload.get("recipient") or {}).get("open_id"))
 
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
         """The send request: recipient open id and a text message (with the link appended)."""

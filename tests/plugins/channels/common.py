@@ -11,7 +11,7 @@ import polars as pl
 
 from engine import Campaign, Creative, Customer, DeliverySettings, Message
 from engine.contracts import DecisionDraft
-from engine.pipeline import render_context
+from engine.rendering import render_context
 from engine.rulefiles.loader import load_ruleset_data
 
 CAMPAIGN = Campaign("summer-2026", "Summer 2026", starts=date(2026, 6, 1), ends=date(2026, 12, 31))

@@ -14,6 +14,7 @@ from engine import (
     Creative,
     Customer,
     EvaluationContext,
+    IncentiveContext,
     IncentiveSpec,
     Message,
     MessageFileError,
@@ -107,7 +108,7 @@ def test_a_preview_evaluation_reserves_nothing(registry):
     coupon = registry.incentive("coupon")
     decisions = evaluate(msg, customers(20), at=AT, registry=registry, preview=True)
     assert all(d.incentive["preview"] for d in decisions[:5])
-    assert coupon.reservations(msg.incentive.settings, msg) == 0  # a preview counts the cap but takes nothing
+    assert coupon.reservations(msg.incentive.settings, msg, registry.ledger) == 0  # a preview counts the cap but takes nothing
     again = evaluate(msg, customers(20), at=AT, registry=registry, preview=True)
     assert [d.incentive for d in again] == [d.incentive for d in decisions]  # deterministic
     assert evaluate(msg, customers(5), at=AT, registry=registry, preview=False)[4].included  # all 5 still free
@@ -124,7 +125,7 @@ def test_a_real_evaluation_reserves_one_unique_code_per_customer(registry):
     # at most one code per customer per message: evaluating again hands back the same codes
     second = evaluate(msg, customers(300), at=AT, registry=registry, preview=False)
     assert [d.incentive["code"] for d in second] == codes
-    assert registry.incentive("coupon").reservations(msg.incentive.settings, msg) == 300
+    assert registry.incentive("coupon").reservations(msg.incentive.settings, msg, registry.ledger) == 300
 
 
 def test_numeric_codes_are_digits_of_the_set_length(registry):
@@ -164,7 +165,7 @@ def test_uploaded_codes_are_handed_out_once_and_released_codes_return(registry):
     assert a["expires_on"] == "2026-09-30"
     with pytest.raises(CouponsExhausted, match="every uploaded coupon code"):
         coupon.reserve(spec, Customer("cai"), c, AT)
-    coupon.release(spec, a)  # ana's send failed
+    coupon.release(spec, a, IncentiveContext(msg, registry.ledger, AT))  # ana's send failed
     assert coupon.reserve(spec, Customer("cai"), c, AT)["code"] == a["code"]
 
 
@@ -183,11 +184,11 @@ def test_issue_marks_the_code_sent_and_release_then_keeps_it(registry):
     spec = {"length": 8, "expiry": {"days": 10}}
     msg, coupon = message(**spec), registry.incentive("coupon")
     grant = coupon.reserve(spec, Customer("ana"), ctx(msg, registry, preview=False), AT)
-    issued = asyncio.run(coupon.issue(spec, grant, msg, datetime(2026, 7, 6, 9, 0, tzinfo=UTC)))
+    issued = asyncio.run(coupon.issue(spec, grant, IncentiveContext(msg, registry.ledger, datetime(2026, 7, 6, 9, 0, tzinfo=UTC))))
     assert issued["status"] == "issued" and issued["code"] == grant["code"]
     assert (issued["issued_on"], issued["expires_on"]) == ("2026-07-06", "2026-07-16")  # N days after issue
-    coupon.release(spec, grant)
-    assert coupon.reservations(spec, msg) == 1
+    coupon.release(spec, grant, IncentiveContext(msg, registry.ledger, AT))
+    assert coupon.reservations(spec, msg, registry.ledger) == 1
 
 
 def test_releasing_a_preview_grant_changes_nothing(registry):
@@ -195,8 +196,8 @@ def test_releasing_a_preview_grant_changes_nothing(registry):
     msg, coupon = message(**spec), registry.incentive("coupon")
     coupon.reserve(spec, Customer("ana"), ctx(msg, registry, preview=False), AT)
     preview = coupon.reserve(spec, Customer("ana"), ctx(msg, registry, preview=True), AT)
-    coupon.release(spec, preview)
-    assert coupon.reservations(spec, msg) == 1
+    coupon.release(spec, preview, IncentiveContext(msg, registry.ledger, AT))
+    assert coupon.reservations(spec, msg, registry.ledger) == 1
 
 
 def test_concurrent_reservations_never_share_a_code(registry):
@@ -217,7 +218,7 @@ def test_concurrent_reservations_never_share_a_code(registry):
     for t in threads:
         t.join()
     assert len(got) == len(set(got)) == 3200
-    assert coupon.reservations(spec, msg) == 3200
+    assert coupon.reservations(spec, msg, registry.ledger) == 3200
 
 
 def test_messages_sharing_a_series_share_its_cap(registry):
@@ -304,7 +305,7 @@ def test_a_preview_refuses_the_same_recipients_beyond_the_cap_as_a_real_run(regi
     msg = message(length=8, cap=3, expiry={"days": 14})
     preview = Pipeline(msg, registry, at=AT, preview=True)
     shown = list(preview.run(mixed_audience()))
-    assert registry.incentive("coupon").reservations(msg.incentive.settings, msg) == 0
+    assert registry.incentive("coupon").reservations(msg.incentive.settings, msg, registry.ledger) == 0
     real = evaluate(msg, mixed_audience(), at=AT, registry=registry, preview=False)
     assert outcome(shown) == outcome(real)
     assert [d.customer for d in shown if d.included] == ["c00000", "c00001", "c00002"]
@@ -478,3 +479,55 @@ def test_a_new_version_of_a_message_cannot_silently_change_its_series_cap(regist
     edited = message(cap=3, expiry={"days": 10})
     with pytest.raises(MessageFileError, match="'summer-sale' created coupon series 'summer-sale'.*cap: 2 in"):
         evaluate(edited, customers(3), at=AT, registry=registry)
+
+
+# --- the ledger lives in a store, not on the plugin --------------------------------------------------------
+
+def in_store(msg: Message, registry, store) -> EvaluationContext:
+    return EvaluationContext(msg, registry, AT, lambda kind, draft: (), False, ledger=store)
+
+
+def test_two_plugin_instances_over_one_store_share_the_ledger_and_two_stores_are_independent(registry):
+    from engine import InMemoryLedgerStore
+
+    spec = {"source": "list", "codes": ["A1", "B2"], "expiry": {"days": 3}}
+    msg, shared, other = message(**spec), InMemoryLedgerStore(), InMemoryLedgerStore()
+    one, two = Coupon(), Coupon()
+    ana = one.reserve(spec, Customer("ana"), in_store(msg, registry, shared), AT)
+    assert two.reserve(spec, Customer("ana"), in_store(msg, registry, shared), AT) == ana  # same grant
+    ben = two.reserve(spec, Customer("ben"), in_store(msg, registry, shared), AT)
+    assert {ana["code"], ben["code"]} == {"A1", "B2"}
+    with pytest.raises(CouponsExhausted):
+        one.reserve(spec, Customer("cai"), in_store(msg, registry, shared), AT)
+    assert two.reserve(spec, Customer("cai"), in_store(msg, registry, other), AT)["code"] == "A1"
+    assert vars(one) == vars(two) == {}  # the plugin objects hold no state
+    two.release(spec, ana, IncentiveContext(msg, shared, AT))
+    assert one.reserve(spec, Customer("cai"), in_store(msg, registry, shared), AT)["code"] == ana["code"]
+
+
+def test_two_runs_with_the_same_store_see_the_same_ledger(registry):
+    from engine import InMemoryLedgerStore
+    from engine.plugin_manager import make_plugin_manager
+    from engine.registry import Registry
+    from plugins import DEFAULT_PLUGINS
+
+    msg, store = message(length=8, cap=2, expiry={"days": 3}), InMemoryLedgerStore()
+    first = list(Pipeline(msg, registry, at=AT, preview=False, ledger=store).run(customers(2)))
+    elsewhere = Registry.build(make_plugin_manager(DEFAULT_PLUGINS, entry_points=False), ledger=store)  # another process
+    again = list(Pipeline(msg, elsewhere, at=AT, preview=False).run(customers(3)))
+    assert [d.incentive["code"] for d in again[:2]] == [d.incentive["code"] for d in first]
+    assert again[2].excluded_reason == "incentive_unavailable"  # the cap of 2 is shared through the store
+    assert registry.incentive("coupon").reservations(msg.incentive.settings, msg, registry.ledger) == 0
+    fresh = list(Pipeline(msg, registry, at=AT, preview=False).run(customers(3)))
+    assert [d.included for d in fresh] == [True, True, False]
+    assert {d.incentive["code"] for d in fresh[:2]}.isdisjoint(d.incentive["code"] for d in first)
+
+
+def test_a_preview_reads_the_store_it_is_given(registry):
+    from engine import InMemoryLedgerStore
+
+    msg, store = message(length=8, cap=1, expiry={"days": 3}), InMemoryLedgerStore()
+    taken = evaluate(msg, customers(1), at=AT, registry=registry, preview=False)[0].incentive["code"]
+    assert [d.included for d in Pipeline(msg, registry, at=AT, ledger=store).run(customers(2))] == [True, False]
+    shown = list(Pipeline(msg, registry, at=AT).run(customers(2)))  # the registry's store: c00000 holds a code
+    assert shown[0].incentive["code"] == taken and not shown[1].included

@@ -15,6 +15,7 @@ from engine import (
     Customer,
     EvaluationContext,
     FieldSpec,
+    IncentiveContext,
     IncentiveSpec,
     Message,
     MessageFileError,
@@ -78,7 +79,7 @@ def test_points_by_tier_with_a_default_and_expiry_in_days(registry):
     assert [d.incentive["amount"] for d in decisions] == [500, 250, 100, 100]
     assert decisions[0].incentive["expires_on"] == "2026-10-02"
     assert decisions[0].rendered["payload"]["text"].startswith("You earned 500 Herald Rewards points.")
-    assert registry.incentive("points").reservations(msg.incentive.settings, msg) == 0  # a preview
+    assert registry.incentive("points").reservations(msg.incentive.settings, msg, registry.ledger) == 0  # a preview
 
 
 def test_points_are_credited_once_and_released_only_before_credit(registry):
@@ -87,14 +88,14 @@ def test_points_are_credited_once_and_released_only_before_credit(registry):
     ctx = EvaluationContext(msg, registry, AT, lambda kind, draft: (), preview=False)
     grant = points.reserve(spec, Customer("ana"), ctx, AT)
     assert points.reserve(spec, Customer("ana"), ctx, AT) == grant  # one reservation per customer and message
-    first = asyncio.run(points.issue(spec, grant, msg, datetime(2026, 7, 5, tzinfo=UTC)))
-    second = asyncio.run(points.issue(spec, grant, msg, datetime(2026, 7, 9, tzinfo=UTC)))
+    first = asyncio.run(points.issue(spec, grant, IncentiveContext(msg, registry.ledger, datetime(2026, 7, 5, tzinfo=UTC))))
+    second = asyncio.run(points.issue(spec, grant, IncentiveContext(msg, registry.ledger, datetime(2026, 7, 9, tzinfo=UTC))))
     assert first == second and first["credited_on"] == "2026-07-05" and first["expires_on"] == "2026-08-04"
-    points.release(spec, grant)
-    assert points.reservations(spec, msg) == 1
+    points.release(spec, grant, IncentiveContext(msg, registry.ledger, AT))
+    assert points.reservations(spec, msg, registry.ledger) == 1
     other = points.reserve(spec, Customer("ben"), ctx, AT)
-    points.release(spec, other)
-    assert points.reservations(spec, msg) == 1
+    points.release(spec, other, IncentiveContext(msg, registry.ledger, AT))
+    assert points.reservations(spec, msg, registry.ledger) == 1
 
 
 # --- incentive tags ⇄ incentive, end to end through a message file ------------------------------------
@@ -300,3 +301,21 @@ def test_closed_field_values_are_read_by_type_and_bad_ones_refused(tmp_path):
     with pytest.raises(RuleFileError) as err:
         load_org_fields(bad)
     assert [(p.path, p.code) for p in err.value.problems] == [("customer.visits.values", "field_values")]
+
+
+def test_points_ledgers_live_in_the_store_each_call_is_given(registry):
+    from engine import InMemoryLedgerStore
+
+    spec = {"program": "Herald Rewards", "amount": 200}
+    msg, shared, other = message(**spec), InMemoryLedgerStore(), InMemoryLedgerStore()
+    one, two = Points(), Points()
+
+    def ctx(store):
+        return EvaluationContext(msg, registry, AT, lambda kind, draft: (), False, ledger=store)
+
+    grant = one.reserve(spec, Customer("ana"), ctx(shared), AT)
+    credited = asyncio.run(two.issue(spec, grant, IncentiveContext(msg, shared, AT)))  # another instance
+    assert credited["status"] == "credited" and vars(one) == vars(two) == {}
+    with pytest.raises(KeyError, match="no points reserved"):
+        asyncio.run(one.issue(spec, grant, IncentiveContext(msg, other, AT)))  # the other store never saw it
+    assert (one.reservations(spec, msg, shared), one.reservations(spec, msg, other)) == (1, 0)
