@@ -22,7 +22,6 @@ from zoneinfo import ZoneInfo
 
 from engine.contracts import Evaluator
 from engine.errors import EvaluationError
-from engine.evaluators import get_evaluator
 from engine.evaluators.reference import ReferenceEvaluator, holds
 from engine.facts import zone
 from engine.model import Customer, Decision, Message, TraceStep
@@ -287,7 +286,7 @@ def explain(message: Message, registry: Registry, customer: Customer, *, at: dat
     :param evaluator: the evaluator the decision uses; the explanation uses the reference semantics and
         raises ``EvaluationError`` if the two disagree.
     """
-    recorder = _Recorder(get_evaluator(evaluator) if isinstance(evaluator, str) else evaluator)
+    recorder = _Recorder(registry.evaluator(evaluator) if isinstance(evaluator, str) else evaluator)
     pipeline = Pipeline(message, registry, at=at, evaluator=recorder, explain=True, render=render,
                         default_tz=default_tz)
     decision = pipeline.decide(customer)
