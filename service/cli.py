@@ -777,14 +777,20 @@ def plugins(
 
 def samples() -> Path:
     """The folder of the sample message, rules and audience (``rules/examples`` in a checkout): the data of the
-    ``herald_samples`` package when Herald is installed, else the checkout's ``rules/examples`` (running from
-    a checkout, or an editable install, whose namespace package importlib.resources cannot read on 3.11)."""
-    from importlib.resources import files
+    ``herald_samples`` package when Herald is installed, else the checkout's ``rules/examples``.
+
+    ``herald_samples`` is a namespace package (rules/ holds data only); importlib.resources cannot read those on
+    Python 3.11 when a path entry is not a folder, so its ``__path__`` is read directly."""
+    import importlib
 
     try:
-        return Path(str(files(SAMPLES_PACKAGE).joinpath("examples")))
-    except (ModuleNotFoundError, NotADirectoryError):
-        return Path(__file__).resolve().parents[1] / "rules" / "examples"
+        package = importlib.import_module(SAMPLES_PACKAGE)
+    except ModuleNotFoundError:
+        package = None
+    for entry in getattr(package, "__path__", ()):
+        if (Path(entry) / "examples").is_dir():
+            return Path(entry) / "examples"
+    return Path(__file__).resolve().parents[1] / "rules" / "examples"
 
 
 @app.command()
