@@ -14,7 +14,7 @@ evaluator bug and :class:`~engine.errors.EvaluationError` is raised rather than 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -279,16 +279,29 @@ class _Recorder:
 
 
 def explain(message: Message, registry: Registry, customer: Customer, *, at: datetime,
-            evaluator: str | Evaluator = "compiled", render: bool = False, default_tz: str = "UTC") -> Explanation:
+            evaluator: str | Evaluator = "compiled", render: bool = False, default_tz: str = "UTC",
+            before: Iterable[Customer] = (), audience_size: int | None = None) -> Explanation:
     """Decide for ``customer`` as ``herald evaluate`` would (with a trace) and explain every step.
 
     :param at: the evaluation instant ("now"), with a time zone.
     :param evaluator: the evaluator the decision uses; the explanation uses the reference semantics and
         raises ``EvaluationError`` if the two disagree.
+    :param before: the customers ahead of ``customer`` in the audience, in order. A message with an
+        incentive decides them first (in the same run, not explained), so that a capped or limited incentive
+        is counted as a real run counts it: a recipient beyond the cap is ``incentive_unavailable`` here too.
+    :param audience_size: the number of recipients of the whole run, for the incentive's ``prepare`` check
+        (default: those ahead and this one).
     """
     recorder = _Recorder(registry.evaluator(evaluator) if isinstance(evaluator, str) else evaluator)
-    pipeline = Pipeline(message, registry, at=at, evaluator=recorder, explain=True, render=render,
+    pipeline = Pipeline(message, registry, at=at, evaluator=recorder, explain=False, render=render,
                         default_tz=default_tz)
+    if message.incentive is not None:
+        ahead = list(before)
+        pipeline.prepare(audience_size if audience_size is not None else len(ahead) + 1)
+        for other in ahead:
+            pipeline.decide(other)
+        recorder.facts.clear()
+    pipeline.explain = True
     decision = pipeline.decide(customer)
     fallback_facts: dict[str, Any] | None = next(iter(recorder.facts.values()), None)
     if fallback_facts is None:  # no ruleset ran (excluded first): the facts the pipeline builds

@@ -280,10 +280,9 @@ def read_customers(herald: Herald, audience: Path, keep_valid: bool,
 
 
 def find_customer(herald: Herald, audience: Path, customer_id: str, keep_valid: bool,
-                  merge_duplicates: bool = False) -> Customer:
-    """The customer with this id in an audience file (read as columns, so large files are quick)."""
-    import polars as pl
-
+                  merge_duplicates: bool = False) -> tuple[Customer, Iterator[Customer], int]:
+    """The customer with this id in an audience file (read as columns, so large files are quick), the
+    customers ahead of it (in file order, read lazily) and the number of customers."""
     from engine.columnar import read_frame
     from engine.columnar.decisions import customer_of
 
@@ -291,10 +290,12 @@ def find_customer(herald: Herald, audience: Path, customer_id: str, keep_valid: 
         fr = read_frame(audience, herald.catalogue, keep_valid=keep_valid, channels=herald.registry.channels,
                         merge_duplicates=merge_duplicates)
     _skipped(fr.rejected)
-    rows = fr.frame.filter(pl.col("customer.id") == customer_id)
-    if rows.height == 0:
+    at = fr.frame.get_column("customer.id").eq(customer_id).arg_true()
+    if at.len() == 0:
         raise UserError(f"{audience}: no customer with id {customer_id!r} among its {fr.frame.height:,} customers")
-    return customer_of(rows.row(0, named=True))
+    index = int(at[0])
+    ahead = (customer_of(r) for r in fr.frame.slice(0, index).iter_rows(named=True))
+    return customer_of(fr.frame.row(index, named=True)), ahead, fr.frame.height
 
 
 def _skipped(rejected: Iterable[Any]) -> None:
@@ -535,9 +536,10 @@ def explain_command(
     when = at_option(at)
     herald = engine_for(message)
     msg = load_message(herald, message)
-    found = find_customer(herald, audience, customer, keep_valid, merge_duplicates)
-    with about(message):
-        result = explain(msg, herald.registry, found, at=when, evaluator=evaluator.value, render=render)
+    found, ahead, size = find_customer(herald, audience, customer, keep_valid, merge_duplicates)
+    with about(message):  # those ahead are decided first, so a capped incentive counts as in a real run
+        result = explain(msg, herald.registry, found, at=when, evaluator=evaluator.value, render=render,
+                         before=ahead, audience_size=size)
     with output_to(output) as (console, stream):
         if fmt is ExplainFormat.json:
             stream.write(dumps(result.as_dict(), indent=2) + "\n")
