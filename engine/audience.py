@@ -202,6 +202,8 @@ def make_customer(raw: Mapping[str, Any], types: Mapping[str, str], file: str, l
     cid = raw.get("id")
     if cid is None or (isinstance(cid, str) and not cid.strip()):
         return Problem("the id is missing", "missing_id", file, line, path="id")
+    if (bad := id_kind_error(cid)) is not None:
+        return Problem(bad, "id_type", file, line, path="id")
     attrs: dict[str, Any] = {}
     for key, value in raw.items():
         if key == "id" or value is None or value == "":
@@ -233,6 +235,16 @@ def make_customer(raw: Mapping[str, Any], types: Mapping[str, str], file: str, l
                 attrs[HANDLE_ERROR + name] = str(exc)
         attrs[name] = value
     return Customer(str(cid).strip(), attrs)
+
+
+def id_kind_error(value: Any) -> str | None:
+    """Why a JSON value cannot be a customer id (only text and whole numbers can), or ``None``."""
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return None
+    kind = ("true/false" if isinstance(value, bool) else "an object" if isinstance(value, Mapping)
+            else "a list" if isinstance(value, list) else "a fraction" if isinstance(value, float)
+            and not value.is_integer() else "a decimal number" if isinstance(value, float) else type(value).__name__)
+    return f"an id is text or a whole number, not {kind} ({json.dumps(value)[:40]})"
 
 
 def status_error(value: Any) -> str:
@@ -319,6 +331,10 @@ def _jsonl(p: Path, types: Mapping[str, str]) -> Iterator[tuple[int, Customer | 
                 continue
             if not isinstance(obj, dict):
                 yield n, Problem("each line must be a JSON object", "json", str(p), n)
+                continue
+            bad = next((e for k in ("id", "customer.id") if k in obj and (e := id_kind_error(obj[k]))), None)
+            if bad is not None:  # checked before flattening: an object id would become id.<key> attributes
+                yield n, Problem(bad, "id_type", str(p), n, path="id")
                 continue
             yield n, make_customer(_flat(obj), types, str(p), n)
 

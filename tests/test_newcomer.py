@@ -312,3 +312,12 @@ def test_rules_test_refuses_a_given_value_of_the_wrong_type(camp):
     result = run("rules", "check", str(camp / "perso.yaml"))
     assert result.exit_code == 2
     assert "tests[0].given.customer.points: expected a number" in result.stderr, result.stderr
+
+
+def test_a_parquet_id_column_of_fractions_is_refused_not_turned_into_text(camp):
+    import polars as pl
+
+    pl.DataFrame({"id": [1.5, 2.0], "tier": ["gold", "gold"]}).write_parquet(camp / "aud.parquet")
+    result = run("evaluate", "-m", str(camp / "msg.yaml"), "-a", str(camp / "aud.parquet"), "--at", NOW)
+    assert result.exit_code == 2, result.output
+    assert "aud.parquet:1: id: an id is text or a whole number, not Float64" in result.stderr, result.stderr

@@ -216,9 +216,13 @@ def _typed(raw: pl.DataFrame, types: Mapping[str, str], file: str, *, rows_are_l
     raw = raw.rename({c: c.removeprefix("customer.") for c in raw.columns if c.startswith("customer.")})
     if "id" not in raw.columns:
         raise AudienceError([Problem("no id column; columns are " + ", ".join(raw.columns), "missing_id_column", file, 1)])
-    cid = raw.get_column("id").cast(pl.String).str.strip_chars()
+    ids = raw.get_column("id")
+    cid = ids.cast(pl.String).str.strip_chars()
     errors: list[tuple[str, str, pl.Series]] = [("id", "missing_id", pl.when(cid.is_null() | (cid == ""))
                                                 .then(pl.lit("the id is missing")).otherwise(None).alias("e"))]
+    if not (ids.dtype == pl.String or ids.dtype.is_integer() or ids.dtype == pl.Null):  # as engine.audience
+        kind = f"an id is text or a whole number, not {ids.dtype} ({'Parquet' if rows_are_lines else 'JSON'} type)"
+        errors.append(("id", "id_type", pl.select(pl.when(ids.is_not_null()).then(pl.lit(kind))).to_series().alias("e")))
     cols = [cid.alias(ID)]
     for name in raw.columns:
         if name == "id":
