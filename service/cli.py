@@ -327,6 +327,8 @@ def output_to(path: Path | None) -> Iterator[tuple[Console, IO[str]]]:
         return
     if path.is_dir():
         raise UserError(f"{path}: is a folder; give --output a file name")
+    if not path.parent.is_dir():
+        raise UserError(f"{path}: the folder {path.parent} does not exist; create it or give --output another path")
     part = path.with_name(path.name + ".part")
     try:
         with part.open("w", encoding="utf-8") as stream:
@@ -480,13 +482,16 @@ def summary_data(pipeline: Pipeline) -> dict:
 
 
 def print_table(decisions: list[Decision], explain: bool, console: Console) -> None:
-    """One row per decision (and, with ``explain``, each decision's trace)."""
+    """One row per decision, then each rendered payload (``--render``) and, with ``explain``, each trace."""
     table = Table("customer", "included", "reason", "variant", "channel", "fallbacks", "send_at")
     for d in decisions:
         table.add_row(safe(d.customer), "yes" if d.included else "no", safe(d.excluded_reason or ""),
                       safe(d.variant or ""), safe(d.channel or ""), safe(",".join(d.fallbacks)),
                       d.send_at.isoformat() if d.send_at else "")
     console.print(table)
+    for d in decisions:  # --render: each recipient's rendered payload
+        if d.rendered:
+            console.print(safe(f"{d.customer} rendered ({d.rendered['channel']}): {dumps(dict(d.rendered['payload']))}"))
     if explain:
         for d in decisions:
             print_trace(d, console)

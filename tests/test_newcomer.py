@@ -216,7 +216,7 @@ def test_render_with_table_output_shows_the_rendered_payloads(camp):
     result = run("evaluate", "-m", str(camp / "msg.yaml"), "-a", str(camp / "aud.csv"), "--at", NOW, "--render")
     assert result.exit_code == 0, result.output
     assert "c1 rendered (sms):" in result.stdout and "Hi Ann, 30% off." in result.stdout
-    assert "c2 rendered (sms):" in result.stdout
+    assert "c2 rendered (email):" in result.stdout and "Use " in result.stdout
 
 
 # --- h. message check across files ------------------------------------------------------------------------
