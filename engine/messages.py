@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from engine.errors import MessageFileError, Problem, RuleFileError, ValidationFailed
 from engine.fields import FieldCatalogue
@@ -36,6 +36,14 @@ class CampaignModel(_Strict):
     starts: dt.date | None = None
     ends: dt.date | None = None
     objective: str | None = None
+
+    @field_validator("ends")
+    @classmethod
+    def _ends_after_start(cls, ends: dt.date | None, info: ValidationInfo) -> dt.date | None:
+        starts = info.data.get("starts")
+        if ends is not None and starts is not None and ends < starts:
+            raise ValueError(f"the campaign ends ({ends}) before it starts ({starts})")
+        return ends
 
 
 class MessageHead(_Strict):

@@ -223,8 +223,9 @@ def run_time(schedule: Schedule, at: datetime, campaign: Campaign | None = None)
 
 
 def check_schedule(message: Message, at: datetime) -> None:
-    """Refuse, before any evaluation, a message whose campaign has ended or whose send time is before
-    ``at`` (now): ``MessageFileError`` naming the dates and the schedule field's place in the file."""
+    """Refuse, before any evaluation, a message whose campaign has ended, whose send time is before ``at``
+    (now), or that is sent immediately before its campaign starts: ``MessageFileError`` naming the dates and
+    the schedule field's place in the file."""
     if at.tzinfo is None:
         raise ValueError("the evaluation time must carry a time zone")
     s, c = message.schedule, message.campaign
@@ -232,6 +233,10 @@ def check_schedule(message: Message, at: datetime) -> None:
     if c.ends is not None and c.ends < at.date():
         _refuse(message, f"campaign {c.id} ended on {c.ends}, before now ({now})", ("message", "campaign", "ends"),
                 "campaign_ended")
+    if s.kind == "immediate" and c.starts is not None and at.date() < c.starts:
+        _refuse(message, f"schedule immediate sends now ({now}), before the campaign starts ({c.starts}); "
+                         "schedule it (kind: at) or evaluate from the start date", ("schedule", "kind"),
+                "before_campaign")
     if s.kind == "at" and s.at is not None and s.at < at:
         _refuse(message, f"schedule.at {s.at.isoformat()} is before now ({now})", ("schedule", "at"), "send_in_past")
     if s.kind == "recurring":
