@@ -57,6 +57,10 @@ class PluginConflict(EngineError):
     """Two plugins registered the same name, or a plugin registered something malformed."""
 
 
+class PluginSettingsError(EngineError):
+    """A plugin refused its settings block (``HERALD_SETTINGS``): the message names the plugin and the setting."""
+
+
 class UnknownReference(EngineError):
     """A name (channel, incentive type, optimizer, evaluator) that nothing registered."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -12,7 +13,7 @@ from typing import Any, Generic, TypeVar
 import pluggy
 
 from engine.contracts import Channel, Evaluator, EvaluatorSpec, FieldSpec, IncentiveType, Optimizer
-from engine.errors import PluginConflict, UnknownReference
+from engine.errors import PluginConflict, PluginSettingsError, UnknownReference
 from engine.events import EngineEvent
 from engine.stores import InMemoryLedgerStore, LedgerStore
 
@@ -60,6 +61,8 @@ class Registry:
         self.has_enrichers = bool(pm.hook.enrich_facts.get_hookimpls())
         self.has_delivery_checks = bool(pm.hook.check_delivery.get_hookimpls())
         self.has_observers = bool(pm.hook.engine_event.get_hookimpls())
+        #: settings blocks naming no loaded plugin, and keys no plugin read (likely typos); see ``build``
+        self.settings_warnings: tuple[str, ...] = ()
 
     @property
     def hook(self) -> Any:
@@ -76,6 +79,7 @@ class Registry:
         """
         settings = settings or {}
         found: dict[str, dict[str, Registered[Any]]] = {}
+        views: dict[str, SettingsView] = {}
         for hook_name, kind, key, proto in (
             ("register_channels", "channel", "name", Channel),
             ("register_incentives", "incentive type", "kind", IncentiveType),
@@ -86,10 +90,16 @@ class Registry:
             items: dict[str, Registered[Any]] = {}
             for impl in getattr(pm.hook, hook_name).get_hookimpls():
                 register = _registrar(items, impl.plugin_name, kind, key, proto)
-                args = {"register": register, "settings": MappingProxyType(dict(settings.get(impl.plugin_name, {})))}
-                impl.function(**{a: args[a] for a in impl.argnames})
+                view = views.setdefault(impl.plugin_name, SettingsView(settings.get(impl.plugin_name, {})))
+                args = {"register": register, "settings": view}
+                try:
+                    impl.function(**{a: args[a] for a in impl.argnames})
+                except (ValueError, TypeError, LookupError) as exc:
+                    if not len(view):  # no settings to blame: a bug in the plugin
+                        raise
+                    raise PluginSettingsError(view.explain(impl.plugin_name, exc)) from exc
             found[hook_name] = items
-        return cls(
+        registry = cls(
             pm,
             channels=found["register_channels"],
             incentives=found["register_incentives"],
@@ -98,6 +108,8 @@ class Registry:
             evaluators=found["register_evaluators"],
             ledger=ledger,
         )
+        registry.settings_warnings = settings_warnings(settings, views, [n for n, _ in pm.list_name_plugin()])
+        return registry
 
     def channel(self, name: str) -> Channel:
         """The channel registered as ``name``; ``UnknownReference`` lists the known ones otherwise."""
@@ -141,6 +153,73 @@ class Registry:
                 impl.function(**({"event": event} if impl.argnames else {}))
             except Exception:  # observers must never break evaluation
                 log.exception("engine_event observer %s failed", impl.plugin_name)
+
+
+class SettingsView(Mapping[str, Any]):
+    """A plugin's settings block, read-only, recording which keys the plugin asked for (to report the others
+    as unknown) and the last one (to name the setting when the plugin refuses a value)."""
+
+    def __init__(self, data: Mapping[str, Any]):
+        self._data = dict(data)
+        self.asked: set[str] = set()
+        self.last: str | None = None
+
+    def _ask(self, key: str) -> None:
+        self.asked.add(key)
+        self.last = key
+
+    def __getitem__(self, key: str) -> Any:
+        self._ask(key)
+        return self._data[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key`` (``default`` when absent); the plugin is recorded as knowing ``key``."""
+        self._ask(key)
+        return self._data.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            self._ask(key)
+        return key in self._data
+
+    def __iter__(self) -> Any:
+        self.asked.update(self._data)  # a plugin that walks its settings knows every key
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def explain(self, plugin: str, exc: Exception) -> str:
+        """The error for a value the plugin refused: ``plugins.<plugin>: <setting>: <why>``."""
+        text = str(exc) or type(exc).__name__
+        if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":  # a KeyError's text is quoted
+            text = text[1:-1]
+        if any(text.startswith(f"{k}:") or text.startswith(f"{k} ") for k in self._data):
+            return f"plugins.{plugin}: {text}"
+        where = f"{self.last}: " if self.last in self._data else ""
+        value = f" (given {self._data[self.last]!r})" if self.last in self._data else ""
+        return f"plugins.{plugin}: {where}invalid setting{value}: {text}"
+
+
+def settings_warnings(settings: Mapping[str, Mapping[str, Any]], views: Mapping[str, SettingsView],
+                      loaded: list[str]) -> tuple[str, ...]:
+    """A warning for each settings block naming no loaded plugin, and each key its plugin never asked for."""
+    out = []
+    for name, block in settings.items():
+        view = views.get(name)
+        if view is None and name in loaded:
+            continue  # a loaded plugin without registration hooks: it reads its settings some other way
+        if view is None:
+            close = difflib.get_close_matches(name, loaded, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            out.append(f"plugins.{name}: no plugin of that name is loaded{hint}")
+            continue
+        for key in block:
+            if key not in view.asked:
+                close = difflib.get_close_matches(key, sorted(view.asked), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                out.append(f"plugins.{name}: unknown setting {key!r}{hint}")
+    return tuple(out)
 
 
 def _registrar(

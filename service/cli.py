@@ -238,14 +238,15 @@ def engine_for(path: Path | None = None, *, fields_file: Path | None = None) -> 
 
 
 def _plugin_warnings(herald: Herald) -> None:
-    """Print ``engine.plugin_manager.plugin_warnings`` (allow/deny lists naming no installed plugin)."""
+    """Print ``engine.plugin_manager.plugin_warnings`` (allow/deny lists naming no installed plugin) and the
+    registry's settings warnings (a settings block naming no loaded plugin, a key no plugin asked for)."""
     from engine import plugin_manager
 
-    check = getattr(plugin_manager, "plugin_warnings", None)
-    if check is None:
-        return
+    check = getattr(plugin_manager, "plugin_warnings", lambda _pm: ())
     for warning in check(herald.registry._pm):  # the registry keeps its plugin manager private
         err.print(safe(f"warning: {warning}"), style="yellow")
+    for warning in getattr(herald.registry, "settings_warnings", ()):  # unknown plugins and keys: likely typos
+        err.print(safe(f"warning: {os.environ.get('HERALD_SETTINGS', 'settings')}: {warning}"), style="yellow")
 
 
 def load_message(herald: Herald, path: Path) -> Message:

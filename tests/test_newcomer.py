@@ -183,9 +183,10 @@ def test_unknown_plugin_settings_keys_and_plugins_are_warnings(camp):
     env = settings(camp, "plugins:\n  plugins.optimizers.control_group: {precent: 10}\n  plugins.channel.sms: {cost: 1}\n")
     result = run("message", "check", str(camp / "msg.yaml"), env=env)
     assert result.exit_code == 0, result.output
-    assert ("warning: plugins.plugins.optimizers.control_group: unknown setting 'precent' (did you mean 'percent'?)"
-            in result.stderr), result.stderr
-    assert "warning: plugins.plugins.channel.sms: no plugin of that name is loaded (did you mean " \
+    file = camp / "settings.yaml"
+    assert (f"warning: {file}: plugins.plugins.optimizers.control_group: unknown setting 'precent' "
+            "(did you mean 'percent'?)") in result.stderr, result.stderr
+    assert f"warning: {file}: plugins.plugins.channel.sms: no plugin of that name is loaded (did you mean " \
            "'plugins.channels.sms'?)" in result.stderr
 
 
@@ -321,3 +322,20 @@ def test_a_parquet_id_column_of_fractions_is_refused_not_turned_into_text(camp):
     result = run("evaluate", "-m", str(camp / "msg.yaml"), "-a", str(camp / "aud.parquet"), "--at", NOW)
     assert result.exit_code == 2, result.output
     assert "aud.parquet:1: id: an id is text or a whole number, not Float64" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(("block", "said"), [
+    ("plugins.optimizers.cost: {value: abc}", "plugins.plugins.optimizers.cost: value: value is a number ≥ 0, not 'abc'"),
+    ("plugins.optimizers.cost: {channels: [sms]}", "channels: channels maps a channel to {cost, conversion_rate}"),
+])
+def test_cost_settings_are_validated_when_loaded_not_when_a_message_uses_them(camp, block, said):
+    env = settings(camp, f"plugins:\n  {block}\n")
+    result = run("message", "check", str(camp / "msg.yaml"), env=env)
+    assert result.exit_code == 2 and said in result.stderr, result.output
+
+
+def test_a_cost_settings_typo_is_a_warning(camp):
+    env = settings(camp, "plugins:\n  plugins.optimizers.cost: {valeu: 2}\n")
+    result = run("message", "check", str(camp / "msg.yaml"), env=env)
+    assert result.exit_code == 0
+    assert "plugins.plugins.optimizers.cost: unknown setting 'valeu' (did you mean 'value'?)" in result.stderr

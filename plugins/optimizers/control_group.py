@@ -21,6 +21,22 @@ from engine import DecisionDraft, EvaluationContext, Issue, Message, hookimpl
 BUCKETS = 10_000  # percentages to two decimals
 
 
+SETTINGS = ("percent", "level", "salt")
+
+
+def settings_problems(settings: Mapping[str, Any]) -> list[str]:
+    """What is wrong with the org-wide settings, each starting with the setting's name (empty: fine)."""
+    out = []
+    percent = settings.get("percent", 10)
+    if isinstance(percent, bool) or not isinstance(percent, (int, float)) or not 0 <= percent <= 100:
+        out.append(f"percent: a number from 0 to 100, not {percent!r}")
+    if settings.get("level", "campaign") not in ("campaign", "org"):
+        out.append(f"level: campaign or org, not {settings['level']!r}")
+    if not isinstance(settings.get("salt", ""), str) or settings.get("salt") == "":
+        out.append(f"salt: a non-empty text, not {settings['salt']!r}")
+    return out
+
+
 def bucket(key: str, customer_id: str) -> int:
     """The customer's bucket 0–9999 for a split key (SHA-256: stable across processes and versions)."""
     digest = hashlib.sha256(f"{key}\x1f{customer_id}".encode()).digest()
@@ -34,7 +50,10 @@ class ControlGroup:
     order = 20
 
     def __init__(self, settings: Mapping[str, Any]):
-        self.defaults = dict(settings)
+        self.defaults = {k: settings[k] for k in SETTINGS if k in settings}
+        problems = settings_problems(self.defaults)
+        if problems:
+            raise ValueError("; ".join(problems))
 
     def config(self, message: Message) -> tuple[str, int] | None:
         """``(split key, threshold in buckets)`` when active for ``message``, else ``None``."""

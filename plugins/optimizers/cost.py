@@ -18,6 +18,29 @@ from typing import Any
 
 from engine import DecisionDraft, EvaluationContext, Issue, Message, hookimpl
 
+SETTINGS = ("value", "channels", "default_conversion_rate", "drop_unprofitable")
+
+
+def figure_problems(own: Mapping[str, Any]) -> list[Issue]:
+    """What is wrong with cost settings (a message's ``optimizers.cost`` or the plugin's), each at its path."""
+    issues = [Issue(k, "invalid", f"{k} is a number ≥ 0, not {own[k]!r}") for k in ("value",)
+              if k in own and not _number(own[k], 0, None)]
+    rate = own.get("default_conversion_rate")
+    if rate is not None and not _number(rate, 0, 1):
+        issues.append(Issue("default_conversion_rate", "invalid", "a conversion rate is a number from 0 to 1"))
+    channels = own.get("channels") or {}
+    if not isinstance(channels, Mapping):
+        return [*issues, Issue("channels", "invalid", "channels maps a channel to {cost, conversion_rate}")]
+    for name, figures in channels.items():
+        if not isinstance(figures, Mapping):
+            issues.append(Issue(f"channels.{name}", "invalid", "channel figures are {cost, conversion_rate}"))
+            continue
+        if "cost" in figures and not _number(figures["cost"], 0, None):
+            issues.append(Issue(f"channels.{name}.cost", "invalid", "cost is a number ≥ 0"))
+        if "conversion_rate" in figures and not _number(figures["conversion_rate"], 0, 1):
+            issues.append(Issue(f"channels.{name}.conversion_rate", "invalid", "a conversion rate is a number from 0 to 1"))
+    return issues
+
 
 class Cost:
     """Channel ranking by expected value minus cost (order 60)."""
@@ -26,7 +49,10 @@ class Cost:
     order = 60
 
     def __init__(self, settings: Mapping[str, Any]):
-        self.defaults = dict(settings)
+        self.defaults = {k: settings[k] for k in SETTINGS if k in settings}
+        problems = figure_problems(self.defaults)
+        if problems:
+            raise ValueError("; ".join(f"{i.path}: {i.message}" for i in problems))
 
     def settings(self, message: Message) -> Mapping[str, Any] | None:
         """The merged settings for ``message`` (``None``: inactive)."""
@@ -40,21 +66,7 @@ class Cost:
 
     def validate(self, message: Message) -> list[Issue]:
         """``value`` and each channel's ``cost`` are numbers ≥ 0; conversion rates lie in [0, 1]."""
-        own = message.optimizers.get(self.name) or {}
-        issues = [Issue(k, "invalid", f"{k} is a number ≥ 0") for k in ("value",)
-                  if k in own and not _number(own[k], 0, None)]
-        rate = own.get("default_conversion_rate")
-        if rate is not None and not _number(rate, 0, 1):
-            issues.append(Issue("default_conversion_rate", "invalid", "a conversion rate is a number from 0 to 1"))
-        for name, figures in (own.get("channels") or {}).items():
-            if not isinstance(figures, Mapping):
-                issues.append(Issue(f"channels.{name}", "invalid", "channel figures are {cost, conversion_rate}"))
-                continue
-            if "cost" in figures and not _number(figures["cost"], 0, None):
-                issues.append(Issue(f"channels.{name}.cost", "invalid", "cost is a number ≥ 0"))
-            if "conversion_rate" in figures and not _number(figures["conversion_rate"], 0, 1):
-                issues.append(Issue(f"channels.{name}.conversion_rate", "invalid", "a conversion rate is a number from 0 to 1"))
-        return issues
+        return figure_problems(message.optimizers.get(self.name) or {})
 
     def active(self, message: Message) -> bool:
         """Whether ranking by cost applies to ``message``."""

@@ -36,9 +36,10 @@ class QuietHours:
     order = 90
 
     def __init__(self, settings: Mapping[str, Any]):
+        problems = settings_problems(settings)
+        if problems:
+            raise ValueError("; ".join(problems))
         self.default_window = _window(settings)
-        if self.default_window and self.default_window[0] == self.default_window[1]:
-            raise ValueError("quiet_hours settings: start and end must differ")
         self.default_zone = _zone(settings.get("default_timezone")) or ZoneInfo("UTC")
 
     def window(self, message: Message) -> tuple[str, str] | None:
@@ -94,6 +95,33 @@ class QuietHours:
                                   return_dtype=pl.Datetime("us", "UTC"))
         return frame.with_columns(pl.when(pl.col("_included")).then(moved).otherwise(pl.col("_send_at"))
                                   .alias("_send_at"))
+
+
+def settings_problems(settings: Mapping[str, Any]) -> list[str]:
+    """What is wrong with the org-wide settings, each starting with the setting's name (empty: fine):
+    ``start`` and ``end`` are quoted local times HH:MM, both or neither, not equal; ``default_timezone`` is an
+    IANA zone."""
+    out = []
+    given = {k: settings.get(k) for k in ("start", "end")}
+    for key, value in given.items():
+        if value is None:
+            other = "end" if key == "start" else "start"
+            if given[other] is not None:
+                out.append(f"{key}: missing; quiet hours need both start and end (HH:MM)")
+            continue
+        try:
+            if not isinstance(value, str):
+                raise ValueError
+            parse_hhmm(value)
+        except ValueError:
+            hint = " (YAML reads an unquoted 21:00 as a number: quote it)" if isinstance(value, int) else ""
+            out.append(f"{key}: a local time \"HH:MM\" from 00:00 to 23:59, not {value!r}{hint}")
+    if not out and given["start"] is not None and given["start"] == given["end"]:
+        out.append("end: quiet hours must not start and end at the same time")
+    tz = settings.get("default_timezone")
+    if tz is not None and (not isinstance(tz, str) or _zone(tz) is None):
+        out.append(f"default_timezone: an IANA time zone such as Asia/Kolkata, not {tz!r}")
+    return out
 
 
 @lru_cache(maxsize=4096)
