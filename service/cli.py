@@ -635,11 +635,19 @@ def _send_time_lines(st: dict[str, Any]) -> Iterator[str]:
 @message_app.command("check")
 @user_errors
 def message_check(paths: Annotated[list[Path], typer.Argument(metavar="FILE", help="message files")]) -> None:
-    """Load and validate message files (and the rule files they name) without an audience."""
+    """Load and validate message files (and the rule files they name) without an audience. The files are
+    loaded by one engine, so messages sharing a resource (a coupon series) under different settings are
+    refused, naming both."""
     failed = 0
+    herald: Herald | None = None
     for path in paths:
         try:
-            msg = load_message(engine_for(path), path)
+            if herald is None:
+                herald = engine_for(path)
+            else:  # the same engine (and the messages it loaded), with the field catalogue found for this file
+                with about(os.environ.get("HERALD_FIELDS") or path):
+                    herald = herald.with_fields_for(path)
+            msg = load_message(herald, path)
         except typer.Exit:
             failed += 1
             continue
