@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from engine.errors import MessageFileError, Problem, RuleFileError, ValidationFailed
 from engine.fields import FieldCatalogue
 from engine.model import Campaign, Creative, DeliverySettings, IncentiveSpec, Message, Schedule
+from engine.plain import plain_message
 from engine.registry import Registry
 from engine.rulefiles.loader import load_ruleset
 from engine.sourcefile import SourceData, read_source
@@ -177,7 +178,7 @@ def _issue_loc(path: str) -> list[Any]:
 
 def _problem(src: SourceData, err: Mapping[str, Any]) -> Problem:
     loc = list(err["loc"])
-    msg = err["msg"].removeprefix("Value error, ")
+    msg = plain_message(err) or err["msg"].removeprefix("Value error, ")
     if err["type"] == "missing":
         msg = "field required"
     elif err["type"] == "extra_forbidden":

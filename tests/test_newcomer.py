@@ -339,3 +339,26 @@ def test_a_cost_settings_typo_is_a_warning(camp):
     result = run("message", "check", str(camp / "msg.yaml"), env=env)
     assert result.exit_code == 0
     assert "plugins.plugins.optimizers.cost: unknown setting 'valeu' (did you mean 'value'?)" in result.stderr
+
+
+def test_a_mistyped_rule_id_or_ruleset_name_gets_a_plain_message(camp):
+    (camp / "perso.yaml").write_text(RULESET.replace("ruleset: winter-perso", "ruleset: Winter Perso")
+                                     .replace("- id: gold\n", '- id: "gold rule"\n'))
+    result = run("rules", "check", str(camp / "perso.yaml"))
+    assert result.exit_code == 2
+    assert ("ruleset: a ruleset name is lower-case letters, digits, '_' and '-' (starting with a letter or digit), "
+            "not 'Winter Perso'") in result.stderr, result.stderr
+    assert "id: an id is letters, digits, '_', '.' and '-' (starting with a letter or digit), not 'gold rule'" \
+        in result.stderr
+    assert "should match pattern" not in result.stderr
+
+
+@pytest.mark.parametrize(("old", "new", "said"), [
+    ('quiet_hours: ["21:00", "09:00"]', 'quiet_hours: [21:00, "09:00"]',
+     'schedule.quiet_hours[0]: a local time is HH:MM from 00:00 to 23:59 (quote it: "21:00"), not 1260'),
+    ("starts: 2026-11-01", 'starts: "1 Nov 2026"', "message.campaign.starts: a date is YYYY-MM-DD, not '1 Nov 2026'"),
+])
+def test_mistyped_quiet_hours_and_campaign_dates_get_plain_messages(camp, old, new, said):
+    result = run("message", "check", str(edit(camp, old, new)))
+    assert result.exit_code == 2
+    assert said in result.stderr, result.stderr

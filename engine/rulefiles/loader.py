@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from engine.errors import Problem, RuleFileError, ValidationFailed
 from engine.fields import BUILTIN_FIELDS, FieldCatalogue, build_catalogue, coerce
+from engine.plain import plain_message
 from engine.rulefiles.ir import All, Always, AnyOf, Cmp, Condition, Not, Rule, Ruleset
 from engine.rulefiles.schema import THEN_MODELS, AllOf, AlwaysCond, AnyOfCond, Comparison, NotCond, RuleFile
 from engine.sourcefile import SourceData, parse_text, read_source
@@ -209,7 +210,7 @@ def _pydantic_problem(src: SourceData, err: Mapping[str, Any]) -> Problem:
         where = f"{label}:{rest}" if rest else label
     else:
         where = _loc(data_loc)
-    msg = err["msg"].removeprefix("Value error, ")
+    msg = plain_message(err) or err["msg"].removeprefix("Value error, ")
     missing = err["type"] == "missing"
     if missing:
         msg = f"{_loc(loc[len(data_loc):]) or loc[-1]}: field required"
