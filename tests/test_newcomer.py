@@ -302,7 +302,7 @@ def test_rules_test_refuses_an_unknown_fact_in_given_with_its_place(camp):
                                                      "given: {customer: {tierr: gold}}"))
     result = run("rules", "test", str(camp / "perso.yaml"))
     assert result.exit_code == 2, result.output
-    assert f"{camp / 'perso.yaml'}:16:" in result.stderr, result.stderr
+    assert f"{camp / 'perso.yaml'}:15:24: " in result.stderr, result.stderr
     assert "tests[0].given.customer.tierr: unknown field 'customer.tierr' (did you mean 'customer.tier'?)" \
         in result.stderr
 

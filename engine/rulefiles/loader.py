@@ -90,6 +90,8 @@ def _load(src: SourceData, catalogue: FieldCatalogue | None, channels: Collectio
     rules.sort(key=lambda pair: (pair[1].priority, pair[0]))
     if model.hit_policy == "first":
         problems += _shadowed(rules, src)
+    for i, test in enumerate(model.tests):
+        problems += _given_problems(test.given, src, ("tests", i, "given"), catalogue)
     if problems:
         raise RuleFileError(problems, f"{src.file}: {len(problems)} problem(s) in ruleset {model.ruleset}")
 
@@ -98,6 +100,32 @@ def _load(src: SourceData, catalogue: FieldCatalogue | None, channels: Collectio
     version = hashlib.sha256(canonical.encode()).hexdigest()[:12]
     tests = tuple(t.model_dump(exclude_none=True) for t in model.tests)
     return Ruleset(model.ruleset, model.kind, model.hit_policy, tuple(r for _, r in rules), version, src.file, tests)
+
+
+def _given_problems(given: Mapping[str, Any], src: SourceData, loc: tuple[Any, ...], cat: FieldCatalogue,
+                    prefix: str = "") -> list[Problem]:
+    """The facts of a test example's ``given`` that no rule could see: unknown fields (a typo would make the
+    example pass or fail for the wrong reason) and values of the wrong type for their field."""
+    out = []
+    for key, value in given.items():
+        path, where = f"{prefix}{key}", (*loc, key)
+        if isinstance(value, Mapping) and value and cat.lookup(path) is None:
+            out += _given_problems(value, src, where, cat, f"{path}.")
+            continue
+        label = f"{_loc(loc)}.{key}"
+        spec = cat.lookup(path)
+        if spec is None:
+            if isinstance(value, Mapping):
+                continue  # ``customer: {}``: no facts
+            hint = cat.suggest(path)
+            out.append(src.problem(f"unknown field {path!r}" + (f" (did you mean {hint!r}?)" if hint else
+                                   "; declare customer fields in rules/fields.yaml"), where, "unknown_field", label))
+            continue
+        try:
+            coerce(spec.type, value)
+        except ValueError as exc:
+            out.append(src.problem(str(exc), where, "type", label))
+    return out
 
 
 def _shadowed(rules: list[tuple[int, Rule]], src: SourceData) -> list[Problem]:
