@@ -115,6 +115,10 @@ def load_message(path: str | Path, registry: Registry, catalogue: FieldCatalogue
         raise MessageFileError(exc.problems, str(exc).split("\n", 1)[0]) from None
     if not isinstance(src.data, dict):
         raise MessageFileError([src.problem("a message file is a mapping (message, creatives, …)", code="shape")])
+    if "ruleset" in src.data and "message" not in src.data:
+        raise MessageFileError([src.problem("this is a rule file (it has 'ruleset:'), not a message file; name it "
+                                            "under the message's rules:, or check it with herald rules check",
+                                            code="shape")], f"{src.file}: not a message file")
     try:
         model = MessageFile.model_validate(src.data)
     except ValidationError as exc:

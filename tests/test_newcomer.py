@@ -362,3 +362,13 @@ def test_mistyped_quiet_hours_and_campaign_dates_get_plain_messages(camp, old, n
     result = run("message", "check", str(edit(camp, old, new)))
     assert result.exit_code == 2
     assert said in result.stderr, result.stderr
+
+
+def test_a_rule_file_given_as_a_message_and_a_message_given_as_rules_say_so(camp):
+    as_message = run("evaluate", "-m", str(camp / "perso.yaml"), "-a", str(camp / "aud.csv"), "--at", NOW)
+    assert as_message.exit_code == 2
+    assert "this is a rule file (it has 'ruleset:'), not a message file" in as_message.stderr
+    assert "Input should be" not in as_message.stderr
+    as_rules = run("rules", "check", str(camp / "msg.yaml"))
+    assert as_rules.exit_code == 2
+    assert "this is a message file (it has 'message:'), not a rule file" in as_rules.stderr

@@ -54,6 +54,9 @@ def _load(src: SourceData, catalogue: FieldCatalogue | None, channels: Collectio
     if not isinstance(src.data, dict):
         raise RuleFileError([src.problem("a rule file is a mapping with ruleset, kind, rules", code="shape")],
                             f"{src.file}: invalid rule file")
+    if "message" in src.data and "ruleset" not in src.data:
+        raise RuleFileError([src.problem("this is a message file (it has 'message:'), not a rule file; check it "
+                                         "with herald message check", code="shape")], f"{src.file}: not a rule file")
     try:
         model = RuleFile.model_validate(src.data)
     except ValidationError as exc:
