@@ -117,7 +117,7 @@ def settings_problems(settings: Mapping[str, Any]) -> list[str]:
             hint = " (YAML reads an unquoted 21:00 as a number: quote it)" if isinstance(value, int) else ""
             out.append(f"{key}: a local time \"HH:MM\" from 00:00 to 23:59, not {value!r}{hint}")
     if not out and given["start"] is not None and given["start"] == given["end"]:
-        out.append("end: quiet hours must not start and end at the same time")
+        out.append("end: start and end must differ (quiet hours from a time to the same time are empty)")
     tz = settings.get("default_timezone")
     if tz is not None and (not isinstance(tz, str) or _zone(tz) is None):
         out.append(f"default_timezone: an IANA time zone such as Asia/Kolkata, not {tz!r}")
