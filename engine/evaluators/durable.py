@@ -15,7 +15,7 @@ Hit policies map onto durable's own semantics: ``first`` posts an event (only th
 fires), ``collect`` asserts a fact (every matching rule fires, in ascending ``pri``).
 
 Regular expressions (``matches``) and list emptiness are evaluated in Python and handed to durable as
-derived facts, so that every evaluator applies the same regex dialect (Python ``re``, full match).
+derived facts, so that every evaluator applies the same regex dialect (RE2, full match: ``engine.rulefiles.regex``).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import durable_rules_engine
 from durable.engine import Host, MessageNotHandledException
 
 from engine.errors import EvaluationError
+from engine.rulefiles import regex
 from engine.rulefiles.ir import All, Always, AnyOf, Cmp, Condition, Not, Ruleset
 
 _MARK = "_t"
@@ -45,14 +46,14 @@ _DURABLE_OP = {"lt": "$lt", "lte": "$lte", "gt": "$gt", "gte": "$gte"}
 class _Derived:
     """Facts computed in Python before posting: regex results and list emptiness."""
 
-    regexes: dict[str, tuple[str, Callable[[str], Any]]]
+    regexes: dict[str, tuple[str, Callable[[str], bool]]]
     empties: dict[str, str]
 
     def add(self, facts: Mapping[str, Any], message: dict[str, Any]) -> None:
         for key, (field, match) in self.regexes.items():
             v = facts.get(field)
             if isinstance(v, str):
-                message[key] = match(v) is not None
+                message[key] = match(v)
         for key, field in self.empties.items():
             v = facts.get(field)
             if isinstance(v, (list, tuple)):
@@ -152,7 +153,7 @@ def _negated(c: Cmp, d: _Derived) -> dict[str, Any]:
 
 def _regex(c: Cmp, d: _Derived) -> str:
     key = f"_re_{len(d.regexes)}"
-    d.regexes[key] = (c.field, re.compile(c.value).fullmatch)
+    d.regexes[key] = (c.field, regex.fullmatch(c.value))
     return key
 
 
