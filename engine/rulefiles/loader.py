@@ -15,7 +15,7 @@ from engine.fields import BUILTIN_FIELDS, FieldCatalogue, build_catalogue, coerc
 from engine.rulefiles import regex
 from engine.rulefiles.ir import All, Always, AnyOf, Cmp, Condition, Not, Rule, Ruleset
 from engine.rulefiles.schema import THEN_MODELS, AllOf, AlwaysCond, AnyOfCond, Comparison, NotCond, RuleFile
-from engine.sourcefile import SourceData, parse_text, read_source
+from engine.sourcefile import SourceData, check_depth, parse_text, read_source
 
 _ORDERED = {"integer", "number", "date", "datetime"}
 _SCALAR_OPS = {"eq", "ne", "lt", "lte", "gt", "gte"}
@@ -42,6 +42,8 @@ def load_ruleset_data(
 ) -> Ruleset:
     """Like :func:`load_ruleset` for data already in memory (a dict, or YAML/JSON text)."""
     try:
+        if not isinstance(data, str):
+            check_depth(data, source)
         src = parse_text(data, source) if isinstance(data, str) else SourceData(data, source)
     except ValidationFailed as exc:
         raise RuleFileError(exc.problems, str(exc).split("\n", 1)[0]) from None
