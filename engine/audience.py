@@ -31,6 +31,7 @@ from engine.facts import zone
 from engine.fields import FieldCatalogue, coerce
 from engine.model import SUBSCRIPTION_STATUSES, Customer
 from engine.reachability import HANDLE_ERROR
+from engine.sourcefile import MAX_DEPTH, too_deep
 
 MAX_REPORTED = 50
 RESERVED = f"the {HANDLE_ERROR}* attributes are Herald's own (why a handle is malformed); rename the column"
@@ -320,6 +321,10 @@ def _jsonl(p: Path, types: Mapping[str, str]) -> Iterator[tuple[int, Customer | 
     with fh:
         for n, text in enumerate(fh, start=1):
             if not text.strip():
+                continue
+            deep = too_deep(text)
+            if deep is not None:
+                yield n, Problem(f"nested deeper than the limit of {MAX_DEPTH} levels", "too_deep", str(p), n, deep[1])
                 continue
             try:
                 obj = json.loads(text, parse_constant=_no_constant)

@@ -13,10 +13,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from engine.contracts import FieldSpec
-from engine.errors import Problem, RuleFileError
+from engine.errors import Problem, RuleFileError, ValidationFailed
+from engine.sourcefile import read_source
 
 FIELD_TYPES = ("string", "integer", "number", "boolean", "date", "datetime", "list")
 
@@ -89,13 +88,9 @@ def load_org_fields(path: str | Path) -> list[FieldSpec]:
     """Read an org's customer attribute catalogue (``customer: {name: {type, description}}``)."""
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise RuleFileError(
-            [Problem(str(getattr(exc, "problem", exc)), "yaml", str(p), mark.line + 1 if mark else None,
-                     mark.column + 1 if mark else None)]
-        ) from None
+        data = read_source(p).data or {}
+    except ValidationFailed as exc:
+        raise RuleFileError(exc.problems, str(exc).split("\n", 1)[0]) from None
     problems: list[Problem] = []
     specs: list[FieldSpec] = []
     section: Mapping[str, Any] = data.get("customer", {}) if isinstance(data, dict) else {}

@@ -1,7 +1,7 @@
 """Message files (YAML): the six steps of a message as data, loaded into :class:`engine.model.Message`.
 
 Loading checks the file's shape (with line and column), loads the rulesets it names (paths relative to
-the message file), and asks the registered channels and incentive types to validate creatives and the
+the message file, confined to its folder or to ``HERALD_RULES_ROOT``: see :func:`rule_file_path`), and asks the registered channels and incentive types to validate creatives and the
 incentive. Every problem is reported at once.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -128,8 +129,12 @@ def load_message(path: str | Path, registry: Registry, catalogue: FieldCatalogue
     base = Path(src.file).parent
     rulesets = {}
     for kind, rel in model.rules.items():
+        path = rule_file_path(base, rel)
+        if isinstance(path, str):
+            problems.append(src.problem(path, ("rules", kind), "path_outside_root"))
+            continue
         try:
-            rs = load_ruleset(base / rel, catalogue, channels=set(registry.channels))
+            rs = load_ruleset(path, catalogue, channels=set(registry.channels))
         except RuleFileError as exc:
             problems.extend(exc.problems)
             continue
@@ -147,6 +152,23 @@ def load_message(path: str | Path, registry: Registry, catalogue: FieldCatalogue
                                f"{src.file}: {len(errors)} problem(s)")
     warnings = tuple(i for i in issues if not i.is_error)
     return dataclasses.replace(message, warnings=warnings) if warnings else message
+
+
+def rule_file_path(base: Path, rel: str) -> Path | str:
+    """The rule file ``rel`` named by a message in folder ``base``, or why it is refused (text).
+
+    A rule file must lie inside the rules root: ``HERALD_RULES_ROOT`` when set, else the message's own folder
+    (symbolic links are followed first, so a link cannot lead outside). ``..`` and absolute paths that
+    leave it are refused: a message file cannot make Herald read an arbitrary file.
+    """
+    configured = os.environ.get("HERALD_RULES_ROOT", "").strip()
+    root = Path(configured).resolve() if configured else base.resolve()
+    target = (base / rel).resolve()
+    if target == root or root not in target.parents:
+        where = f"the rules root {root} (HERALD_RULES_ROOT)" if configured else f"the message's folder {root}"
+        hint = "" if configured else "; set HERALD_RULES_ROOT to allow a shared rules folder"
+        return f"rule file {rel!r} is outside {where}{hint}"
+    return base / rel
 
 
 def to_message(model: MessageFile, rulesets: Mapping[str, Any], *, source: str | None = None) -> Message:

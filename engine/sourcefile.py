@@ -1,8 +1,15 @@
-"""Reads YAML/JSON data files keeping the line and column of every value, for precise error messages."""
+"""Reads YAML/JSON data files keeping the line and column of every value, for precise error messages.
+
+Files are hostile until checked (rule, message, settings and field files all come through here): a file
+larger than :func:`max_file_bytes` (``HERALD_MAX_FILE_BYTES``, default 1 MiB), YAML aliases and anchors
+(the "billion laughs" expansion), and nesting deeper than :data:`MAX_DEPTH` are refused with the place at
+fault, before anything is built from the text; nothing here recurses as deep as the input nests.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +22,33 @@ from engine.errors import Problem, ValidationFailed
 Pos = tuple[int, int]
 #: libyaml's parser when PyYAML was built with it (same marks and errors, several times faster)
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: the deepest nesting of mappings and lists a data file may have
+MAX_DEPTH = 64
+#: the default largest data file, in bytes (``HERALD_MAX_FILE_BYTES`` overrides it)
+DEFAULT_MAX_FILE_BYTES = 1024 * 1024
+_START = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+_END = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+
+
+def max_file_bytes() -> int:
+    """The largest data file accepted: ``HERALD_MAX_FILE_BYTES`` (a positive integer), else 1 MiB."""
+    raw = os.environ.get("HERALD_MAX_FILE_BYTES")
+    if raw is None or not raw.strip():
+        return DEFAULT_MAX_FILE_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ValidationFailed([Problem(f"HERALD_MAX_FILE_BYTES must be a positive number of bytes, not {raw!r}",
+                                        "settings")], "HERALD_MAX_FILE_BYTES: invalid")
+    return value
+
+
+def _too_large(size: int, file: str) -> ValidationFailed:
+    limit = max_file_bytes()
+    return ValidationFailed([Problem(f"the file is {size:,} bytes, over the limit of {limit:,} bytes "
+                                     "(HERALD_MAX_FILE_BYTES)", "too_large", file)], f"{file}: file too large")
 
 
 @dataclass
@@ -48,9 +82,16 @@ def dotted(path: Sequence[Any]) -> str:
 
 
 def parse_text(text: str, file: str) -> SourceData:
-    """Parse YAML (or JSON, a subset) text; a syntax error raises ValidationFailed with line and column."""
+    """Parse YAML (or JSON, a subset) text; a syntax error raises ValidationFailed with line and column.
+
+    Text over the size limit, YAML aliases or anchors, and nesting deeper than :data:`MAX_DEPTH` are refused.
+    """
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > max_file_bytes():
+        raise _too_large(size, file)
     loader = _LOADER(text)
     try:
+        _check_events(text, file)
         node = loader.get_single_node()
         if node is None:
             return SourceData(None, file)
@@ -59,6 +100,7 @@ def parse_text(text: str, file: str) -> SourceData:
         data = loader.construct_document(node)
     except yaml.YAMLError as exc:
         if file.endswith(".json"):
+            _check_json_depth(text, file)
             try:
                 return SourceData(json.loads(text), file)
             except json.JSONDecodeError as jexc:
@@ -79,9 +121,18 @@ def read_source(path: str | Path) -> SourceData:
     """Read and parse a YAML or JSON file (UTF-8, BOM tolerated)."""
     p = Path(path)
     try:
+        if p.is_dir():
+            raise ValidationFailed([Problem("is a folder; give the path of a YAML or JSON file", "not_a_file", str(p))],
+                                   f"{p}: a folder, not a file")
+        size = p.stat().st_size
+        if size > max_file_bytes():
+            raise _too_large(size, str(p))
         text = p.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ValidationFailed([Problem("file not found", "not_found", str(p))], f"{p}: file not found") from None
+    except PermissionError:
+        raise ValidationFailed([Problem("permission denied; check the file's permissions", "unreadable", str(p))],
+                               f"{p}: cannot read") from None
     except UnicodeDecodeError as exc:
         raise ValidationFailed([Problem(f"not UTF-8 text ({exc.reason} at byte {exc.start})", "encoding", str(p))],
                                f"{p}: not UTF-8") from None
@@ -98,3 +149,74 @@ def _walk(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], Pos
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _walk(item, (*path, i), out)
+
+
+def _refused(message: str, code: str, file: str, mark: Any) -> ValidationFailed:
+    line, col = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
+    return ValidationFailed([Problem(message, code, file, line, col)], f"{file}: refused")
+
+
+def _check_events(text: str, file: str) -> None:
+    """Refuse aliases, anchors and deep nesting from the event stream, before any node is composed."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_LOADER):
+        if isinstance(event, yaml.AliasEvent):
+            raise _refused(f"YAML aliases are not allowed (*{event.anchor}); write the value out in full",
+                           "yaml_alias", file, event.start_mark)
+        if getattr(event, "anchor", None) is not None:
+            raise _refused(f"YAML aliases are not allowed (anchor &{event.anchor}); write the value out in full",
+                           "yaml_alias", file, event.start_mark)
+        if isinstance(event, _START):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _refused(f"nested deeper than the limit of {MAX_DEPTH} levels", "too_deep", file,
+                               event.start_mark)
+        elif isinstance(event, _END):
+            depth -= 1
+
+
+def too_deep(text: str, limit: int = MAX_DEPTH) -> Pos | None:
+    """The 1-based (line, column) of the first ``[`` or ``{`` of JSON ``text`` nested deeper than ``limit``
+    (``None`` when none is); a linear scan, for text that ``json.loads`` would otherwise recurse into."""
+    if text.count("[") + text.count("{") <= limit:
+        return None
+    depth, in_string, escaped, line, line_start = 0, False, False, 1, 0
+    for i, ch in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return line, i - line_start + 1
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "\n":
+            line, line_start = line + 1, i + 1
+    return None
+
+
+def _check_json_depth(text: str, file: str) -> None:
+    where = too_deep(text)
+    if where is not None:
+        raise ValidationFailed([Problem(f"nested deeper than the limit of {MAX_DEPTH} levels", "too_deep", file,
+                                        *where)], f"{file}: refused")
+
+
+def check_depth(data: Any, file: str) -> None:
+    """Refuse in-memory data (API payloads) nested deeper than :data:`MAX_DEPTH`, without recursing."""
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list, tuple)):
+            if depth > MAX_DEPTH:
+                raise ValidationFailed([Problem(f"nested deeper than the limit of {MAX_DEPTH} levels", "too_deep",
+                                                file)], f"{file}: refused")
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)

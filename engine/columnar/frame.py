@@ -34,6 +34,7 @@ from engine.facts import zone
 from engine.fields import DATE_TEXT, EXACT_FLOAT, INTEGER_TEXT, NUMBER_TEXT, FieldCatalogue, coerce
 from engine.model import CONTACT_FIELDS, SUBSCRIPTION_STATUSES, Customer
 from engine.reachability import HANDLE_ERROR
+from engine.sourcefile import MAX_DEPTH
 
 ID = "customer.id"
 _DTYPES: dict[str, pl.DataType] = {"string": pl.String, "integer": pl.Int64, "number": pl.Float64,
@@ -148,6 +149,8 @@ def _read_jsonl(p: Path, types: Mapping[str, str]) -> pl.DataFrame:
     then decides): polars reads a column holding strings and other values as all strings (``1`` and
     ``"1"`` alike), a list holding numbers as strings, and ``1`` as ``1.0`` in a column that also holds
     ``1.5``; the row reader sees the JSON values themselves."""
+    if _nested_deeper_than_allowed(p):
+        raise _Bad("a value nested deeper than the limit")
     df = _flatten(pl.read_ndjson(p, infer_schema_length=None))
     ids = df.schema.get("id", df.schema.get("customer.id"))
     if ids is not None and ids not in (pl.String, pl.Int64, pl.Null):
@@ -169,6 +172,13 @@ def _read_jsonl(p: Path, types: Mapping[str, str]) -> pl.DataFrame:
     if any(text.str.contains(x).any() for x in patterns):  # one scan each: faster than one alternation
         raise _Bad("mixed JSON types in a column")
     return df
+
+
+def _nested_deeper_than_allowed(p: Path) -> bool:
+    """Whether some line holds more brackets than ``MAX_DEPTH`` (then the per-row reader, which measures the
+    real nesting, decides: polars' reader and its Python conversion recurse as deep as the data nests)."""
+    lines = pl.Series([p.read_bytes().decode("utf-8-sig")]).str.split("\n").explode()
+    return bool((lines.str.count_matches(r"[\[{]") > MAX_DEPTH).any())
 
 
 def _keys(names: list[str]) -> str:

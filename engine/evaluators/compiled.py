@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.evaluators.reference import ReferenceEvaluator
+from engine.rulefiles import regex
 from engine.rulefiles.ir import All, Always, AnyOf, Cmp, Condition, Not, Ruleset
 
 _FIELD = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z0-9_*]+)*$")
@@ -31,7 +32,7 @@ _TEMPLATES: dict[str, str] = {
     "between": "(({V} := g({K})) is not None and {C}[0] <= {V} <= {C}[1])",
     "contains": "(isinstance({V} := g({K}), _seq) and {C} in {V})",
     "contains_any": "(isinstance({V} := g({K}), _seq) and not {C}.isdisjoint({V}))",
-    "matches": "(isinstance({V} := g({K}), str) and {C}({V}) is not None)",
+    "matches": "(isinstance({V} := g({K}), str) and {C}({V}))",
     "exists": "(g({K}) is not None)",
     "missing": "(g({K}) is None)",
 }
@@ -64,7 +65,7 @@ class _Codegen:
         if cond.op in ("in", "not_in", "contains_any"):
             lit = frozenset(lit)  # validated literals are scalars
         elif cond.op == "matches":
-            lit = re.compile(lit).fullmatch
+            lit = regex.fullmatch(lit)
         self.n += 1
         return _TEMPLATES[cond.op].format(V=f"_v{self.n}", K=self.const(cond.field), C=self.const(lit))
 

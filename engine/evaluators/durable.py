@@ -9,18 +9,26 @@ durable-rules' limits, and what this module does about each (see PRODUCT.md §3)
   ``exception`` and re-raised as ``EvaluationError``;
 * rulesets cannot be replaced: each is registered under a versioned name ``name@version``;
 * every ``Host`` starts threads that never stop: one host per process, created on first use;
-* no thread safety: registration and evaluation are serialised with one lock.
+* no thread safety: registration and evaluation are serialised with one lock;
+* a node of its network with more than about 511 successors hangs the process (measured with 2.0.28 in a
+  subprocess under a timeout: 511 rules plus the sentinel run, 512 rules hang; one ``in`` of 511 values
+  runs, of 512 hangs; ``contains_any`` of 600 values fails to build). Every ``any``/``in`` alternative
+  becomes its own path, so a ruleset whose conditions expand to more than :data:`MAX_ALTERNATIVES`
+  alternatives (``all`` multiplies, ``any`` adds; see :func:`alternatives`) is refused before durable sees it;
+* a non-finite number (``inf``, ``nan``) in a condition or in the facts is not JSON durable can read: such a
+  ruleset is refused when loaded, such facts when evaluated (``EvaluationError`` naming the value).
 
 Hit policies map onto durable's own semantics: ``first`` posts an event (only the lowest ``pri`` rule
 fires), ``collect`` asserts a fact (every matching rule fires, in ascending ``pri``).
 
 Regular expressions (``matches``) and list emptiness are evaluated in Python and handed to durable as
-derived facts, so that every evaluator applies the same regex dialect (Python ``re``, full match).
+derived facts, so that every evaluator applies the same regex dialect (RE2, full match: ``engine.rulefiles.regex``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import uuid
@@ -33,26 +41,29 @@ import durable_rules_engine
 from durable.engine import Host, MessageNotHandledException
 
 from engine.errors import EvaluationError
+from engine.rulefiles import regex
 from engine.rulefiles.ir import All, Always, AnyOf, Cmp, Condition, Not, Ruleset
 
 _MARK = "_t"
 _SENTINEL = "__herald_sentinel__"
 _COMPLEMENT = {"lt": "$gte", "lte": "$gt", "gt": "$lte", "gte": "$lt"}
 _DURABLE_OP = {"lt": "$lt", "lte": "$lte", "gt": "$gt", "gte": "$gte"}
+#: the most condition alternatives a ruleset may expand to on durable (a node fanning out to 512 hangs it)
+MAX_ALTERNATIVES = 500
 
 
 @dataclass
 class _Derived:
     """Facts computed in Python before posting: regex results and list emptiness."""
 
-    regexes: dict[str, tuple[str, Callable[[str], Any]]]
+    regexes: dict[str, tuple[str, Callable[[str], bool]]]
     empties: dict[str, str]
 
     def add(self, facts: Mapping[str, Any], message: dict[str, Any]) -> None:
         for key, (field, match) in self.regexes.items():
             v = facts.get(field)
             if isinstance(v, str):
-                message[key] = match(v) is not None
+                message[key] = match(v)
         for key, field in self.empties.items():
             v = facts.get(field)
             if isinstance(v, (list, tuple)):
@@ -152,8 +163,45 @@ def _negated(c: Cmp, d: _Derived) -> dict[str, Any]:
 
 def _regex(c: Cmp, d: _Derived) -> str:
     key = f"_re_{len(d.regexes)}"
-    d.regexes[key] = (c.field, re.compile(c.value).fullmatch)
+    d.regexes[key] = (c.field, regex.fullmatch(c.value))
     return key
+
+
+def alternatives(expr: Any) -> int:
+    """How many alternative paths durable builds for a durable condition: ``$and`` multiplies, ``$or`` adds
+    (inside list quantifiers too); an upper bound on the fan-out of any node of its network."""
+    if isinstance(expr, list):
+        return sum(alternatives(e) for e in expr)
+    if not isinstance(expr, dict):
+        return 1
+    total = 1
+    for key, value in expr.items():
+        if key == "$or":
+            total *= sum(alternatives(e) for e in value)
+        elif key == "$and":
+            for e in value:
+                total *= alternatives(e)
+        elif isinstance(value, dict):
+            total *= alternatives(value)
+    return total
+
+
+def _check_size(definition: Mapping[str, Any], ruleset: Ruleset) -> None:
+    count = sum(alternatives(r["all"]) for rid, r in definition.items() if rid != _SENTINEL)
+    if count > MAX_ALTERNATIVES:
+        raise EvaluationError(
+            f"durable-rules cannot run {ruleset.key}: its conditions expand to {count:,} alternatives, over "
+            f"durable's limit of {MAX_ALTERNATIVES} (each 'any'/'in' value is one, 'all' multiplies them; "
+            "larger rulesets hang durable); split the ruleset or use the compiled evaluator", ruleset=ruleset.name)
+
+
+def _non_finite(facts: Mapping[str, Any]) -> tuple[str, Any] | None:
+    for key, value in facts.items():
+        items = value if isinstance(value, (list, tuple)) else (value,)
+        for v in items:
+            if isinstance(v, float) and not math.isfinite(v):
+                return key, v
+    return None
 
 
 def _positional(x: float) -> str:
@@ -187,6 +235,9 @@ def dumps(message: Mapping[str, Any]) -> str:
 def _check_literals(cond: Any, ruleset: Ruleset) -> None:
     values = cond.value if isinstance(cond, Cmp) and isinstance(cond.value, tuple) else (getattr(cond, "value", None),)
     for v in values:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise EvaluationError(f"durable-rules cannot read the non-finite number {v!r} in {ruleset.key} (it "
+                                  "takes finite numbers only); use the compiled evaluator", ruleset=ruleset.name)
         if isinstance(v, float) and ("e" in repr(v) or "E" in repr(v)):
             raise EvaluationError(f"durable-rules cannot read the number {v!r} in {ruleset.key}; write it without an "
                                   "exponent or use the compiled evaluator", ruleset=ruleset.name)
@@ -250,6 +301,7 @@ class DurableEvaluator:
                 for rule in ruleset.rules:
                     _check_literals(rule.when, ruleset)
                 definition, derived = to_durable(ruleset, _action)
+                _check_size(definition, ruleset)
                 _host().set_rulesets({name: definition})
                 _DERIVED[name] = derived
         return name
@@ -262,6 +314,10 @@ class DurableEvaluator:
     def fired(self, ruleset: Ruleset, facts: Mapping[str, Any]) -> tuple[str, ...]:
         """Fired rule ids in priority order; only the first under hit policy ``first``."""
         name = self.load(ruleset)
+        bad = _non_finite(facts)
+        if bad is not None:
+            raise EvaluationError(f"durable-rules cannot read the non-finite number {bad[1]!r} in the fact {bad[0]} "
+                                  "(it takes finite numbers only); use the compiled evaluator", ruleset=ruleset.name)
         host = _host()
         sid = uuid.uuid4().hex
         message = _nest(facts)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
+from engine.rulefiles import regex
 from engine.rulefiles.ir import All, Always, AnyOf, Condition, Not, Ruleset
 
 
@@ -56,7 +56,7 @@ def _compare(op: str, v: Any, lit: Any) -> bool:
     if op == "contains_any":
         return isinstance(v, (list, tuple)) and any(x in v for x in lit)
     if op == "matches":
-        return isinstance(v, str) and re.fullmatch(lit, v) is not None
+        return isinstance(v, str) and regex.fullmatch(lit)(v)
     raise ValueError(f"unknown operator {op!r}")
 
 

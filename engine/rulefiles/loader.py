@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,10 @@ from pydantic import ValidationError
 from engine.errors import Problem, RuleFileError, ValidationFailed
 from engine.fields import BUILTIN_FIELDS, FieldCatalogue, build_catalogue, coerce
 from engine.plain import plain_message
+from engine.rulefiles import regex
 from engine.rulefiles.ir import All, Always, AnyOf, Cmp, Condition, Not, Rule, Ruleset
 from engine.rulefiles.schema import THEN_MODELS, AllOf, AlwaysCond, AnyOfCond, Comparison, NotCond, RuleFile
-from engine.sourcefile import SourceData, parse_text, read_source
+from engine.sourcefile import SourceData, check_depth, parse_text, read_source
 
 _ORDERED = {"integer", "number", "date", "datetime"}
 _SCALAR_OPS = {"eq", "ne", "lt", "lte", "gt", "gte"}
@@ -43,6 +43,8 @@ def load_ruleset_data(
 ) -> Ruleset:
     """Like :func:`load_ruleset` for data already in memory (a dict, or YAML/JSON text)."""
     try:
+        if not isinstance(data, str):
+            check_depth(data, source)
         src = parse_text(data, source) if isinstance(data, str) else SourceData(data, source)
     except ValidationFailed as exc:
         raise RuleFileError(exc.problems, str(exc).split("\n", 1)[0]) from None
@@ -174,7 +176,7 @@ def _to_ir(cond: Any, src: SourceData, loc: tuple[Any, ...], label: str, cat: Fi
         elif op == "matches":
             if ftype != "string":
                 return bad(f"matches needs a string field; {cond.field} is {ftype}", "type_mismatch")
-            re.compile(value)
+            regex.check(value)
         elif op in ("contains", "contains_any"):
             if ftype != "list":
                 return bad(f"{op} needs a list field; {cond.field} is {ftype}", "type_mismatch")
@@ -195,8 +197,8 @@ def _to_ir(cond: Any, src: SourceData, loc: tuple[Any, ...], label: str, cat: Fi
             if op not in ("eq", "ne") and ftype not in _ORDERED:
                 return bad(f"{op} needs a number or date field; {cond.field} is {ftype}", "type_mismatch")
             value = _literal(ftype, value)
-    except re.error as exc:
-        return bad(f"invalid regular expression: {exc}", "bad_regex")
+    except regex.RegexError as exc:
+        return bad(f"invalid regular expression {value!r}: {exc}", "bad_regex")
     except ValueError as exc:
         return bad(f"{cond.field} is {ftype}: {exc}", "type_mismatch")
     return Cmp(cond.field, op, value)
