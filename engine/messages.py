@@ -18,10 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from engine.errors import MessageFileError, Problem, RuleFileError, ValidationFailed
 from engine.fields import FieldCatalogue
 from engine.model import Campaign, Creative, DeliverySettings, IncentiveSpec, Message, Schedule
-from engine.registry import Registry
+from engine.registry import Registry, unknown_kind
 from engine.rulefiles.loader import load_ruleset
 from engine.sourcefile import SourceData, read_source
-from engine.validation import validate_message
+from engine.validation import strategies, validate_message
 
 
 class _Strict(BaseModel):
@@ -45,7 +45,7 @@ class MessageHead(_Strict):
     title: str = Field(min_length=1, max_length=200)
     type: Literal["broadcast", "bounceback", "timeline"] = "broadcast"
     campaign: CampaignModel
-    strategy: list[Literal["personalization", "channel_priority", "x_engage"]] = Field(default_factory=list)
+    strategy: list[str] = Field(default_factory=list, description="rule kinds registered as strategies, or x_engage")
 
 
 class CreativeModel(_Strict):
@@ -86,8 +86,7 @@ class MessageFile(_Strict):
     """A message file."""
 
     message: MessageHead
-    rules: dict[Literal["eligibility", "personalization", "channel_priority", "audience_filter"], str] = Field(
-        default_factory=dict)
+    rules: dict[str, str] = Field(default_factory=dict, description="rule kind → rule file (relative path)")
     channels: list[str] = Field(default_factory=list)
     creatives: list[CreativeModel] = Field(min_length=1)
     incentive: IncentiveModel | None = None
@@ -111,12 +110,14 @@ def load_message(path: str | Path, registry: Registry, catalogue: FieldCatalogue
     except ValidationError as exc:
         raise MessageFileError([_problem(src, e) for e in exc.errors()], f"{src.file}: invalid message file") from None
 
-    problems: list[Problem] = []
+    problems = vocabulary_problems(src, model, registry)
     base = Path(src.file).parent
     rulesets = {}
     for kind, rel in model.rules.items():
+        if kind not in registry.kinds:
+            continue  # reported above
         try:
-            rs = load_ruleset(base / rel, catalogue, channels=set(registry.channels))
+            rs = load_ruleset(base / rel, catalogue, kinds=registry.kinds, channels=set(registry.channels))
         except RuleFileError as exc:
             problems.extend(exc.problems)
             continue
@@ -134,6 +135,18 @@ def load_message(path: str | Path, registry: Registry, catalogue: FieldCatalogue
                                f"{src.file}: {len(errors)} problem(s)")
     warnings = tuple(i for i in issues if not i.is_error)
     return dataclasses.replace(message, warnings=warnings) if warnings else message
+
+
+def vocabulary_problems(src: SourceData, model: MessageFile, registry: Registry) -> list[Problem]:
+    """The ``rules:`` keys and ``message.strategy`` names that no registered rule kind gives."""
+    out = [src.problem(unknown_kind(kind, registry.kinds), ("rules", kind), "unknown_kind", f"rules.{kind}")
+           for kind in model.rules if kind not in registry.kinds]
+    allowed = strategies(registry)
+    for i, name in enumerate(model.message.strategy):
+        if name not in allowed:
+            out.append(src.problem(f"unknown strategy {name!r}; one of {', '.join(allowed)}",
+                                   ("message", "strategy", i), "unknown_strategy", f"message.strategy[{i}]"))
+    return out
 
 
 def to_message(model: MessageFile, rulesets: Mapping[str, Any], *, source: str | None = None) -> Message:
