@@ -1,7 +1,10 @@
 """Herald's engine: the public API plugins and adapters use (and the only one plugins may import)."""
 
 from engine.contracts import (
+    ActiveOptimizer,
     Channel,
+    ColumnarChannel,
+    ColumnarOptimizer,
     DecisionDraft,
     EvaluationContext,
     Evaluator,
@@ -11,10 +14,13 @@ from engine.contracts import (
     IncentiveContext,
     IncentiveType,
     Optimizer,
+    RuleKind,
     SendContext,
     SendRequest,
     SendResult,
     Transport,
+    ValidatingOptimizer,
+    is_active,
 )
 from engine.delivery import transport_send
 from engine.errors import (
@@ -59,7 +65,6 @@ from engine.reachability import (
     ordered_reachability_expr,
     unreachable_reason,
 )
-from engine.rulefiles.outcome import outcome
 from engine.scheduling import defer_for_quiet_hours, local_send_time, parse_hhmm
 from engine.stores import InMemoryLedgerStore, LedgerEntry, LedgerFull, LedgerInfo, LedgerStore
 from engine.templating import check_tags, missing_values, render_content, template_strings
@@ -72,8 +77,19 @@ __all__ = [
     "DeliverySettings", "EngineError", "EngineEvent", "EvaluationContext", "EvaluationError", "Evaluator",
     "FieldSpec", "FiredRule", "IncentiveSpec", "IncentiveType", "Issue", "Message", "MessageFileError",
     "Optimizer", "PluginConflict", "Problem", "Reachability", "RuleFileError", "Schedule", "TemplateError",
-    "TraceStep", "AudienceError", "UnknownReference", "ValidationFailed", "check_each", "check_tags", "defer_for_quiet_hours", "e164_number", "fact_column", "hookimpl", "local_send_time", "ordered_reachability", "ordered_reachability_expr", "outcome", "parse_hhmm", "no_match", "nonempty", "zone", "unreachable_reason",
+    "TraceStep", "AudienceError", "UnknownReference", "ValidationFailed", "check_each", "check_tags", "defer_for_quiet_hours", "e164_number", "fact_column", "hookimpl", "local_send_time", "ordered_reachability", "ordered_reachability_expr", "parse_hhmm", "no_match", "nonempty", "zone", "unreachable_reason",
     "coerce_value", "missing_values", "render_content", "template_strings", "template_variables", "unknown_keys",
     "EvaluatorSpec", "IncentiveContext", "InMemoryLedgerStore", "LedgerEntry", "LedgerFull", "LedgerInfo",
     "LedgerStore", "SendContext", "SendRequest", "SendResult", "Transport", "transport_send",
+    "ActiveOptimizer", "ColumnarChannel", "ColumnarContext", "ColumnarOptimizer", "RuleKind", "ValidatingOptimizer",
+    "is_active",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``ColumnarContext`` is imported on first use (it needs polars)."""
+    if name == "ColumnarContext":
+        from engine.columnar.context import ColumnarContext
+
+        return ColumnarContext
+    raise AttributeError(f"module 'engine' has no attribute {name!r}")

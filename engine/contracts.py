@@ -18,6 +18,9 @@ from engine.model import EMPTY, Creative, Customer, Issue, Message, Reachability
 from engine.stores import LedgerStore
 
 if TYPE_CHECKING:
+    import polars as pl
+
+    from engine.columnar.context import ColumnarContext
     from engine.registry import Registry
 
 
@@ -201,7 +204,12 @@ class IncentiveType(Protocol):
 
 @runtime_checkable
 class Optimizer(Protocol):
-    """One step of the per-recipient pipeline, run in ascending ``order`` for every included draft."""
+    """One step of the per-recipient pipeline, run in ascending ``order`` for every included draft.
+
+    An optimizer may also implement any of the optional protocols :class:`ActiveOptimizer` (``active``),
+    :class:`ValidatingOptimizer` (``validate``) and :class:`ColumnarOptimizer` (``columnar``); the engine
+    checks them with ``isinstance``, never by probing attributes.
+    """
 
     name: str
     order: int
@@ -210,8 +218,70 @@ class Optimizer(Protocol):
         """Refine ``draft`` (exclude, pick a variant, order channels, move send_at) and trace why."""
         ...
 
-    # Optional: ``validate(message) -> list[Issue]`` checks ``message.optimizers[name]`` when the message
-    # loads (paths relative to that block); ``active(message) -> bool`` says whether the step does anything.
+
+@runtime_checkable
+class ActiveOptimizer(Protocol):
+    """An optimizer that says for which messages it does anything (the others always run)."""
+
+    def active(self, message: Message) -> bool:
+        """Whether the step does anything for ``message``; an inactive step is skipped on both paths."""
+        ...
+
+
+@runtime_checkable
+class ValidatingOptimizer(Protocol):
+    """An optimizer whose per-message settings (``message.optimizers[name]``) are checked at load."""
+
+    def validate(self, message: Message) -> list[Issue]:
+        """Problems with ``message.optimizers[name]`` (paths relative to that block)."""
+        ...
+
+
+def is_active(optimizer: Optimizer, message: Message) -> bool:
+    """Whether ``optimizer`` takes part in evaluating ``message`` (see :class:`ActiveOptimizer`)."""
+    return not isinstance(optimizer, ActiveOptimizer) or optimizer.active(message)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleKind:
+    """A kind of ruleset (a rule file's ``kind:``), registered by the plugin whose optimizer consumes it.
+
+    :param name: the kind, as rule files and the ``rules:`` block of message files spell it.
+    :param then_model: the pydantic model of a rule's ``then`` (extra keys should be forbidden); the loader
+        validates every ``then`` with it and stores its ``model_dump()``.
+    :param outcome: the ruleset's result from the ``then`` data of its fired rules, in firing order (an empty
+        list when none fired), as a dict; its keys are what a rule file's ``tests: expect:`` may check.
+    :param order: where the kind's rules run in the pipeline: the ``order`` of the optimizer that runs them
+        (a decision's ``fired`` mapping lists rulesets in this order).
+    :param hit_policies: the hit policies a rule file of this kind may declare.
+    :param channel_fields: ``then`` keys holding channel names (a list or one name): checked against the
+        registered channels at load, and offered to reachability on the bulk path.
+    :param strategy: whether messages name this kind in ``message.strategy`` (an optimization strategy;
+        a message naming none has one creative per channel).
+    :param validate: message-level checks of this kind (``validate(message) -> list[Issue]``, paths from the
+        top of the message file), run for every message whether or not it has a ruleset of this kind.
+    """
+
+    name: str
+    then_model: type[Any]
+    outcome: Callable[[Sequence[Mapping[str, Any]]], dict[str, Any]]
+    order: int
+    hit_policies: tuple[str, ...] = ("first", "collect")
+    description: str = ""
+    channel_fields: tuple[str, ...] = ()
+    strategy: bool = False
+    validate: Callable[[Message], list[Issue]] | None = None
+
+    def channels(self, then: Mapping[str, Any]) -> list[str]:
+        """The channel names a rule's ``then`` (validated) mentions, in order."""
+        out: list[str] = []
+        for key in self.channel_fields:
+            value = then.get(key)
+            if isinstance(value, str):
+                out.append(value)
+            elif isinstance(value, Sequence):
+                out += [str(v) for v in value]
+        return out
 
 
 @runtime_checkable
@@ -326,6 +396,15 @@ class EvaluationContext:
         if self.ledger is None:
             self.ledger = self.registry.ledger
 
+    @property
+    def has_delivery_checks(self) -> bool:
+        """Whether any plugin implements ``check_delivery`` (skip :meth:`check_delivery` when not)."""
+        return self.registry.has_delivery_checks
+
+    def check_delivery(self, draft: DecisionDraft, channel: str) -> list[Issue]:
+        """Every ``check_delivery`` hook's issues for sending ``draft`` on ``channel`` (an error drops it)."""
+        return self.registry.check_delivery(draft.customer, channel, self.message, draft)
+
 
 # --- Optional columnar extensions (bulk evaluation over a polars frame) ------------------------------------
 #
@@ -334,18 +413,14 @@ class EvaluationContext:
 # every candidate channel implements ``reachability_expr``; otherwise evaluation falls back to the
 # per-recipient pipeline, which is always correct.
 #
-# Frame conventions (one row per recipient):
-#   * one column per fact, named by its path: ``customer.id``, ``customer.tier``, ``time.local_hour`` …
-#     (missing values are null; list fields are List(String); dates are ISO strings, as in per-recipient facts)
-#   * ``_included`` Boolean, ``_reason`` String (null while included), ``_variant`` String,
-#     ``_channels`` List(String) (candidate then surviving channels, in order), ``_send_at`` Datetime("us", "UTC")
-#   * a step changes only rows where ``_included`` is true, so the first exclusion reason wins.
-#   * ``_channel_code`` UInt32 (optional, set by channel priority): an index into ``ctx.state["channel_table"]``
-#     (every candidate list × surviving-channel mask); ``_channels`` is the table entry. While no later step
-#     changes ``_channels`` (the plan compares ``_channels``' optimized plan before and after each step), the
-#     plan's finish reads ``channel``/``fallbacks`` from the table instead of slicing lists.
-#   * fired rules: ``_fired:<kind>`` (see engine.columnar.context); first-hit outcomes are one gather from
-#     a static table indexed by ``fired + 1``.
+# A columnar step sees one row per recipient, with one column per fact named by its path (``customer.id``,
+# ``customer.tier``, ``time.local_hour`` …; missing values are null, list fields List(String), dates ISO
+# strings). The decision so far is reached only through the ``ColumnarContext`` (engine.columnar.context):
+# ``ctx.included``, ``ctx.variant``, ``ctx.channels``, ``ctx.send_at`` read it; ``ctx.exclude``,
+# ``ctx.exclude_where``, ``ctx.set_variant``, ``ctx.set_channels``, ``ctx.set_send_at`` change it on the
+# included rows only (so the first exclusion reason wins); ``ctx.run_rules(frame, kind)`` records which rules
+# of a ruleset fired, read back with ``ctx.fired_index(kind)`` and ``ctx.outcome(kind, key)``;
+# ``ctx.reachable(channel)`` is the channel's reachability. The columns behind these are the plan's business.
 #
 # A channel MAY also implement ``reachable_expr(message)``: a Boolean expression (never null) equal to
 # ``reachability_expr(message)`` being a reachable status, row by row; the bulk plan prefers it (no status
@@ -364,13 +439,9 @@ class ColumnarChannel(Protocol):
 
 @runtime_checkable
 class ColumnarOptimizer(Protocol):
-    """An optimizer that can also run over a whole frame (see the frame conventions above)."""
+    """An optimizer that can also run over a whole frame (see the conventions above)."""
 
-    def columnar(self, frame: Any, ctx: Any) -> Any:
-        """Return ``frame`` (a polars LazyFrame) with this step applied to the included rows.
-
-        ``ctx`` is an ``engine.columnar.ColumnarContext``: the message, registry, instant, and
-        ``ctx.fired(kind)``/``ctx.outcome(kind)`` giving polars expressions for the message's rulesets.
-        The result must equal running ``apply`` on every row.
-        """
+    def columnar(self, frame: pl.LazyFrame, ctx: ColumnarContext) -> pl.LazyFrame:
+        """Return ``frame`` with this step applied to the included rows, through ``ctx`` (an
+        ``engine.ColumnarContext``). The result must equal running ``apply`` on every row."""
         ...

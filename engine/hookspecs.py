@@ -16,7 +16,15 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 if TYPE_CHECKING:
-    from engine.contracts import Channel, DecisionDraft, EvaluatorSpec, FieldSpec, IncentiveType, Optimizer
+    from engine.contracts import (
+        Channel,
+        DecisionDraft,
+        EvaluatorSpec,
+        FieldSpec,
+        IncentiveType,
+        Optimizer,
+        RuleKind,
+    )
     from engine.events import EngineEvent
     from engine.model import Customer, Issue, Message
 
@@ -51,6 +59,20 @@ def register_optimizers(register: Callable[[Optimizer], None], settings: Mapping
     """Register pipeline steps by calling ``register(optimizer)``; they run in ascending ``order``.
 
     :param register: records the optimizer under its ``name``; duplicates raise ``PluginConflict``.
+    :param settings: this plugin's settings block.
+    """
+
+
+@hookspec
+def register_rule_kinds(register: Callable[[RuleKind], None], settings: Mapping[str, Any]) -> None:
+    """Register the kinds of ruleset an optimizer of this plugin consumes, by calling ``register(RuleKind(...))``.
+
+    A kind gives the ``kind:`` of rule files (and the keys of a message file's ``rules:`` block), the model of
+    a rule's ``then``, the ruleset's outcome, its place in the pipeline and the hit policies it allows. The
+    rule-file loader, its JSON Schema, message validation and the bulk plan read kinds from the registry
+    only: a rule file of a kind no plugin registered is refused, naming the registered ones.
+
+    :param register: records the kind under its ``name``; duplicates raise ``PluginConflict``.
     :param settings: this plugin's settings block.
     """
 

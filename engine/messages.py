@@ -20,10 +20,10 @@ from engine.errors import MessageFileError, Problem, RuleFileError, ValidationFa
 from engine.fields import FieldCatalogue
 from engine.model import Campaign, Creative, DeliverySettings, IncentiveSpec, Message, Schedule
 from engine.plain import plain_message
-from engine.registry import Registry
+from engine.registry import Registry, unknown_kind
 from engine.rulefiles.loader import load_ruleset
 from engine.sourcefile import SourceData, read_source
-from engine.validation import validate_message
+from engine.validation import strategies, validate_message
 
 
 class _Strict(BaseModel):
@@ -55,7 +55,7 @@ class MessageHead(_Strict):
     title: str = Field(min_length=1, max_length=200)
     type: Literal["broadcast", "bounceback", "timeline"] = "broadcast"
     campaign: CampaignModel
-    strategy: list[Literal["personalization", "channel_priority", "x_engage"]] = Field(default_factory=list)
+    strategy: list[str] = Field(default_factory=list, description="rule kinds registered as strategies, or x_engage")
 
 
 class CreativeModel(_Strict):
@@ -96,8 +96,7 @@ class MessageFile(_Strict):
     """A message file."""
 
     message: MessageHead
-    rules: dict[Literal["eligibility", "personalization", "channel_priority", "audience_filter"], str] = Field(
-        default_factory=dict)
+    rules: dict[str, str] = Field(default_factory=dict, description="rule kind → rule file (relative path)")
     channels: list[str] = Field(default_factory=list)
     creatives: list[CreativeModel] = Field(min_length=1)
     incentive: IncentiveModel | None = None
@@ -125,16 +124,18 @@ def load_message(path: str | Path, registry: Registry, catalogue: FieldCatalogue
     except ValidationError as exc:
         raise MessageFileError([_problem(src, e) for e in exc.errors()], f"{src.file}: invalid message file") from None
 
-    problems: list[Problem] = []
+    problems = vocabulary_problems(src, model, registry)
     base = Path(src.file).parent
     rulesets = {}
     for kind, rel in model.rules.items():
+        if kind not in registry.kinds:
+            continue  # reported above
         path = rule_file_path(base, rel)
         if isinstance(path, str):
             problems.append(src.problem(path, ("rules", kind), "path_outside_root"))
             continue
         try:
-            rs = load_ruleset(path, catalogue, channels=set(registry.channels))
+            rs = load_ruleset(path, catalogue, kinds=registry.kinds, channels=set(registry.channels))
         except RuleFileError as exc:
             problems.extend(exc.problems)
             continue
@@ -169,6 +170,16 @@ def rule_file_path(base: Path, rel: str) -> Path | str:
         hint = "" if configured else "; set HERALD_RULES_ROOT to allow a shared rules folder"
         return f"rule file {rel!r} is outside {where}{hint}"
     return base / rel
+def vocabulary_problems(src: SourceData, model: MessageFile, registry: Registry) -> list[Problem]:
+    """The ``rules:`` keys and ``message.strategy`` names that no registered rule kind gives."""
+    out = [src.problem(unknown_kind(kind, registry.kinds), ("rules", kind), "unknown_kind", f"rules.{kind}")
+           for kind in model.rules if kind not in registry.kinds]
+    allowed = strategies(registry)
+    for i, name in enumerate(model.message.strategy):
+        if name not in allowed:
+            out.append(src.problem(f"unknown strategy {name!r}; one of {', '.join(allowed)}",
+                                   ("message", "strategy", i), "unknown_strategy", f"message.strategy[{i}]"))
+    return out
 
 
 def to_message(model: MessageFile, rulesets: Mapping[str, Any], *, source: str | None = None) -> Message:

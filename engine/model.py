@@ -163,7 +163,7 @@ class DeliverySettings:
 class Message:
     """A campaign message ready for evaluation: rules, creatives, incentive, schedule and settings.
 
-    ``rulesets`` maps a kind (``eligibility``, ``personalization``, ``channel_priority``,
+    ``rulesets`` maps a registered rule kind (``eligibility``, ``personalization``, ``channel_priority``,
     ``audience_filter``) to a compiled ruleset; ``channels`` is the static priority order used when no
     channel_priority ruleset picks one. ``optimizers`` carries per-optimizer settings by name.
     """

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-from engine.contracts import DecisionDraft, EvaluationContext, Evaluator, FiredRule
+from engine.contracts import DecisionDraft, EvaluationContext, Evaluator, FiredRule, is_active
 from engine.errors import EngineError, EvaluationError, MessageFileError, Problem
 from engine.events import EngineEvent
 from engine.facts import FactBuilder
@@ -141,7 +141,7 @@ class Pipeline:
                                      history or MappingProxyType({}), ledger=ledger or registry.ledger)
         self.summary = Summary()
         #: the optimizers that do something for this message (``active(message)``, when they say)
-        self.steps = tuple(o for o in registry.pipeline if getattr(o, "active", None) is None or o.active(message))
+        self.steps = tuple(o for o in registry.pipeline if is_active(o, message))
 
     def _run_rules(self, kind: str, draft: DecisionDraft) -> Sequence[FiredRule]:
         ruleset = self.message.rulesets.get(kind)

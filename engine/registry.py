@@ -12,9 +12,10 @@ from typing import Any, Generic, TypeVar
 
 import pluggy
 
-from engine.contracts import Channel, Evaluator, EvaluatorSpec, FieldSpec, IncentiveType, Optimizer
+from engine.contracts import Channel, Evaluator, EvaluatorSpec, FieldSpec, IncentiveType, Optimizer, RuleKind
 from engine.errors import PluginConflict, PluginSettingsError, UnknownReference
 from engine.events import EngineEvent
+from engine.model import Customer, Issue, Message
 from engine.stores import InMemoryLedgerStore, LedgerStore
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,8 @@ class Registered(Generic[T]):
 
 
 class Registry:
-    """The channels, incentive types, optimizers, fields and evaluators the plugins registered. Read-only.
+    """The channels, incentive types, optimizers, rule kinds, fields and evaluators the plugins registered.
+    Read-only.
 
     Build it with :meth:`Registry.build`; runtime hooks (``enrich_facts``, ``check_delivery``,
     ``engine_event``) are called through :attr:`hook`. ``ledger`` is the default store of incentive
@@ -47,8 +49,14 @@ class Registry:
         fields: Mapping[str, Registered[FieldSpec]],
         evaluators: Mapping[str, Registered[EvaluatorSpec]] | None = None,
         ledger: LedgerStore | None = None,
+        rule_kinds: Mapping[str, Registered[RuleKind]] | None = None,
     ):
         self._pm = pm
+        #: rule kind name → the kind, sorted by pipeline order (then name)
+        self.rule_kinds = MappingProxyType(dict(sorted((rule_kinds or {}).items(),
+                                                       key=lambda kv: (kv[1].obj.order, kv[0]))))
+        #: rule kind name → RuleKind, in pipeline order: what the loader, the schema and rule tests take
+        self.kinds: Mapping[str, RuleKind] = MappingProxyType({n: r.obj for n, r in self.rule_kinds.items()})
         self.evaluators = MappingProxyType(dict(evaluators or {}))
         self.ledger: LedgerStore = ledger if ledger is not None else InMemoryLedgerStore()
         self.channels = MappingProxyType(dict(channels))
@@ -86,6 +94,7 @@ class Registry:
             ("register_optimizers", "optimizer", "name", Optimizer),
             ("register_fields", "field", "path", FieldSpec),
             ("register_evaluators", "evaluator", "name", EvaluatorSpec),
+            ("register_rule_kinds", "rule kind", "name", RuleKind),
         ):
             items: dict[str, Registered[Any]] = {}
             for impl in getattr(pm.hook, hook_name).get_hookimpls():
@@ -107,6 +116,7 @@ class Registry:
             fields=found["register_fields"],
             evaluators=found["register_evaluators"],
             ledger=ledger,
+            rule_kinds=found["register_rule_kinds"],
         )
         registry.settings_warnings = settings_warnings(settings, views, [n for n, _ in pm.list_name_plugin()])
         return registry
@@ -126,6 +136,20 @@ class Registry:
             known = ", ".join(sorted(self.incentives))
             raise UnknownReference(f"unknown incentive type {kind!r}; registered: {known}") from None
 
+    def rule_kind(self, name: str) -> RuleKind:
+        """The rule kind registered as ``name``; ``UnknownReference`` lists the registered ones otherwise."""
+        try:
+            return self.rule_kinds[name].obj
+        except KeyError:
+            raise UnknownReference(unknown_kind(name, self.rule_kinds)) from None
+
+    def check_delivery(self, customer: Customer, channel: str, message: Message, draft: Any) -> list[Issue]:
+        """The issues every ``check_delivery`` implementation reports for one candidate channel."""
+        if not self.has_delivery_checks:
+            return []
+        found = self._pm.hook.check_delivery(customer=customer, channel=channel, message=message, draft=draft)
+        return [issue for issues in found for issue in (issues or ())]
+
     def evaluator(self, name: str) -> Evaluator:
         """A new evaluator registered as ``name``; ``UnknownReference`` lists the registered ones otherwise."""
         try:
@@ -142,6 +166,7 @@ class Registry:
         out += [(n, f"optimizer:{r.obj.order}", r.owner) for n, r in self.optimizers.items()]
         out += [(n, "field", r.owner) for n, r in self.fields.items()]
         out += [(n, "evaluator", r.owner) for n, r in self.evaluators.items()]
+        out += [(n, f"rule_kind:{r.obj.order}", r.owner) for n, r in self.rule_kinds.items()]
         return sorted(out, key=lambda row: (row[1].split(":")[0], row[0]))
 
     def emit(self, event: EngineEvent) -> None:
@@ -220,6 +245,9 @@ def settings_warnings(settings: Mapping[str, Mapping[str, Any]], views: Mapping[
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 out.append(f"plugins.{name}: unknown setting {key!r}{hint}")
     return tuple(out)
+def unknown_kind(name: object, kinds: Mapping[str, Any]) -> str:
+    """The message for a rule kind no plugin registered, listing the registered ones."""
+    return f"unknown rule kind {name!r}; registered: {', '.join(sorted(kinds)) or 'none'}"
 
 
 def _registrar(

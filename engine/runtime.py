@@ -107,8 +107,8 @@ class Herald:
         return Herald(self.registry, build_catalogue((r.obj for r in self.registry.fields.values()), org), self.loaded)
 
     def load_ruleset(self, path: str | Path) -> Ruleset:
-        """Load and check one rule file against this engine's fields and channels."""
-        return load_ruleset(path, self.catalogue, channels=set(self.registry.channels))
+        """Load and check one rule file against this engine's rule kinds, fields and channels."""
+        return load_ruleset(path, self.catalogue, kinds=self.registry.kinds, channels=set(self.registry.channels))
 
     def load_message(self, path: str | Path) -> Message:
         """Load and validate a message file (and the rule files it names), and check it against the messages

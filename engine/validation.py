@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from engine.contracts import ValidatingOptimizer
 from engine.errors import UnknownReference
 from engine.fields import FieldCatalogue
 from engine.model import Issue, Message
@@ -39,18 +40,27 @@ def rule_vars(message: Message) -> set[str]:
             for key in (rule.then.get("vars") or {})}
 
 
+#: the strategy that adds ad channels (audience exports) to a message; every other strategy is a rule kind's
+AD_STRATEGY = "x_engage"
+
+
+def strategies(registry: Registry) -> list[str]:
+    """The names ``message.strategy`` may hold: the rule kinds registered as strategies, and x_engage."""
+    return [*(k.name for k in registry.kinds.values() if k.strategy), AD_STRATEGY]
+
+
+def optimized(message: Message) -> bool:
+    """Whether the message names an optimization strategy (a rule kind's; x_engage adds channels only)."""
+    return any(s != AD_STRATEGY for s in message.strategy)
+
+
 def validate_message(message: Message, registry: Registry, catalogue: FieldCatalogue) -> list[Issue]:
     """Every problem with ``message`` (errors and warnings), each with the path of the field at fault."""
     issues: list[Issue] = []
-    strategy = set(message.strategy)
-    p13n = message.rulesets.get("personalization")
-    if "personalization" in strategy and p13n is None:
-        issues.append(Issue("rules.personalization", "required", "the personalization strategy needs a personalization ruleset"))
-    if p13n is not None and "personalization" not in strategy:
-        issues.append(Issue("message.strategy", "strategy", "a personalization ruleset is given but the strategy does not include personalization"))
-    if "channel_priority" in strategy and not (message.channels or "channel_priority" in message.rulesets):
-        issues.append(Issue("channels", "required", "the channel_priority strategy needs channels or a channel_priority ruleset"))
-    if not strategy & {"personalization", "channel_priority"}:
+    for kind in registry.kinds.values():  # each kind's own checks (a strategy needing its ruleset …)
+        if kind.validate is not None:
+            issues += kind.validate(message)
+    if not optimized(message):
         seen: dict[str, int] = {}
         for i, c in enumerate(message.creatives):
             if c.channel in seen:
@@ -72,7 +82,7 @@ def validate_message(message: Message, registry: Registry, catalogue: FieldCatal
         except UnknownReference:
             issues.append(Issue(f"{where}.channel", "unknown_channel", _unknown_channel(creative.channel, registry)))
             continue
-        if "x_engage" not in strategy and channel.kind == "ad":
+        if AD_STRATEGY not in message.strategy and channel.kind == "ad":
             issues.append(Issue(f"{where}.channel", "strategy", f"{creative.channel} is an ad channel: add x_engage to the strategy"))
         issues += [Issue(_creative_path(where, x.path), x.code, x.message, x.severity)
                    for x in channel.validate(creative, message)]
@@ -89,13 +99,6 @@ def validate_message(message: Message, registry: Registry, catalogue: FieldCatal
                 issues.append(Issue(f"{where}.content", "incentive_required", f"the {{{{ {tag} }}}} tag needs a {kind} incentive on the message"))
             elif message.incentive.kind != kind:
                 issues.append(Issue(f"{where}.content", "incentive_mismatch", f"the {{{{ {tag} }}}} tag needs a {kind} incentive; the message has {message.incentive.kind}"))
-
-    if p13n is not None:
-        variants = {c.variant for c in message.creatives}
-        for rule in p13n.rules:
-            v = rule.then.get("variant")
-            if v not in variants and "default" not in variants:
-                issues.append(Issue("creatives", "variant_without_creative", f"variant {v!r} (rule {rule.id}) has no creative"))
 
     if message.incentive is not None:
         try:
@@ -125,9 +128,9 @@ def _optimizer_issues(message: Message, registry: Registry) -> list[Issue]:
             out.append(Issue(f"optimizers.{name}", "unknown_optimizer",
                              f"unknown optimizer {name!r}; registered: {', '.join(sorted(registry.optimizers))}"))
     for name, reg in registry.optimizers.items():
-        check = getattr(reg.obj, "validate", None)
-        if check is not None and name in message.optimizers:
-            out += [Issue(f"optimizers.{name}.{i.path}".rstrip("."), i.code, i.message, i.severity) for i in check(message)]
+        if isinstance(reg.obj, ValidatingOptimizer) and name in message.optimizers:
+            out += [Issue(f"optimizers.{name}.{i.path}".rstrip("."), i.code, i.message, i.severity)
+                    for i in reg.obj.validate(message)]
     return out
 
 

@@ -728,11 +728,13 @@ def rules_test(
 
     ev = get_evaluator(evaluator.value)
     passed = failed = broken = 0
+    kinds = None
     for path, rs in _load_rulesets(paths):
         if rs is None:
             broken += 1
             continue
-        for failures in example_failures(rs, ev):
+        kinds = kinds or engine_for(path).registry.kinds  # the rule kinds rs was loaded with
+        for failures in example_failures(rs, ev, kinds):
             for f in failures:
                 err.print(safe(f"{path}: FAIL {f}"), style="red")
             failed += bool(failures)
@@ -745,22 +747,23 @@ def rules_test(
         raise typer.Exit(1)
 
 
-def example_failures(rs: Any, ev: Any) -> Iterator[list[str]]:
+def example_failures(rs: Any, ev: Any, kinds: Any) -> Iterator[list[str]]:
     """The failure messages of each ``tests:`` example of ``rs`` in turn (empty: the example passed)."""
     from dataclasses import replace
 
     from engine.rulefiles import run_rule_tests
 
     for test in rs.tests:
-        yield run_rule_tests(replace(rs, tests=(test,)), ev)
+        yield run_rule_tests(replace(rs, tests=(test,)), ev, kinds)
 
 
 @rules_app.command("schema")
 def rules_schema() -> None:
-    """Print the JSON Schema of rule files (the same as rules/schema.json)."""
+    """Print the JSON Schema of rule files for the installed plugins' rule kinds (with the built-in plugins
+    only, the same as rules/schema.json)."""
     from engine.rulefiles.schema import json_schema_text
 
-    sys.stdout.write(json_schema_text())
+    sys.stdout.write(json_schema_text(engine_for().registry.kinds))
 
 
 @app.command()

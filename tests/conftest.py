@@ -26,6 +26,12 @@ def registry() -> Registry:
 
 
 @pytest.fixture
+def kinds(registry):
+    """The rule kinds the built-in plugins register (what the rule-file loader takes)."""
+    return registry.kinds
+
+
+@pytest.fixture
 def catalogue(registry):
     """Built-in fields, plugin fields and the sample org fields of rules/fields.yaml."""
     return build_catalogue((r.obj for r in registry.fields.values()), load_org_fields(RULES / "fields.yaml"))

@@ -1,8 +1,10 @@
-"""What a columnar optimizer step may consult: the message, its rulesets as expressions, and frame helpers.
+"""What a columnar optimizer step works through: the message, its rulesets as expressions, the decision so
+far (read and changed with typed methods) and the channels' reachability.
 
-Fired rules are recorded in one column per ruleset kind, ``_fired:<kind>``: under hit policy ``first`` the
-index of the fired rule (Int32; ``-1`` when none fired), under ``collect`` the fired ids (List(String));
-null where the ruleset did not run for that row (the row was already excluded, or the step skipped it).
+The decision lives in columns whose names are this module's business (plugins never spell them): whether
+the row is included and why not, the variant, the ordered channels, the send instant, and per ruleset kind
+the fired rules (under hit policy ``first`` the index of the fired rule, Int32, ``-1`` when none fired; under
+``collect`` the fired ids, List(String); null where the ruleset did not run for that row).
 """
 
 from __future__ import annotations
@@ -13,26 +15,35 @@ from typing import Any
 
 import polars as pl
 
+from engine.contracts import RuleKind
 from engine.evaluators.columnar import fired_expr, when_condition
 from engine.model import Message, Reachability
 from engine.registry import Registry
 from engine.rulefiles.ir import Always
-from engine.rulefiles.outcome import outcome
 
 INCLUDED, REASON, VARIANT, CHANNELS, SEND_AT = "_included", "_reason", "_variant", "_channels", "_send_at"
 CHANNEL_CODE, CHANNEL_TABLE = "_channel_code", "channel_table"
 REACHABLE = [str(r) for r in Reachability if r.reachable]
 _MAX_TABLE = 1 << 16
-_OUT_TYPES = {"variant": pl.String, "exclude": pl.String, "include": pl.Boolean, "channels": pl.List(pl.String)}
+
+
+_FIRED = "_fired:"
 
 
 def fired_column(kind: str) -> str:
     """The name of the column recording the fired rules of the ruleset of ``kind``."""
-    return f"_fired:{kind}"
+    return f"{_FIRED}{kind}"
+
+
+def fired_kind(column: str) -> str | None:
+    """The ruleset kind a fired-rules column records (``None`` for any other column)."""
+    return column[len(_FIRED):] if column.startswith(_FIRED) else None
 
 
 class ColumnarContext:
-    """The shared state of one bulk evaluation (see ``engine.contracts.ColumnarOptimizer``).
+    """The shared state of one bulk evaluation, and the only way a columnar step reads or changes the decision
+    (see ``engine.contracts.ColumnarOptimizer``). Every ``set_*``/``exclude*`` method changes the included
+    rows only and returns the new frame.
 
     :param schema: the fact columns' types (used to compile conditions).
     :param reach: channel name → Boolean expression "reachable on this channel".
@@ -48,9 +59,57 @@ class ColumnarContext:
         self._reach = dict(reach)
         self.state: dict[str, Any] = {}
 
+    # --- the decision so far -------------------------------------------------------------------------
+
+    @property
+    def included(self) -> pl.Expr:
+        """True where the recipient is still included."""
+        return pl.col(INCLUDED)
+
+    @property
+    def variant(self) -> pl.Expr:
+        """The chosen variant (String; null until a step chooses one)."""
+        return pl.col(VARIANT)
+
+    @property
+    def channels(self) -> pl.Expr:
+        """The candidate, then surviving, channels in order (List(String))."""
+        return pl.col(CHANNELS)
+
+    @property
+    def send_at(self) -> pl.Expr:
+        """The planned send instant (Datetime, UTC)."""
+        return pl.col(SEND_AT)
+
+    def set_variant(self, frame: pl.LazyFrame, variant: pl.Expr) -> pl.LazyFrame:
+        """Set the variant of the included rows."""
+        return frame.with_columns(pl.when(pl.col(INCLUDED)).then(variant).otherwise(pl.col(VARIANT)).alias(VARIANT))
+
+    def set_channels(self, frame: pl.LazyFrame, channels: pl.Expr) -> pl.LazyFrame:
+        """Set the ordered channels (List(String)) of the included rows."""
+        return frame.with_columns(pl.when(pl.col(INCLUDED)).then(channels).otherwise(pl.col(CHANNELS))
+                                  .alias(CHANNELS))
+
+    def set_send_at(self, frame: pl.LazyFrame, send_at: pl.Expr) -> pl.LazyFrame:
+        """Set the planned send instant (Datetime, UTC) of the included rows."""
+        return frame.with_columns(pl.when(pl.col(INCLUDED)).then(send_at).otherwise(pl.col(SEND_AT)).alias(SEND_AT))
+
+    # --- rules -----------------------------------------------------------------------------------------
+
     def has(self, kind: str) -> bool:
         """Whether the message has a ruleset of ``kind``."""
         return kind in self.message.rulesets
+
+    def kind(self, name: str) -> RuleKind:
+        """The registered rule kind ``name`` (its outcome, its then model …)."""
+        return self.registry.rule_kind(name)
+
+    def fired_index(self, kind: str) -> pl.Expr:
+        """After :meth:`run_rules` on a ``first`` ruleset: the index of the fired rule in ``ruleset.rules``
+        (Int32; ``-1`` when none fired; null where the ruleset did not run)."""
+        if self.message.rulesets[kind].hit_policy != "first":
+            raise ValueError(f"the {kind} ruleset collects: read its fired rules with outcome()")
+        return pl.col(fired_column(kind))
 
     def flag(self, name: str) -> pl.Expr:
         """True where the fact ``name`` is the boolean ``True`` (false when missing or of another type)."""
@@ -72,19 +131,22 @@ class ColumnarContext:
         return pl.lit(-1, pl.Int32) if chain is None else chain.otherwise(pl.lit(-1, pl.Int32))
 
     def run_rules(self, frame: pl.LazyFrame, kind: str, where: pl.Expr | None = None) -> pl.LazyFrame:
-        """Evaluate the ruleset of ``kind`` on the included rows (and ``where``), recording ``_fired:<kind>``."""
+        """Evaluate the ruleset of ``kind`` on the included rows (and ``where``), recording the fired rules."""
         run = pl.col(INCLUDED) if where is None else pl.col(INCLUDED) & where
         return frame.with_columns(pl.when(run).then(self.fired(kind)).alias(fired_column(kind)))
 
     def outcome_table(self, kind: str, key: str) -> list[Any]:
-        """Under hit policy ``first``: one key of the outcome for "none fired", then for each rule (index + 1)."""
+        """Under hit policy ``first``: one key of the kind's outcome for "none fired", then for each rule
+        (so ``table[fired_index + 1]`` is the row's value)."""
         rs = self.message.rulesets[kind]
-        return [outcome(kind, [])[key], *(outcome(kind, [r.then])[key] for r in rs.rules)]
+        outcome = self.kind(kind).outcome
+        return [outcome([])[key], *(outcome([r.then])[key] for r in rs.rules)]
 
-    def outcome(self, kind: str, key: str) -> pl.Expr:
-        """One key of the ruleset's outcome (``engine.outcome``) per row, from the recorded fired rules."""
+    def outcome(self, kind: str, key: str, dtype: pl.DataType | None = None) -> pl.Expr:
+        """One key of the ruleset's outcome (its kind's ``outcome``) per row, from the recorded fired rules;
+        ``dtype`` is the values' type (inferred when not given)."""
         rs = self.message.rulesets[kind]
-        dtype = _OUT_TYPES.get(key)
+        outcome = self.kind(kind).outcome
         col = pl.col(fired_column(kind))
         if rs.hit_policy == "first":  # one gather from the outcomes table (index + 1: "none fired" first)
             return pl.lit(pl.Series(self.outcome_table(kind, key), dtype=dtype)).gather(col + 1)
@@ -92,14 +154,14 @@ class ColumnarContext:
 
         def per_unique(s: pl.Series) -> pl.Series:
             combos = s.drop_nulls().unique().to_list()
-            values = [outcome(kind, [thens[i] for i in c])[key] for c in combos]
+            values = [outcome([thens[i] for i in c])[key] for c in combos]
             return s.replace_strict(combos, values, default=None, return_dtype=dtype)
 
         return col.map_batches(per_unique, return_dtype=dtype)
 
     def exclude(self, frame: pl.LazyFrame, reason: pl.Expr) -> pl.LazyFrame:
-        """Exclude the included rows where ``reason`` is not null, with that reason (the first reason wins).
-        ``_channels`` of excluded rows is left as it is (a decision has no channel once excluded)."""
+        """Exclude the included rows where ``reason`` (String) is not null, with that reason (the first reason
+        wins); an excluded row's channels no longer matter."""
         hit = pl.col(INCLUDED) & reason.is_not_null()
         return frame.with_columns(
             pl.when(hit).then(pl.lit(False)).otherwise(pl.col(INCLUDED)).alias(INCLUDED),
@@ -112,7 +174,7 @@ class ColumnarContext:
         return frame.with_columns(pl.col(INCLUDED) & ~hit, pl.when(hit).then(reason).otherwise(pl.col(REASON)).alias(REASON))
 
     def creative_ok(self, channel: str) -> pl.Expr:
-        """True where the row's ``_variant`` has a creative on ``channel`` (or the channel has a default one)."""
+        """True where the row's variant has a creative on ``channel`` (or the channel has a default one)."""
         variants = {c.variant for c in self.message.creatives if c.channel == channel}
         if "default" in variants:
             return pl.lit(True)
@@ -137,9 +199,8 @@ class ColumnarContext:
         return index.cast(pl.UInt32) * (1 << len(universe)) + mask, table
 
     def set_channel_code(self, frame: pl.LazyFrame, code: pl.Expr, table: list[list[str]]) -> pl.LazyFrame:
-        """Record the included rows' channel code (see :meth:`channel_code`) in ``_channel_code`` and set
-        ``_channels`` from it; the plan's finish reads the code instead of the lists while no later step
-        changes ``_channels``."""
+        """Record the included rows' channel code (see :meth:`channel_code`) and set their channels from it;
+        the plan's finish reads the code instead of the lists while no later step changes the channels."""
         self.state[CHANNEL_TABLE] = table
         inc = pl.col(INCLUDED)
         frame = frame.with_columns(pl.when(inc).then(code).alias(CHANNEL_CODE))

@@ -9,7 +9,7 @@ optimizer's ``columnar`` step in pipeline order, then the pipeline's finish (var
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,8 +25,10 @@ from engine.columnar.context import (
     VARIANT,
     ColumnarContext,
     fired_column,
+    fired_kind,
 )
 from engine.columnar.reach import reach_exprs
+from engine.contracts import ColumnarOptimizer, is_active
 from engine.facts import time_facts, zone
 from engine.model import Message
 from engine.registry import Registry
@@ -35,8 +37,6 @@ from engine.scheduling import local_send_time, run_time
 ID = "customer.id"
 TZ = "customer.timezone"
 DEFAULT_THRESHOLD = 20_000
-#: The order in which the built-in steps run the rulesets (the order of a decision's ``fired`` keys).
-KIND_ORDER = {"audience_filter": 0, "eligibility": 1, "personalization": 2, "channel_priority": 3}
 _TIME_TYPES = {"time.local_hour": pl.Int64, "time.local_minute": pl.Int64, "time.weekday": pl.String,
                "time.date": pl.String}
 
@@ -54,8 +54,8 @@ def unsupported(message: Message, registry: Registry, *, explain: bool = False, 
     """Why the bulk plan cannot decide for this message (``None`` when it can).
 
     It needs: no trace or rendering asked for, a preview (nothing reserved), no ``enrich_facts``,
-    ``check_delivery`` or ``engine_event`` hooks, every optimizer active for the message implementing
-    ``columnar`` (an optimizer may declare ``active(message) -> bool``), and every candidate channel
+    ``check_delivery`` or ``engine_event`` hooks, every optimizer active for the message (``is_active``) a
+    ``ColumnarOptimizer``, and every candidate channel
     registered and implementing ``reachability_expr`` (unless ``slow_reach`` allows the per-row path).
     """
     if explain or render:
@@ -65,12 +65,9 @@ def unsupported(message: Message, registry: Registry, *, explain: bool = False, 
     if registry.has_enrichers or registry.has_delivery_checks or registry.has_observers:
         return "enrich_facts, check_delivery or engine_event hooks are registered"
     for opt in registry.pipeline:
-        active = getattr(opt, "active", None)
-        if active is not None and not active(message):
-            continue
-        if not callable(getattr(opt, "columnar", None)):
+        if is_active(opt, message) and not isinstance(opt, ColumnarOptimizer):
             return f"optimizer {opt.name} has no columnar step"
-    for name in candidate_channels(message):
+    for name in candidate_channels(message, registry):
         if name not in registry.channels:
             return f"channel {name} is not registered"
         if not slow_reach and not callable(getattr(registry.channel(name), "reachability_expr", None)):
@@ -78,12 +75,14 @@ def unsupported(message: Message, registry: Registry, *, explain: bool = False, 
     return None
 
 
-def candidate_channels(message: Message) -> list[str]:
-    """Every channel a recipient of ``message`` could be offered, in first-mention order."""
+def candidate_channels(message: Message, registry: Registry) -> list[str]:
+    """Every channel a recipient of ``message`` could be offered, in first-mention order: those its rules
+    name (in their kind's ``channel_fields``), its static ``channels``, then its creatives' channels."""
     names: list[str] = []
-    rs = message.rulesets.get("channel_priority")
-    if rs is not None:
-        names += [c for r in rs.rules for c in r.then.get("channels", ())]
+    for kind, rs in message.rulesets.items():
+        spec = registry.kinds.get(kind)
+        if spec is not None and spec.channel_fields:
+            names += [c for r in rs.rules for c in spec.channels(r.then)]
     names += list(message.channels) + [c.channel for c in message.creatives]
     return list(dict.fromkeys(names))
 
@@ -131,13 +130,14 @@ def decision_plan(frame: pl.DataFrame, message: Message, registry: Registry, at:
     """The lazy decision plan for ``frame``; see :func:`decision_columns` for what it yields."""
     lazy = with_facts(frame, message, at, default_tz)
     schema = lazy.collect_schema()
-    channels = candidate_channels(message)
+    channels = candidate_channels(message, registry)
     reach = reach_exprs(channels, message, registry, schema, slow=slow_reach)
     ctx = ColumnarContext(message, registry, at.astimezone(UTC), schema, reach)
     for opt in registry.pipeline:
-        active = getattr(opt, "active", None)
-        if active is not None and not active(message):
+        if not is_active(opt, message):
             continue
+        if not isinstance(opt, ColumnarOptimizer):
+            raise ValueError(f"optimizer {opt.name} has no columnar step")
         coded = CHANNEL_TABLE in ctx.state
         before = _channels_plan(lazy) if coded else None
         lazy = opt.columnar(lazy, ctx)
@@ -158,7 +158,9 @@ def decision_plan(frame: pl.DataFrame, message: Message, registry: Registry, at:
     lazy = ctx.exclude(lazy, pl.when(none_left).then(pl.lit("no_reachable_channel")))
     have = lazy.collect_schema()
     missing = [pl.lit(None, pl.Int32).alias(fired_column(k)) for k in message.rulesets if fired_column(k) not in have]
-    return lazy.with_columns(missing).select(decision_columns(message, channel, fallbacks))
+    kinds = list(registry.kinds)  # the fired columns in pipeline order: the order of a decision's ``fired``
+    ordered = sorted(message.rulesets, key=lambda k: kinds.index(k) if k in kinds else len(kinds))
+    return lazy.with_columns(missing).select(decision_columns(message, channel, fallbacks, kinds=ordered))
 
 
 def _channels_plan(lazy: pl.LazyFrame) -> str:
@@ -166,11 +168,12 @@ def _channels_plan(lazy: pl.LazyFrame) -> str:
     return lazy.select(CHANNELS).explain()
 
 
-def decision_columns(message: Message, channel: pl.Expr | None = None, fallbacks: pl.Expr | None = None
-                     ) -> list[pl.Expr]:
+def decision_columns(message: Message, channel: pl.Expr | None = None, fallbacks: pl.Expr | None = None, *,
+                     kinds: Sequence[str] | None = None) -> list[pl.Expr]:
     """The decision columns: ``customer``, ``included``, ``excluded_reason``, ``variant``, ``channel``,
-    ``fallbacks``, ``send_at`` and one ``_fired:<kind>`` per ruleset of the message (``channel`` and
-    ``fallbacks`` default to the first and the rest of ``_channels``)."""
+    ``fallbacks``, ``send_at`` and one ``_fired:<kind>`` per ruleset of the message, in the order of ``kinds``
+    (default: the message's) (``channel`` and ``fallbacks`` default to the first and the rest of
+    ``_channels``)."""
     inc = pl.col(INCLUDED)
     coded = channel is not None  # gathers that already give null / [] on excluded rows
     channel = pl.col(CHANNELS).list.first() if channel is None else channel
@@ -184,7 +187,7 @@ def decision_columns(message: Message, channel: pl.Expr | None = None, fallbacks
         (fallbacks if coded else pl.when(inc).then(fallbacks).otherwise(pl.lit([], pl.List(pl.String))))
         .alias("fallbacks"),
         pl.when(inc).then(pl.col(SEND_AT)).alias("send_at"),
-        *(pl.col(fired_column(kind)) for kind in message.rulesets),
+        *(pl.col(fired_column(kind)) for kind in (message.rulesets if kinds is None else kinds)),
     ]
 
 
@@ -195,11 +198,14 @@ def evaluate_frame(frame: pl.DataFrame, message: Message, registry: Registry, at
 
 
 def fired_lists(message: Message, row: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
-    """A decision row's ``fired`` mapping (ruleset name → fired ids) for the rulesets that ran, in pipeline order."""
+    """A decision row's ``fired`` mapping (ruleset name → fired ids) for the rulesets that ran, in the order of
+    the row's fired columns (the pipeline order, see :func:`decision_plan`)."""
     out: dict[str, tuple[str, ...]] = {}
-    for kind in sorted(message.rulesets, key=lambda k: KIND_ORDER.get(k, 99)):
+    for key, value in row.items():
+        kind = fired_kind(key)
+        if kind is None or kind not in message.rulesets:
+            continue
         rs = message.rulesets[kind]
-        value = row.get(fired_column(kind))
         if value is None:
             continue
         if rs.hit_policy == "first":

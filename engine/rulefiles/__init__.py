@@ -2,9 +2,9 @@
 
 from engine.rulefiles.ir import All, Always, AnyOf, Cmp, Condition, Not, Rule, Ruleset
 from engine.rulefiles.loader import load_ruleset, load_ruleset_data
-from engine.rulefiles.outcome import flatten, outcome, run_rule_tests
+from engine.rulefiles.outcome import flatten, run_rule_tests
 
 __all__ = [
     "All", "Always", "AnyOf", "Cmp", "Condition", "Not", "Rule", "Ruleset",
-    "flatten", "load_ruleset", "load_ruleset_data", "outcome", "run_rule_tests",
+    "flatten", "load_ruleset", "load_ruleset_data", "run_rule_tests",
 ]

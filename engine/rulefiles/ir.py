@@ -53,7 +53,8 @@ class Always:
 
 Condition = Cmp | All | AnyOf | Not | Always
 
-Kind = Literal["personalization", "channel_priority", "audience_filter", "eligibility"]
+#: a registered rule kind's name (``engine.contracts.RuleKind``; the registry knows which exist)
+Kind = str
 HitPolicy = Literal["first", "collect"]
 
 

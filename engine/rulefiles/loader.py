@@ -10,12 +10,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from engine.contracts import RuleKind
 from engine.errors import Problem, RuleFileError, ValidationFailed
 from engine.fields import BUILTIN_FIELDS, FieldCatalogue, build_catalogue, coerce
 from engine.plain import plain_message
+from engine.registry import unknown_kind
 from engine.rulefiles import regex
 from engine.rulefiles.ir import All, Always, AnyOf, Cmp, Condition, Not, Rule, Ruleset
-from engine.rulefiles.schema import THEN_MODELS, AllOf, AlwaysCond, AnyOfCond, Comparison, NotCond, RuleFile
+from engine.rulefiles.schema import AllOf, AlwaysCond, AnyOfCond, Comparison, NotCond, RuleFile
 from engine.sourcefile import SourceData, check_depth, parse_text, read_source
 
 _ORDERED = {"integer", "number", "date", "datetime"}
@@ -23,23 +25,25 @@ _SCALAR_OPS = {"eq", "ne", "lt", "lte", "gt", "gte"}
 
 
 def load_ruleset(
-    path: str | Path, catalogue: FieldCatalogue | None = None, *, channels: Collection[str] | None = None
+    path: str | Path, catalogue: FieldCatalogue | None = None, *, kinds: Mapping[str, RuleKind],
+    channels: Collection[str] | None = None,
 ) -> Ruleset:
     """Load, validate and compile one rule file; every problem found raises one ``RuleFileError``.
 
     :param catalogue: the fields rules may test (default: the built-in fields only).
-    :param channels: known channel names; channel_priority rules naming others are errors.
+    :param kinds: the registered rule kinds (``registry.kinds``); a file of another kind is refused.
+    :param channels: known channel names; a rule naming others in a kind's ``channel_fields`` is an error.
     """
     try:
         src = read_source(path)
     except ValidationFailed as exc:
         raise RuleFileError(exc.problems, str(exc).split("\n", 1)[0]) from None
-    return _load(src, catalogue, channels)
+    return _load(src, catalogue, kinds, channels)
 
 
 def load_ruleset_data(
-    data: Mapping[str, Any] | str, catalogue: FieldCatalogue | None = None, *, source: str = "<api>",
-    channels: Collection[str] | None = None,
+    data: Mapping[str, Any] | str, catalogue: FieldCatalogue | None = None, *, kinds: Mapping[str, RuleKind],
+    source: str = "<api>", channels: Collection[str] | None = None,
 ) -> Ruleset:
     """Like :func:`load_ruleset` for data already in memory (a dict, or YAML/JSON text)."""
     try:
@@ -48,10 +52,11 @@ def load_ruleset_data(
         src = parse_text(data, source) if isinstance(data, str) else SourceData(data, source)
     except ValidationFailed as exc:
         raise RuleFileError(exc.problems, str(exc).split("\n", 1)[0]) from None
-    return _load(src, catalogue, channels)
+    return _load(src, catalogue, kinds, channels)
 
 
-def _load(src: SourceData, catalogue: FieldCatalogue | None, channels: Collection[str] | None) -> Ruleset:
+def _load(src: SourceData, catalogue: FieldCatalogue | None, kinds: Mapping[str, RuleKind],
+          channels: Collection[str] | None) -> Ruleset:
     catalogue = catalogue or build_catalogue(BUILTIN_FIELDS)
     if not isinstance(src.data, dict):
         raise RuleFileError([src.problem("a rule file is a mapping with ruleset, kind, rules", code="shape")],
@@ -59,16 +64,25 @@ def _load(src: SourceData, catalogue: FieldCatalogue | None, channels: Collectio
     if "message" in src.data and "ruleset" not in src.data:
         raise RuleFileError([src.problem("this is a message file (it has 'message:'), not a rule file; check it "
                                          "with herald message check", code="shape")], f"{src.file}: not a rule file")
+    problems: list[Problem] = []
+    given = src.data.get("kind")
+    if isinstance(given, str) and given not in kinds:
+        problems.append(src.problem(unknown_kind(given, kinds), ("kind",), "unknown_kind", "kind"))
     try:
         model = RuleFile.model_validate(src.data)
     except ValidationError as exc:
-        problems = [_pydantic_problem(src, err) for err in exc.errors()]
-        raise RuleFileError(problems, f"{src.file}: invalid rule file") from None
+        problems += [_pydantic_problem(src, err) for err in exc.errors()]
+    if problems:
+        raise RuleFileError(problems, f"{src.file}: invalid rule file")
+    kind = kinds[model.kind]
+    if model.hit_policy not in kind.hit_policies:
+        problems.append(src.problem(
+            f"a {kind.name} ruleset takes hit_policy {' or '.join(kind.hit_policies)}, not {model.hit_policy}",
+            ("hit_policy",), "hit_policy", "hit_policy"))
 
-    problems: list[Problem] = []
     seen: dict[str, int] = {}
     rules: list[tuple[int, Rule]] = []
-    then_model = THEN_MODELS[model.kind]
+    then_model = kind.then_model
     for i, rm in enumerate(model.rules):
         label = rm.id
         if rm.id in seen:
@@ -83,12 +97,8 @@ def _load(src: SourceData, catalogue: FieldCatalogue | None, channels: Collectio
                 problems.append(src.problem(err["msg"],
                                             ("rules", i, "then", *err["loc"]), "then", f"{label}:then.{_loc(err['loc'])}"))
             continue
-        if channels is not None and model.kind == "channel_priority":
-            for j, ch in enumerate(then["channels"]):
-                if ch not in channels:
-                    problems.append(src.problem(
-                        f"unknown channel {ch!r}; registered: {', '.join(sorted(channels))}",
-                        ("rules", i, "then", "channels", j), "unknown_channel", f"{label}:then.channels[{j}]"))
+        if channels is not None:
+            problems += _unknown_channels(src, kind, then, i, label, channels)
         cond = _to_ir(rm.when, src, ("rules", i, "when"), label, catalogue, problems)
         rules.append((i, Rule(rm.id, rm.priority, cond, then)))
 
@@ -130,6 +140,20 @@ def _given_problems(given: Mapping[str, Any], src: SourceData, loc: tuple[Any, .
             coerce(spec.type, value)
         except ValueError as exc:
             out.append(src.problem(str(exc), where, "type", label))
+    return out
+
+
+def _unknown_channels(src: SourceData, kind: RuleKind, then: Mapping[str, Any], i: int, label: str,
+                      channels: Collection[str]) -> list[Problem]:
+    out = []
+    for key in kind.channel_fields:
+        value = then.get(key)
+        named = [(key, value)] if isinstance(value, str) else [((key, j), v) for j, v in enumerate(value or ())]
+        for where, ch in named:
+            if ch not in channels:
+                path = where if isinstance(where, tuple) else (where,)
+                out.append(src.problem(f"unknown channel {ch!r}; registered: {', '.join(sorted(channels))}",
+                                       ("rules", i, "then", *path), "unknown_channel", f"{label}:then.{_loc(path)}"))
     return out
 
 

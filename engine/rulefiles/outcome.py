@@ -1,32 +1,11 @@
-"""What fired rules mean for each ruleset kind, and the runner for the ``tests:`` inside rule files."""
+"""The runner for the ``tests:`` inside rule files (what fired rules mean comes from their registered kind)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from engine.contracts import Evaluator
-
-
-def outcome(kind: str, thens: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The result of a ruleset from the ``then`` data of its fired rules (in firing order).
-
-    personalization → ``variant`` (first fired) and ``vars`` (merged, earlier wins);
-    channel_priority → ``channels`` (in order, duplicates removed); eligibility → ``exclude`` (first
-    reason, or ``None``); audience_filter → ``include`` (first fired, ``False`` when none fired).
-    """
-    if kind == "personalization":
-        merged: dict[str, Any] = {}
-        for t in reversed(thens):
-            merged.update(t.get("vars") or {})
-        return {"variant": thens[0]["variant"] if thens else None, "vars": merged}
-    if kind == "channel_priority":
-        return {"channels": list(dict.fromkeys(c for t in thens for c in t["channels"])) if thens else None}
-    if kind == "eligibility":
-        return {"exclude": thens[0]["exclude"] if thens else None}
-    if kind == "audience_filter":
-        return {"include": bool(thens[0].get("include", True)) if thens else False}
-    raise ValueError(f"unknown ruleset kind {kind!r}")
+from engine.contracts import Evaluator, RuleKind
 
 
 def flatten(given: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -41,10 +20,17 @@ def flatten(given: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def run_rule_tests(ruleset: Any, evaluator: Evaluator) -> list[str]:
-    """Run the ruleset's ``tests:`` examples; returns one failure message per failing example."""
-    from engine.fields import coerce
+def run_rule_tests(ruleset: Any, evaluator: Evaluator, kinds: Mapping[str, RuleKind]) -> list[str]:
+    """Run the ruleset's ``tests:`` examples; returns one failure message per failing example.
 
+    :param kinds: the registered rule kinds (``registry.kinds``); the ruleset's kind gives the outcome
+        keys an example may expect besides ``fired``."""
+    from engine.fields import coerce
+    from engine.registry import unknown_kind
+
+    if ruleset.kind not in kinds:
+        return [unknown_kind(ruleset.kind, kinds)]
+    kind = kinds[ruleset.kind]
     failures = []
     for n, test in enumerate(ruleset.tests):
         name = test.get("name") or f"tests[{n}]"
@@ -52,7 +38,7 @@ def run_rule_tests(ruleset: Any, evaluator: Evaluator) -> list[str]:
         fired = list(evaluator.fired(ruleset, facts))
         expect = dict(test["expect"])
         got: dict[str, Any] = {"fired": fired}
-        got.update(outcome(ruleset.kind, [ruleset.rule(r).then for r in fired]))
+        got.update(kind.outcome([ruleset.rule(r).then for r in fired]))
         for key, want in expect.items():
             if key not in got:
                 failures.append(f"{name}: unknown expectation {key!r} (use fired or {', '.join(k for k in got if k != 'fired')})")

@@ -1,12 +1,19 @@
-"""The rule-file schema (pydantic, extra fields forbidden) and its JSON Schema export."""
+"""The rule-file schema (pydantic, extra fields forbidden) and its JSON Schema export.
+
+What a rule's ``then`` holds depends on its kind: registered rule kinds (``engine.contracts.RuleKind``) bring
+their own ``then`` models, so this module names no kind."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic.json_schema import models_json_schema
+
+from engine.contracts import RuleKind
 
 Scalar = str | int | float | bool | dt.date | dt.datetime
 _OPS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "not_in", "between", "contains", "contains_any",
@@ -103,39 +110,6 @@ AnyOfCond.model_rebuild()
 NotCond.model_rebuild()
 
 
-class PersonalizationThen(_Strict):
-    """What a personalization rule selects."""
-
-    variant: str = Field(min_length=1)
-    vars: dict[str, Any] = Field(default_factory=dict, description="extra template variables")
-
-
-class ChannelPriorityThen(_Strict):
-    """The ordered channels a channel_priority rule selects."""
-
-    channels: list[str] = Field(min_length=1)
-
-
-class AudienceFilterThen(_Strict):
-    """Whether a matching customer is in the audience group."""
-
-    include: bool = True
-
-
-class EligibilityThen(_Strict):
-    """Excludes a matching customer, with a reason code that appears in decisions and summaries."""
-
-    exclude: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-
-
-THEN_MODELS: dict[str, type[BaseModel]] = {
-    "personalization": PersonalizationThen,
-    "channel_priority": ChannelPriorityThen,
-    "audience_filter": AudienceFilterThen,
-    "eligibility": EligibilityThen,
-}
-
-
 class RuleModel(_Strict):
     """One rule: an id unique in the file, a priority (lower fires first), a condition and its outcome."""
 
@@ -158,7 +132,7 @@ class RuleFile(_Strict):
     """A ruleset file (YAML or JSON, same schema)."""
 
     ruleset: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    kind: Literal["personalization", "channel_priority", "audience_filter", "eligibility"]
+    kind: str = Field(description="a registered rule kind (its plugin decides what rules mean)")
     hit_policy: Literal["first", "collect"] = "first"
     description: str | None = None
     owner: str | None = None
@@ -166,14 +140,32 @@ class RuleFile(_Strict):
     tests: list[RuleTest] = Field(default_factory=list)
 
 
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema of rule files, for editors (kept in ``rules/schema.json``)."""
-    schema = RuleFile.model_json_schema(by_alias=True)
+def json_schema(kinds: Mapping[str, RuleKind]) -> dict[str, Any]:
+    """The JSON Schema of rule files for the registered ``kinds`` (kept in ``rules/schema.json`` for the
+    built-in plugins): ``kind`` is one of them, and each kind's ``then`` model and hit policies apply to the
+    files of that kind."""
+    models = [(RuleFile, "validation"), *((k.then_model, "validation") for k in kinds.values())]
+    refs, defs = models_json_schema(models, by_alias=True, ref_template="#/$defs/{model}")
+    schema = defs["$defs"].pop(RuleFile.__name__)
+    schema["$defs"] = defs["$defs"]
+    schema["properties"]["kind"] = {"enum": sorted(kinds), "title": "Kind",
+                                    "description": "; ".join(f"{n}: {k.description}" if k.description else n
+                                                             for n, k in sorted(kinds.items()))}
+    branches = []
+    for name, kind in sorted(kinds.items()):
+        then = refs[(kind.then_model, "validation")]
+        props: dict[str, Any] = {"rules": {"items": {"properties": {"then": then}}}}
+        if set(kind.hit_policies) != {"first", "collect"}:
+            props["hit_policy"] = {"enum": list(kind.hit_policies)}
+        branches.append({"if": {"properties": {"kind": {"const": name}}, "required": ["kind"]},
+                         "then": {"properties": props}})
+    if branches:
+        schema["allOf"] = branches
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://herald.dev/schema/ruleset.json"
     return schema
 
 
-def json_schema_text() -> str:
+def json_schema_text(kinds: Mapping[str, RuleKind]) -> str:
     """The JSON Schema as the canonical text written to ``rules/schema.json``."""
-    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+    return json.dumps(json_schema(kinds), indent=2, sort_keys=True) + "\n"

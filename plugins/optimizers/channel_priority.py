@@ -1,8 +1,49 @@
-"""Channel priority: the ordered candidate channels, filtered by creative, reachability and delivery checks."""
+"""Channel priority: the ordered candidate channels, filtered by creative, reachability and delivery checks.
+
+Owns the ``channel_priority`` rule kind: a rule's ``then`` is ``{channels: [...]}`` (registered channel
+names); the outcome is the fired rules' channels in order, duplicates removed (``None`` when none fired).
+"""
 
 from __future__ import annotations
 
-from engine import DecisionDraft, EvaluationContext, hookimpl, outcome, unreachable_reason
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine import DecisionDraft, EvaluationContext, Issue, Message, RuleKind, hookimpl, unreachable_reason
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from engine import ColumnarContext
+
+KIND = "channel_priority"
+
+
+class ChannelPriorityThen(BaseModel):
+    """The ordered channels a channel_priority rule selects."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channels: list[str] = Field(min_length=1)
+
+
+def channel_priority_outcome(thens: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """``channels``: the fired rules' channels in order, duplicates removed (``None`` when none fired)."""
+    return {"channels": list(dict.fromkeys(c for t in thens for c in t["channels"])) if thens else None}
+
+
+def check_message(message: Message) -> list[Issue]:
+    """The channel_priority strategy needs static channels or a channel_priority ruleset."""
+    if KIND in message.strategy and not (message.channels or KIND in message.rulesets):
+        return [Issue("channels", "required", "the channel_priority strategy needs channels or a channel_priority ruleset")]
+    return []
+
+
+RULE_KIND = RuleKind(KIND, ChannelPriorityThen, channel_priority_outcome, order=50, channel_fields=("channels",),
+                     strategy=True, description="orders the candidate channels (fired rules' channels, in order)",
+                     validate=check_message)
 
 
 class ChannelPriority:
@@ -17,8 +58,8 @@ class ChannelPriority:
     def candidates(self, draft: DecisionDraft, ctx: EvaluationContext) -> list[str]:
         """The ordered channels before filtering."""
         message = ctx.message
-        if "channel_priority" in message.rulesets:
-            chosen = outcome("channel_priority", [f.then for f in ctx.run_rules("channel_priority", draft)])["channels"]
+        if KIND in message.rulesets:
+            chosen = channel_priority_outcome([f.then for f in ctx.run_rules(KIND, draft)])["channels"]
             if chosen:
                 return list(chosen)
         if message.channels:
@@ -55,36 +96,33 @@ class ChannelPriority:
                     draft.drop_channel(name, self.name, str(status),
                                        reason=unreachable_reason(registry.channel(name), customer, message, status))
                 continue
-            if registry.has_delivery_checks:
-                issues = [i for found in registry.hook.check_delivery(
-                    customer=draft.customer, channel=name, message=message, draft=draft) for i in (found or ())]
-                errors = [i.message for i in issues if i.is_error]
+            if ctx.has_delivery_checks:
+                errors = [i.message for i in ctx.check_delivery(draft, name) if i.is_error]
                 if errors:
                     draft.drop_channel(name, self.name, "delivery_check", issues=errors)
                     continue
             survivors.append(name)
         draft.channels = survivors
 
-    def columnar(self, frame, ctx):
-        """The same step over a whole frame: ``_channels`` of the included rows, filtered by creative and
+    def columnar(self, frame: pl.LazyFrame, ctx: ColumnarContext) -> pl.LazyFrame:
+        """The same step over a whole frame: the channels of the included rows, filtered by creative and
         reachability (the bulk path is only chosen when no ``check_delivery`` hook is registered)."""
         import polars as pl
 
         message = ctx.message
         static = list(message.channels) or list(dict.fromkeys(c.channel for c in message.creatives))
         listed = pl.lit(static, pl.List(pl.String))
-        rs = message.rulesets.get("channel_priority")
+        rs = message.rulesets.get(KIND)
         code = None
         if rs is not None:
-            frame = ctx.run_rules(frame, "channel_priority")
+            frame = ctx.run_rules(frame, KIND)
             universe = list(dict.fromkeys([c for r in rs.rules for c in r.then["channels"]] + static))
             keep = {name: ctx.creative_ok(name) & ctx.reachable(name) for name in universe}
             if rs.hit_policy == "first":  # the fired index picks one of R + 1 candidate lists
-                lists = [outcome("channel_priority", [])["channels"] or static,
-                         *(outcome("channel_priority", [r.then])["channels"] or static for r in rs.rules)]
-                code = ctx.channel_code(pl.col("_fired:channel_priority") + 1, lists, keep)
+                lists = [chosen or static for chosen in ctx.outcome_table(KIND, "channels")]
+                code = ctx.channel_code(ctx.fired_index(KIND) + 1, lists, keep)
             if code is None:
-                chosen = ctx.outcome("channel_priority", "channels")
+                chosen = ctx.outcome(KIND, "channels", pl.List(pl.String))
                 candidates = pl.when(chosen.list.len() > 0).then(chosen).otherwise(listed)
                 channels = ctx.keep_channels(candidates, keep, universe)
         else:
@@ -94,8 +132,13 @@ class ChannelPriority:
                 channels = ctx.keep_channels(static, keep, static)
         if code is not None:
             return ctx.set_channel_code(frame, *code)
-        return frame.with_columns(pl.when(pl.col("_included")).then(channels).otherwise(pl.col("_channels"))
-                                  .alias("_channels"))
+        return ctx.set_channels(frame, channels)
+
+
+@hookimpl
+def register_rule_kinds(register):
+    """Register the channel_priority rule kind."""
+    register(RULE_KIND)
 
 
 @hookimpl

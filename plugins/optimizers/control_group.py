@@ -14,9 +14,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import DecisionDraft, EvaluationContext, Issue, Message, hookimpl
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from engine import ColumnarContext
 
 BUCKETS = 10_000  # percentages to two decimals
 
@@ -99,7 +104,7 @@ class ControlGroup:
         else:
             draft.exclude("control_group", self.name, bucket=b, threshold=threshold)
 
-    def columnar(self, frame: Any, ctx: Any) -> Any:
+    def columnar(self, frame: pl.LazyFrame, ctx: ColumnarContext) -> pl.LazyFrame:
         """The same split over a polars frame (``customer.id`` hashed row by row with SHA-256)."""
         import polars as pl
 
@@ -109,12 +114,7 @@ class ControlGroup:
         key, threshold = config
         control = pl.col("customer.id").map_elements(lambda cid: bucket(key, cid) < threshold,
                                                      return_dtype=pl.Boolean)
-        hit = pl.col("_included") & control
-        return frame.with_columns(
-            pl.when(hit).then(False).otherwise(pl.col("_included")).alias("_included"),
-            pl.when(hit).then(pl.lit("control_group")).otherwise(pl.col("_reason")).alias("_reason"),
-            pl.when(hit).then(pl.lit([], dtype=pl.List(pl.String))).otherwise(pl.col("_channels")).alias("_channels"),
-        )
+        return ctx.exclude_where(frame, control, pl.lit("control_group"))
 
 
 @hookimpl

@@ -14,7 +14,7 @@ filtered the candidates by creative and reachability, and after frequency_cap (5
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import DecisionDraft, EvaluationContext, Issue, Message, hookimpl
 
@@ -40,6 +40,10 @@ def figure_problems(own: Mapping[str, Any]) -> list[Issue]:
         if "conversion_rate" in figures and not _number(figures["conversion_rate"], 0, 1):
             issues.append(Issue(f"channels.{name}.conversion_rate", "invalid", "a conversion rate is a number from 0 to 1"))
     return issues
+if TYPE_CHECKING:
+    import polars as pl
+
+    from engine import ColumnarContext
 
 
 class Cost:
@@ -109,8 +113,8 @@ class Cost:
             if not draft.channels:
                 draft.exclude("unprofitable", self.name)
 
-    def columnar(self, frame: Any, ctx: Any) -> Any:
-        """The same ranking over a polars frame: ``_channels`` sorted by the (per-channel) margin."""
+    def columnar(self, frame: pl.LazyFrame, ctx: ColumnarContext) -> pl.LazyFrame:
+        """The same ranking over a polars frame: the channels sorted by the (per-channel) margin."""
         import polars as pl
 
         figures = self.figures(ctx.message, ctx.registry)
@@ -119,17 +123,13 @@ class Cost:
         drop = bool((self.settings(ctx.message) or {}).get("drop_unprofitable"))
         neg = {c: -f["margin"] for c, f in figures.items()}
         key = pl.element().replace_strict(neg, default=0.0, return_dtype=pl.Float64)
-        ranked = pl.col("_channels").list.eval(pl.element().sort_by(key, maintain_order=True))
-        if drop:
+        ranked = ctx.channels.list.eval(pl.element().sort_by(key, maintain_order=True))
+        if drop:  # a recipient whose every channel is unprofitable is excluded
             losers = [c for c, f in figures.items() if f["margin"] < 0]
             ranked = ranked.list.eval(pl.element().filter(~pl.element().is_in(losers)))
-        inc = pl.col("_included")
-        emptied = inc & (pl.col("_channels").list.len() > 0) & (ranked.list.len() == 0) if drop else pl.lit(False)
-        return frame.with_columns(
-            pl.when(inc).then(ranked).otherwise(pl.col("_channels")).alias("_channels"),
-            pl.when(emptied).then(False).otherwise(inc).alias("_included"),
-            pl.when(emptied).then(pl.lit("unprofitable")).otherwise(pl.col("_reason")).alias("_reason"),
-        )
+            emptied = (ctx.channels.list.len() > 0) & (ranked.list.len() == 0)
+            frame = ctx.exclude_where(frame, emptied, pl.lit("unprofitable"))
+        return ctx.set_channels(frame, ranked)
 
 
 def _number(value: Any, low: float | None, high: float | None) -> bool:

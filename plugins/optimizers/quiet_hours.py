@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from engine import (
@@ -27,6 +27,11 @@ from engine import (
     parse_hhmm,
 )
 from engine import zone as _zone
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from engine import ColumnarContext
 
 
 class QuietHours:
@@ -82,19 +87,18 @@ class QuietHours:
                        window=list(window), timezone=str(_zone(tz_name) or self.default_zone))
             draft.send_at = later
 
-    def columnar(self, frame: Any, ctx: Any) -> Any:
-        """The same move over a polars frame (``_send_at`` and ``customer.timezone``, cached per pair)."""
+    def columnar(self, frame: pl.LazyFrame, ctx: ColumnarContext) -> pl.LazyFrame:
+        """The same move over a polars frame (the send instant and ``customer.timezone``, cached per pair)."""
         import polars as pl
 
         window = self.window(ctx.message)
         if window is None:
             return frame
-        tz = pl.col("customer.timezone") if "customer.timezone" in frame.collect_schema().names() else pl.lit(None)
-        pair = pl.struct(pl.col("_send_at").alias("at"), tz.cast(pl.String).alias("tz"))
+        tz = pl.col("customer.timezone") if "customer.timezone" in ctx.schema else pl.lit(None)
+        pair = pl.struct(ctx.send_at.alias("at"), tz.cast(pl.String).alias("tz"))
         moved = pair.map_elements(lambda p: None if p["at"] is None else self.moved(p["at"], window, p["tz"]),
                                   return_dtype=pl.Datetime("us", "UTC"))
-        return frame.with_columns(pl.when(pl.col("_included")).then(moved).otherwise(pl.col("_send_at"))
-                                  .alias("_send_at"))
+        return ctx.set_send_at(frame, moved)
 
 
 def settings_problems(settings: Mapping[str, Any]) -> list[str]:

@@ -119,4 +119,4 @@ def test_missing_and_null_are_false_even_for_ne():
 def test_rule_file_examples_pass_through_columnar(path, herald):
     ruleset = herald.load_ruleset(path)
     assert ruleset.tests, "every example rule file has tests"
-    assert run_rule_tests(ruleset, ColumnarEvaluator()) == []
+    assert run_rule_tests(ruleset, ColumnarEvaluator(), herald.registry.kinds) == []

@@ -91,14 +91,14 @@ def test_deep_json_is_refused_with_the_place_even_on_the_json_fallback(depth):
     assert refusal(parse_text, text, "r.json") == "r.json:1:70: nested deeper than the limit of 64 levels"
 
 
-def test_deep_api_data_is_refused():
+def test_deep_api_data_is_refused(kinds):
     data: dict = {}
     node = data
     for _ in range(100_000):
         node["x"] = {}
         node = node["x"]
     with pytest.raises(RuleFileError, match="nested deeper than the limit of 64 levels"):
-        load_ruleset_data(data)
+        load_ruleset_data(data, kinds=kinds)
 
 
 def test_a_folder_given_as_a_file_is_a_clear_error(tmp_path):

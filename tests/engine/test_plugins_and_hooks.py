@@ -140,6 +140,28 @@ def test_hook_register_fields_extends_what_rules_may_test():
     assert reg.fields["weather.rain_mm"].owner == "weather"
 
 
+def test_hook_register_rule_kinds_records_the_owner_and_refuses_clashes():
+    from engine import RuleKind
+    from engine.errors import UnknownReference
+
+    def nothing(thens):
+        return {}
+
+    kind = RuleKind("pigeon_route", dict, nothing, order=45)
+    reg = registry_with(plugin("routes", register_rule_kinds=lambda register: register(kind)))
+    assert reg.rule_kinds["pigeon_route"].owner == "routes" and reg.rule_kind("pigeon_route") is kind
+    assert reg.rule_kinds["channel_priority"].owner == "plugins.optimizers.channel_priority"
+    assert ("pigeon_route", "rule_kind:45", "routes") in reg.rows()
+    with pytest.raises(UnknownReference, match="unknown rule kind 'nope'; registered: channel_priority, pigeon_route"):
+        reg.rule_kind("nope")
+    clash = RuleKind("channel_priority", dict, nothing, order=1)
+    with pytest.raises(PluginConflict, match="rule kind 'channel_priority' is registered twice: by plugin "
+                                             "'plugins.optimizers.channel_priority' and by plugin 'mine'"):
+        registry_with(plugin("mine", register_rule_kinds=lambda register: register(clash)))
+    with pytest.raises(PluginConflict, match="plugin 'odd' registered a rule kind missing"):
+        registry_with(plugin("odd", register_rule_kinds=lambda register: register({"name": "x"})))
+
+
 def test_hook_enrich_facts_adds_facts_rules_can_use():
     from engine.rulefiles.ir import Cmp, Rule, Ruleset
 

@@ -26,9 +26,9 @@ rules:
 """
 
 
-def load_problem(pattern: str, catalogue) -> str:
+def load_problem(pattern: str, catalogue, kinds) -> str:
     with pytest.raises(RuleFileError) as info:
-        load_ruleset_data(RULE.format(pattern=pattern), catalogue, source="r.yaml")
+        load_ruleset_data(RULE.format(pattern=pattern), catalogue, kinds=kinds, source="r.yaml")
     (problem,) = info.value.problems
     return str(problem)
 
@@ -44,8 +44,8 @@ def load_problem(pattern: str, catalogue) -> str:
     (r"\101", "octal escape"),
     (r"a{1001}", "invalid repetition size"),
 ])
-def test_constructs_re2_cannot_run_are_load_errors_with_line_and_column(catalogue, pattern, why):
-    msg = load_problem(pattern, catalogue)
+def test_constructs_re2_cannot_run_are_load_errors_with_line_and_column(catalogue, kinds, pattern, why):
+    msg = load_problem(pattern, catalogue, kinds)
     assert msg.startswith("r.yaml:7:40: hit:when:"), msg
     assert "invalid regular expression" in msg and why in msg
 

@@ -13,6 +13,7 @@ from engine import Campaign, Creative, Customer, DeliverySettings, Message
 from engine.contracts import DecisionDraft
 from engine.rendering import render_context
 from engine.rulefiles.loader import load_ruleset_data
+from plugins.optimizers.personalization import RULE_KIND as PERSONALIZATION
 
 CAMPAIGN = Campaign("summer-2026", "Summer 2026", starts=date(2026, 6, 1), ends=date(2026, 12, 31))
 
@@ -26,7 +27,8 @@ def message(*creatives: Creative, senders: Mapping[str, Mapping[str, Any]] | Non
 def with_vars(msg: Message, **vars: Any) -> Message:
     """``msg`` with a personalization rule that sets ``vars`` (templates may read only vars a rule sets)."""
     rules = load_ruleset_data({"ruleset": "p", "kind": "personalization", "rules": [
-        {"id": "all", "priority": 1, "when": {"always": True}, "then": {"variant": "default", "vars": vars}}]})
+        {"id": "all", "priority": 1, "when": {"always": True}, "then": {"variant": "default", "vars": vars}}]},
+        kinds={"personalization": PERSONALIZATION})
     return replace(msg, strategy=("personalization",), rulesets={"personalization": rules})
 
 
