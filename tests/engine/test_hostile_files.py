@@ -8,7 +8,7 @@ from engine.audience import read_audience
 from engine.columnar.frame import read_frame
 from engine.errors import MessageFileError, RuleFileError, ValidationFailed
 from engine.fields import load_org_fields
-from engine.rulefiles import load_ruleset, load_ruleset_data
+from engine.rulefiles import load_ruleset_data
 from engine.runtime import load_settings
 from engine.sourcefile import MAX_DEPTH, parse_text, read_source
 
@@ -35,7 +35,7 @@ def test_yaml_aliases_are_refused_with_line_and_column():
 def test_every_kind_of_file_refuses_aliases(tmp_path, name, herald, monkeypatch):
     path = tmp_path / name
     path.write_text("base: &b {type: string}\ncustomer: {a: *b}\nplugins: {}\n")
-    loaders = {"rules.yaml": load_ruleset, "message.yaml": herald.load_message, "settings.yaml": load_settings,
+    loaders = {"rules.yaml": herald.load_ruleset, "message.yaml": herald.load_message, "settings.yaml": load_settings,
                "fields.yaml": load_org_fields}
     with pytest.raises((ValidationFailed, RuleFileError, MessageFileError)) as info:
         loaders[name](path)
