@@ -227,12 +227,16 @@ class Evaluator(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class EvaluatorSpec:
-    """A registered evaluator: its name (``--evaluator``), a factory making a fresh one, and a description.
-    The factory may import heavy modules; it runs only when the evaluator is asked for."""
+    """A registered evaluator: its name (``--evaluator``), a factory making a fresh one, a description and the
+    execution modes it runs in. The factory may import heavy modules; it runs only when the evaluator is
+    asked for."""
 
     name: str
     create: Callable[[], Evaluator]
     description: str = ""
+    #: the execution modes that serve this evaluator's semantics: ``per_recipient`` (its ``fired`` is called
+    #: once per recipient) and/or ``bulk`` (the columnar plan decides, with the same answers)
+    modes: tuple[str, ...] = ("per_recipient",)
 
 
 @dataclass(frozen=True, slots=True)
