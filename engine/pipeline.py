@@ -19,6 +19,7 @@ from engine.model import Customer, Decision, Message
 from engine.registry import Registry
 from engine.stores import LedgerStore
 
+
 class Pipeline:
     """Evaluates one message for any number of recipients, "now" being the instant ``at``.
 
