@@ -333,10 +333,10 @@ class EvaluationContext:
 
 # --- Optional columnar extensions (bulk evaluation over a polars frame) ------------------------------------
 #
-# A channel or optimizer MAY also implement the members below. The bulk path (engine.columnar) is used
-# only when every optimizer in the pipeline that is active for the message implements ``columnar`` and
-# every candidate channel implements ``reachability_expr``; otherwise evaluation falls back to the
-# per-recipient pipeline, which is always correct.
+# A channel or optimizer MAY also implement the members below. Bulk mode (engine.columnar.bulk) can serve a
+# message only when every optimizer in the pipeline that is active for the message implements ``columnar``
+# and every candidate channel implements ``reachability_expr``; otherwise ``mode="auto"`` runs per recipient
+# (always correct) and an explicit ``mode="bulk"`` is an error (engine.run.choose_mode).
 #
 # Frame conventions (one row per recipient):
 #   * one column per fact, named by its path: ``customer.id``, ``customer.tier``, ``time.local_hour`` …
