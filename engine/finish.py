@@ -110,27 +110,25 @@ class Finish:
         if self.render:
             self._render(draft)
 
-    def frame(self, out: pl.DataFrame, customer: Callable[[int], Customer]
+    def frame(self, out: pl.DataFrame, customers: Callable[[list[int]], Sequence[Customer]]
               ) -> tuple[pl.DataFrame, list[Mapping[str, Any] | None] | None]:
-        """A decision frame's incentives: each included row's grant, reserved in row order (``customer(i)`` is
-        row ``i``'s customer); a row the incentive cannot serve becomes excluded (``incentive_unavailable``).
-        Returns the frame and the grants by row (``None`` when the message has no incentive)."""
+        """A decision frame's incentives: each included row's grant, reserved in row order (``customers(rows)``
+        gives the Customer of each of those row indices); a row the incentive cannot serve becomes excluded
+        (``incentive_unavailable``). Returns the frame and the grants by row (``None`` when the message has
+        no incentive)."""
         if self.message.incentive is None:
             return out, None
         import polars as pl
 
         grants: list[Mapping[str, Any] | None] = [None] * out.height
         refused = [False] * out.height
-        included = out.get_column("included").to_list()
-        send_at = out.get_column("send_at").to_list()
-        for i, inc in enumerate(included):
-            if not inc:
-                continue
-            sent = send_at[i]
+        rows = out.select(pl.arg_where(pl.col("included"))).to_series().to_list()
+        send_at = out.get_column("send_at").gather(rows).to_list()
+        for i, customer, sent in zip(rows, customers(rows), send_at, strict=True):
             if sent == self.base_send_at:
                 sent = self.base_send_at  # the same datetime object (and offset) as the per-recipient mode
             try:
-                grants[i] = self.reserve(customer(i), sent)
+                grants[i] = self.reserve(customer, sent)
             except EngineError:
                 refused[i] = True
         if any(refused):

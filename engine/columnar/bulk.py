@@ -61,7 +61,8 @@ class BulkStrategy(Strategy):
             part = self.audience.slice(start, self.chunk)
             out = evaluate_frame(part, self.message, self.registry, self.at, default_tz=self.default_tz,
                                  slow_reach=self.slow_reach)
-            out, grants = self.finish.frame(out, lambda i, part=part: customer_of(part.row(i, named=True)))
+            out, grants = self.finish.frame(out, lambda rows, part=part: [
+                customer_of(r) for r in part[rows].rows(named=True)])
             summary = summary + summarize(out, self.costs)
             self.decided += out.height
             yield out, grants
