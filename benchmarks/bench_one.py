@@ -66,13 +66,13 @@ def main(name: str, n: int) -> dict:
             decisions = list(out.head(CHECK).iter_rows())
     elif name.endswith("-pipeline"):
         from engine.columnar.decisions import customer_of
-        from engine.pipeline import Pipeline
 
         customers = [customer_of(r) for r in herald_frame(raw.head(take), herald).iter_rows(named=True)]
-        pipeline = Pipeline(message, herald.registry, at=AT, evaluator=name.removesuffix("-pipeline"))
-        pipeline.bulk_threshold = None  # per recipient, whatever the size
+        # the façade in per-recipient mode, whatever the size; deciding happens while the run is read
+        run = herald.evaluate(message, customers, at=AT, mode="per_recipient",
+                              evaluator=name.removesuffix("-pipeline"))
         t0 = time.perf_counter()
-        out = [pipeline.decide(c) for c in customers]
+        out = list(run)
         elapsed = time.perf_counter() - t0
         decisions = [(d.excluded_reason, d.variant, d.channel) for d in out[:CHECK]]
     elif name in ("compiled", "reference", "durable"):

@@ -297,12 +297,16 @@ class Evaluator(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class EvaluatorSpec:
-    """A registered evaluator: its name (``--evaluator``), a factory making a fresh one, and a description.
-    The factory may import heavy modules; it runs only when the evaluator is asked for."""
+    """A registered evaluator: its name (``--evaluator``), a factory making a fresh one, a description and the
+    execution modes it runs in. The factory may import heavy modules; it runs only when the evaluator is
+    asked for."""
 
     name: str
     create: Callable[[], Evaluator]
     description: str = ""
+    #: the execution modes that serve this evaluator's semantics: ``per_recipient`` (its ``fired`` is called
+    #: once per recipient) and/or ``bulk`` (the columnar plan decides, with the same answers)
+    modes: tuple[str, ...] = ("per_recipient",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,10 +412,10 @@ class EvaluationContext:
 
 # --- Optional columnar extensions (bulk evaluation over a polars frame) ------------------------------------
 #
-# A channel or optimizer MAY also implement the members below. The bulk path (engine.columnar) is used
-# only when every optimizer in the pipeline that is active for the message implements ``columnar`` and
-# every candidate channel implements ``reachability_expr``; otherwise evaluation falls back to the
-# per-recipient pipeline, which is always correct.
+# A channel or optimizer MAY also implement the members below. Bulk mode (engine.columnar.bulk) can serve a
+# message only when every optimizer in the pipeline that is active for the message implements ``columnar``
+# and every candidate channel implements ``reachability_expr``; otherwise ``mode="auto"`` runs per recipient
+# (always correct) and an explicit ``mode="bulk"`` is an error (engine.run.choose_mode).
 #
 # A columnar step sees one row per recipient, with one column per fact named by its path (``customer.id``,
 # ``customer.tier``, ``time.local_hour`` …; missing values are null, list fields List(String), dates ISO

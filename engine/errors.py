@@ -65,6 +65,10 @@ class UnknownReference(EngineError):
     """A name (channel, incentive type, optimizer, evaluator) that nothing registered."""
 
 
+class ModeError(EngineError):
+    """An execution mode that cannot serve the options asked for (``Herald.evaluate``); the message says why."""
+
+
 class EvaluationError(EngineError):
     """Evaluating rules failed at run time (for example an action error surfaced from durable-rules)."""
 

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from engine.contracts import Evaluator
 from engine.errors import MessageFileError, ValidationFailed
 from engine.fields import FieldCatalogue, build_catalogue, load_org_fields
 from engine.messages import load_message
-from engine.model import Message
+from engine.model import Customer, Message
 from engine.plugin_manager import make_plugin_manager
 from engine.registry import Registry
 from engine.rulefiles.ir import Ruleset
 from engine.rulefiles.loader import load_ruleset
 from engine.sharing import shared_conflicts
 from engine.sourcefile import read_source
+from engine.stores import LedgerStore
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from engine.run import Run
 
 FIELDS_FILE = "fields.yaml"
 
@@ -119,3 +127,41 @@ class Herald:
             raise MessageFileError(problems, f"{message.source}: conflicts with a message loaded before it")
         self.loaded[message.id] = message
         return message
+
+    def evaluate(
+        self,
+        message: Message,
+        audience: pl.DataFrame | Sequence[Customer],
+        *,
+        at: datetime,
+        mode: str = "auto",
+        evaluator: str | Evaluator = "compiled",
+        explain: bool = False,
+        render: bool = False,
+        preview: bool = True,
+        history: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+        default_tz: str = "UTC",
+        ledger: LedgerStore | None = None,
+    ) -> Run:
+        """Evaluate ``message`` for ``audience``: the one way in for the CLI, the service and the workers.
+
+        :param audience: a polars frame of ``customer.*`` columns (as :func:`engine.columnar.read_frame`
+            reads audience files), or Customer objects.
+        :param at: "now" (time zone required): a send before it is an error, a recurring message runs its
+            next occurrence at or after it. ``time.*`` facts describe each recipient's planned send instant.
+        :param mode: the execution strategy: ``auto`` (default), ``per_recipient`` or ``bulk``
+            (:mod:`engine.run` says how ``auto`` chooses). A mode that cannot serve the other options raises
+            ``ModeError``; it is never switched silently.
+        :param evaluator: the rule interpreter: a registered name (``compiled``, the default; ``reference``,
+            ``durable``; ``columnar``, which runs only in bulk) or an Evaluator object (per recipient only).
+        :param explain: record a step-by-step trace in every decision (per recipient only).
+        :param render: render the chosen channel's creative for each included recipient (per recipient only).
+        :param preview: reserve nothing (coupons are previewed, not taken); ``False`` runs per recipient only.
+        :param history: send history (customer id → ``[{"channel", "sent_at"}]``) for frequency caps.
+        :param ledger: where incentives are reserved (default: the registry's store).
+        :returns: a :class:`engine.run.Run`: its decisions as objects, a frame or NDJSON, and its summary.
+        """
+        from engine.run import start_run
+
+        return start_run(self.registry, message, audience, at=at, mode=mode, evaluator=evaluator, explain=explain,
+                         render=render, preview=preview, history=history, default_tz=default_tz, ledger=ledger)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from engine import Customer, Decision, EngineError, Message
     from engine.explain import ConditionResult, Explanation
-    from engine.pipeline import Pipeline
+    from engine.run import Run
     from engine.runtime import Herald
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -62,6 +62,20 @@ class ExplainFormat(StrEnum):
 
     table = "table"
     json = "json"
+
+
+class Mode(StrEnum):
+    """Execution modes of ``evaluate`` (``engine.run``): how decisions are computed, not which rule
+    interpreter computes them."""
+
+    auto = "auto"
+    per_recipient = "per-recipient"
+    bulk = "bulk"
+
+    @property
+    def engine_name(self) -> str:
+        """The mode's name in ``Herald.evaluate``."""
+        return self.value.replace("-", "_")
 
 
 class EvaluatorName(StrEnum):
@@ -391,9 +405,10 @@ def evaluate(
     message: Annotated[Path, typer.Option("--message", "-m", metavar="FILE", help="message file (YAML)")],
     audience: Annotated[Path, typer.Option("--audience", "-a", metavar="FILE", help="audience file (.csv, .jsonl or .parquet)")],
     at: Annotated[str | None, typer.Option(metavar="DATETIME", help="now, ISO 8601 with offset (default: the clock): a send before it is an error, a recurring message runs its next occurrence")] = None,
-    evaluator: Annotated[EvaluatorName, typer.Option(help="rule evaluator")] = EvaluatorName.compiled,
-    explain: Annotated[bool, typer.Option("--explain", help="include the step-by-step trace")] = False,
-    render: Annotated[bool, typer.Option("--render", help="render the chosen creative")] = False,
+    evaluator: Annotated[EvaluatorName, typer.Option(help="rule evaluator: the interpreter of the rules (columnar runs only in bulk mode)")] = EvaluatorName.compiled,
+    mode: Annotated[Mode, typer.Option(help="execution mode: auto (bulk above HERALD_COLUMNAR_THRESHOLD recipients when the bulk plan can serve the run, else per-recipient), per-recipient or bulk; a mode that cannot serve the options is an error")] = Mode.auto,
+    explain: Annotated[bool, typer.Option("--explain", help="include the step-by-step trace (per-recipient mode)")] = False,
+    render: Annotated[bool, typer.Option("--render", help="render the chosen creative (per-recipient mode)")] = False,
     fmt: Annotated[Format, typer.Option("--format", help="output format")] = Format.table,
     keep_valid: Annotated[bool, typer.Option("--keep-valid", help="skip bad audience rows instead of failing")] = False,
     merge_duplicates: Annotated[bool, typer.Option(
@@ -403,82 +418,76 @@ def evaluate(
 ) -> None:
     """Evaluate a message for an audience: one decision per recipient, and a summary.
 
-    Audiences above HERALD_COLUMNAR_THRESHOLD rows (default 20,000; always with --evaluator columnar) are
-    read as columns and decided by the bulk plan when every step supports it; NDJSON is then written in
-    batches. --explain and --render always take the per-recipient path. A table is limited to 1,000
-    decisions: use --summary, --format ndjson or --output FILE for more.
+    The evaluator is the rule interpreter; the mode is the execution strategy. In auto mode, audiences above
+    HERALD_COLUMNAR_THRESHOLD rows (default 20,000) are decided by the bulk plan when it supports the
+    message and the options (--evaluator columnar always runs in bulk mode), else one recipient at a time;
+    the decisions are the same. --explain and --render need per-recipient mode: with --mode bulk or
+    --evaluator columnar they are an error. A table is limited to 1,000 decisions: use --summary,
+    --format ndjson or --output FILE for more.
     """
-    from engine.columnar import read_frame, unsupported
-    from engine.columnar.decisions import customer_of
-    from engine.columnar.stream import run_frame
-    from engine.pipeline import Pipeline
+    from engine.columnar import read_frame
 
     when = at_option(at)
     herald = engine_for(message)
     msg = load_message(herald, message)
-    pipeline = Pipeline(msg, herald.registry, at=when, evaluator=evaluator.value, explain=explain, render=render)
-    if pipeline.next_runs and fmt is Format.table:
-        err.print(safe("next runs: " + ", ".join(t.isoformat() for t in pipeline.next_runs)))
-    bulk_able = pipeline.bulk_threshold is not None and unsupported(
-        msg, herald.registry, explain=explain, render=render, slow_reach=False) is None
-    frame = None
     input_file(audience, "audience")
     with about(audience):
-        if bulk_able or audience.suffix.lower() == ".parquet":
-            fr = read_frame(audience, herald.catalogue, keep_valid=keep_valid, channels=herald.registry.channels,
-                            merge_duplicates=merge_duplicates)
-            frame, rejected, total = fr.frame, fr.rejected, fr.frame.height
-        else:
-            customers, rejected = read_customers(herald, audience, keep_valid, merge_duplicates)
-            total = len(customers)
-    _skipped(rejected)
+        fr = read_frame(audience, herald.catalogue, keep_valid=keep_valid, channels=herald.registry.channels,
+                        merge_duplicates=merge_duplicates)
+    _skipped(fr.rejected)
+    total = fr.frame.height
+    with about(message):
+        run = herald.evaluate(msg, fr.frame, at=when, mode=mode.engine_name, evaluator=evaluator.value,
+                              explain=explain, render=render)
+    if run.next_runs and fmt is Format.table:
+        err.print(safe("next runs: " + ", ".join(t.isoformat() for t in run.next_runs)))
     if fmt is Format.table and not summary_only and output is None and total > TABLE_LIMIT:
         raise UserError(f"{audience}: {total:,} decisions are too many for a table (at most {TABLE_LIMIT:,}); "
                         "use --summary, --format ndjson or --output FILE")
     with about(message), output_to(output) as (console, stream):
-        if frame is not None and bulk_able and frame.height > (pipeline.bulk_threshold or 0):
-            decisions = run_frame(pipeline, frame, decisions=not summary_only)
-        elif frame is not None:
-            decisions = pipeline.run([customer_of(r) for r in frame.iter_rows(named=True)], size=frame.height)
-        else:
-            decisions = pipeline.run(customers, size=len(customers))
-        decisions = _progress(decisions, total, "evaluating")
-        write_decisions(decisions, pipeline, fmt, summary_only, explain, console, stream)
+        write_run(run, fmt, summary_only, explain, console, stream)
 
 
-def write_decisions(decisions: Iterable[Decision], pipeline: Pipeline, fmt: Format, summary_only: bool,
-                    explain: bool, console: Console, stream: IO[str]) -> None:
-    """Print the decisions (and the summary) in ``fmt``; the iterator is consumed in every case."""
+def write_run(run: Run, fmt: Format, summary_only: bool, explain: bool, console: Console, stream: IO[str]) -> None:
+    """Print the run's decisions (and its summary) in ``fmt``."""
     if summary_only:
-        for _ in decisions:
-            pass
+        run.summary()
         if fmt is Format.table:
-            print_summary(pipeline, console)
+            print_summary(run, console)
         else:
-            stream.write(dumps({"summary": summary_data(pipeline)}) + "\n")
+            stream.write(dumps({"summary": summary_data(run)}) + "\n")
     elif fmt is Format.ndjson:
-        batch: list[str] = []
-        for d in decisions:
-            batch.append(json.dumps(d.as_dict(), ensure_ascii=False, default=str))
-            if len(batch) >= 10_000:
-                stream.write(json_safe("\n".join(batch)) + "\n")
-                batch.clear()
-        if batch:
-            stream.write(json_safe("\n".join(batch)) + "\n")
-        stream.write(dumps({"summary": summary_data(pipeline)}) + "\n")
+        for piece in _progress_pieces(run.ndjson(), run, "evaluating"):
+            stream.write(piece)
+        stream.write(dumps({"summary": summary_data(run)}) + "\n")
     elif fmt is Format.json:
-        items = [d.as_dict() for d in decisions]
-        stream.write(dumps({"decisions": items, "summary": summary_data(pipeline)}, indent=2) + "\n")
+        items = [d.as_dict() for d in _progress(run, run.size, "evaluating")]
+        stream.write(dumps({"decisions": items, "summary": summary_data(run)}, indent=2) + "\n")
     else:
-        print_table(list(decisions), explain, console)
-        print_summary(pipeline, console)
+        print_table(list(_progress(run, run.size, "evaluating")), explain, console)
+        print_summary(run, console)
 
 
-def summary_data(pipeline: Pipeline) -> dict:
+def _progress_pieces(pieces: Iterable[str], run: Run, label: str) -> Iterator[str]:
+    """``pieces`` of output, with a transient progress bar of ``run.decided`` on a terminal stderr."""
+    if run.size <= PROGRESS_THRESHOLD or not err.is_terminal:
+        yield from pieces
+        return
+    from rich.progress import Progress
+
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task(label, total=run.size)
+        for piece in pieces:
+            bar.update(task, completed=run.decided)
+            yield piece
+        bar.update(task, completed=run.size)
+
+
+def summary_data(run: Run) -> dict:
     """The summary object of the JSON outputs (with ``next_runs`` for a recurring message)."""
-    data = pipeline.summary.as_dict()
-    if pipeline.next_runs:
-        data["next_runs"] = [t.isoformat() for t in pipeline.next_runs]
+    data = run.summary().as_dict()
+    if run.next_runs:
+        data["next_runs"] = [t.isoformat() for t in run.next_runs]
     return data
 
 
@@ -508,15 +517,15 @@ def print_trace(d: Decision, console: Console) -> None:
         console.print(safe(f"   {step.step:<17} {step.event:<16} {detail}"))
 
 
-def print_summary(pipeline: Pipeline, console: Console) -> None:
+def print_summary(run: Run, console: Console) -> None:
     """The counts by channel, variant and exclusion reason, the cost and the rules versions."""
-    s = pipeline.summary.as_dict()
+    s = run.summary().as_dict()
     console.print(f"{s['total']} recipients: {s['included']} included, {s['excluded']} excluded; "
                   f"estimated cost {s['estimated_cost']:.2f}")
     for title, key in (("channel", "channels"), ("variant", "variants"), ("exclusion reason", "exclusion_reasons")):
         if s[key]:
             console.print(safe(f"  by {title}: " + ", ".join(f"{k} {v}" for k, v in s[key].items())))
-    console.print(safe("  rules: " + ", ".join(f"{k}@{v}" for k, v in pipeline.rules_versions.items())))
+    console.print(safe("  rules: " + ", ".join(f"{k}@{v}" for k, v in run.rules_versions.items())))
 
 
 @app.command("explain")
@@ -816,19 +825,17 @@ def samples() -> Path:
 @user_errors
 def demo(at: Annotated[str, typer.Option(metavar="DATETIME", help="evaluation instant")] = "2026-07-04T13:30:00+00:00") -> None:
     """Evaluate the sample message for the bundled audience; show three explained decisions."""
-    from engine.pipeline import Pipeline
-
     examples = samples()
     message, audience = examples / "summer-sale.message.yaml", examples / "audience.csv"
     herald = engine_for(message)
     msg = load_message(herald, message)
     customers, _ = read_customers(herald, audience, False)
     with about(message):
-        pipeline = Pipeline(msg, herald.registry, at=at_option(at), explain=True, render=True)
-        decisions = list(pipeline.run(customers))
+        run = herald.evaluate(msg, customers, at=at_option(at), explain=True, render=True)
+        decisions = list(run)
     out.print(safe(f"{msg.title} ({msg.id}) for {len(customers)} customers of {audience.name} at {at}"), style="bold")
     out.print()
-    print_summary(pipeline, out)
+    print_summary(run, out)
     out.print()
     shown = [next((d for d in decisions if d.included and d.fallbacks), None),
              next((d for d in decisions if d.included and d.channel == "email"), None),

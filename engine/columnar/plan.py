@@ -2,13 +2,13 @@
 
 Steps: the local send time per distinct time zone and the ``time.*`` facts at that planned send instant
 (computed in Python with zoneinfo, so DST is exact, then mapped onto the rows), ``message.*`` facts, then every
-optimizer's ``columnar`` step in pipeline order, then the pipeline's finish (variant ``default``,
-``no_reachable_channel``).
+optimizer's ``columnar`` step in pipeline order, then the finish (variant ``default``,
+``no_reachable_channel``: the constants of :mod:`engine.finish`; incentives are reserved after the plan, by
+:meth:`engine.finish.Finish.frame`).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -30,23 +30,15 @@ from engine.columnar.context import (
 from engine.columnar.reach import reach_exprs
 from engine.contracts import ColumnarOptimizer, is_active
 from engine.facts import time_facts, zone
+from engine.finish import DEFAULT_VARIANT, NO_REACHABLE_CHANNEL
 from engine.model import Message
 from engine.registry import Registry
 from engine.scheduling import local_send_time, run_time
 
 ID = "customer.id"
 TZ = "customer.timezone"
-DEFAULT_THRESHOLD = 20_000
 _TIME_TYPES = {"time.local_hour": pl.Int64, "time.local_minute": pl.Int64, "time.weekday": pl.String,
                "time.date": pl.String}
-
-
-def threshold() -> int:
-    """Audiences larger than this use the bulk plan (``HERALD_COLUMNAR_THRESHOLD``, default 20,000)."""
-    try:
-        return int(os.environ.get("HERALD_COLUMNAR_THRESHOLD", DEFAULT_THRESHOLD))
-    except ValueError:
-        return DEFAULT_THRESHOLD
 
 
 def unsupported(message: Message, registry: Registry, *, explain: bool = False, render: bool = False,
@@ -145,7 +137,7 @@ def decision_plan(frame: pl.DataFrame, message: Message, registry: Registry, at:
             del ctx.state[CHANNEL_TABLE]
     table = ctx.state.get(CHANNEL_TABLE)
     inc = pl.col(INCLUDED)
-    lazy = lazy.with_columns(pl.when(inc).then(pl.col(VARIANT).fill_null("default")).alias(VARIANT))
+    lazy = lazy.with_columns(pl.when(inc).then(pl.col(VARIANT).fill_null(DEFAULT_VARIANT)).alias(VARIANT))
     if table is None:
         none_left = pl.col(CHANNELS).list.len() == 0
         channel = pl.col(CHANNELS).list.first()
@@ -155,7 +147,7 @@ def decision_plan(frame: pl.DataFrame, message: Message, registry: Registry, at:
         none_left = pl.lit(pl.Series([not t for t in table], dtype=pl.Boolean)).gather(code)
         channel = pl.lit(pl.Series([t[0] if t else None for t in table], dtype=pl.String)).gather(code)
         fallbacks = pl.lit(pl.Series([t[1:] for t in table], dtype=pl.List(pl.String))).gather(code)
-    lazy = ctx.exclude(lazy, pl.when(none_left).then(pl.lit("no_reachable_channel")))
+    lazy = ctx.exclude(lazy, pl.when(none_left).then(pl.lit(NO_REACHABLE_CHANNEL)))
     have = lazy.collect_schema()
     missing = [pl.lit(None, pl.Int32).alias(fired_column(k)) for k in message.rulesets if fired_column(k) not in have]
     kinds = list(registry.kinds)  # the fired columns in pipeline order: the order of a decision's ``fired``

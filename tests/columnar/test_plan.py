@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from engine.audience import read_audience
 from engine.columnar import complete, evaluate_frame, frame_from_customers, iter_decisions, read_frame
-from engine.columnar.stream import run_frame
+from engine.columnar.bulk import BulkStrategy
 from engine.model import Campaign, Creative, Customer, Message, Schedule
-from engine.pipeline import Pipeline
 from engine.rulefiles.ir import All, Always, AnyOf, Cmp, Not, Rule, Ruleset
+from engine.run import PerRecipientStrategy, Run
 
 from ..conftest import AT, EXAMPLES
 
@@ -23,13 +23,13 @@ KEYS = ("customer", "included", "excluded_reason", "variant", "channel", "fallba
 
 
 def per_recipient(message, registry, customers, at):
-    pipeline = Pipeline(message, registry, at=at, evaluator="reference")
-    return [d.as_dict() for d in pipeline.run(customers)], pipeline.summary.as_dict()
+    run = Run(PerRecipientStrategy(message, registry, customers, at=at, evaluator="reference"), why="test")
+    return [d.as_dict() for d in run], run.summary().as_dict()
 
 
 def bulk(message, registry, frame, at):
-    pipeline = Pipeline(message, registry, at=at, evaluator="columnar")
-    return [d.as_dict() for d in run_frame(pipeline, frame, chunk=7, slow_reach=True)], pipeline.summary.as_dict()
+    run = Run(BulkStrategy(message, registry, frame, at=at, chunk=7, slow_reach=True), why="test")
+    return [d.as_dict() for d in run], run.summary().as_dict()
 
 
 def test_example_message_equals_per_recipient(herald):
@@ -49,13 +49,14 @@ def test_pipeline_picks_bulk_above_threshold(herald, monkeypatch):
     msg = herald.load_message(EXAMPLES / "summer-sale.message.yaml")
     customers = read_audience(EXAMPLES / "audience.csv", herald.catalogue).customers
     monkeypatch.setenv("HERALD_COLUMNAR_THRESHOLD", "50")
-    big = Pipeline(msg, herald.registry, at=AT)
-    assert big.bulk_ok(customers) is (not _unsupported(msg, herald.registry))
-    assert not big.bulk_ok(customers[:50]) and not big.bulk_ok(iter(customers))
-    assert not Pipeline(msg, herald.registry, at=AT, explain=True).bulk_ok(customers)
-    assert not Pipeline(msg, herald.registry, at=AT, evaluator="reference").bulk_ok(customers)
+    big = herald.evaluate(msg, customers, at=AT)
+    assert big.mode == ("per_recipient" if _unsupported(msg, herald.registry) else "bulk")
+    assert herald.evaluate(msg, customers[:50], at=AT).mode == "per_recipient"
+    assert herald.evaluate(msg, iter(customers), at=AT).mode == big.mode  # an iterator is read into a list
+    assert herald.evaluate(msg, customers, at=AT, explain=True).mode == "per_recipient"
+    assert herald.evaluate(msg, customers, at=AT, evaluator="reference").mode == "per_recipient"
     want, _ = per_recipient(msg, herald.registry, customers, AT)
-    assert [d.as_dict() for d in big.run(customers)] == want
+    assert [d.as_dict() for d in big] == want
 
 
 def _unsupported(msg, registry):

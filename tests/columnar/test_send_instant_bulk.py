@@ -9,7 +9,7 @@ import pytest
 
 from engine import Schedule
 from engine.columnar import complete, frame_from_customers
-from engine.columnar.stream import run_frame
+from engine.columnar.bulk import BulkStrategy
 from engine.pipeline import Pipeline
 from tests.engine.test_send_instant_facts import message, people
 
@@ -27,8 +27,7 @@ def test_bulk_equals_per_recipient_with_a_local_time_in_several_zones(registry, 
     want = [d.as_dict() for d in Pipeline(msg, registry, at=now, evaluator="reference").run(customers)]
     frame = complete(frame_from_customers(customers, catalogue.customer_types()), catalogue.customer_types(),
                      registry.channels)
-    got = [d.as_dict() for d in run_frame(Pipeline(msg, registry, at=now, evaluator="columnar"), frame, chunk=5,
-                                          slow_reach=True)]
+    got = [d.as_dict() for d in BulkStrategy(msg, registry, frame, at=now, chunk=5, slow_reach=True).decisions()]
     assert got == want
     if schedule.local_time == "09:00":
         assert [d["variant"] for d in got] == ["nine"] * len(customers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from engine.audience import read_audience
 from engine.columnar import read_frame
-from engine.columnar.stream import run_frame
+from engine.columnar.bulk import BulkStrategy
 from engine.pipeline import Pipeline
 
 from ..conftest import AT, EXAMPLES
@@ -52,8 +52,7 @@ def test_bulk_decisions_equal_per_recipient_ones_on_marked_handles(herald, tmp_p
     want = [d.as_dict() for d in Pipeline(msg, herald.registry, at=AT, evaluator="reference")
             .run(read_audience(path, herald.catalogue).customers)]
     frame = read_frame(path, herald.catalogue, channels=herald.registry.channels).frame
-    got = [d.as_dict() for d in run_frame(Pipeline(msg, herald.registry, at=AT, evaluator="columnar"), frame,
-                                          chunk=2, slow_reach=False)]
+    got = [d.as_dict() for d in BulkStrategy(msg, herald.registry, frame, at=AT, chunk=2, slow_reach=False).decisions()]
     keys = ("customer", "included", "excluded_reason", "variant", "channel", "fallbacks", "send_at")
     assert [{k: d[k] for k in keys} for d in got] == [{k: d[k] for k in keys} for d in want]
     assert [d["channel"] for d in want] == ["email", "sms", "email", None, "sms"]

@@ -9,10 +9,10 @@ import pytest
 
 from engine import Campaign, Creative, Customer, DeliverySettings, Message
 from engine.errors import MessageFileError
-from engine.pipeline import evaluate
 from engine.plugin_manager import make_plugin_manager
 from engine.registry import Registry
 from engine.rendering import compliance_issues
+from engine.run import evaluate
 from plugins import DEFAULT_PLUGINS
 from tests.conftest import EXAMPLES
 

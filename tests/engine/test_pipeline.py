@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from engine import Customer, Schedule
-from engine.pipeline import Pipeline, evaluate
+from engine.run import evaluate
 from tests.conftest import AT, EXAMPLES
 
 GOLD = {"tier": "gold", "affinities": ["electronics"], "timezone": "Asia/Kolkata", "phone": "+919812345678",
@@ -101,12 +101,12 @@ def test_an_undefined_template_variable_drops_that_channel_for_that_recipient(he
     assert drop.detail["why"] == "template_error" and "first_name" in drop.detail["error"]
 
 
-def test_summary_counts_channels_variants_reasons_and_cost(message, registry):
+def test_summary_counts_channels_variants_reasons_and_cost(message, registry, herald):
     customers = [Customer("a", GOLD), Customer("b", {**GOLD, "fraud_score": 0.9}),
                  Customer("c", {**GOLD, "subscription.sms": "hard_bounced"}), Customer("d", {"timezone": "UTC"})]
-    pipeline = Pipeline(message, registry, at=AT)
-    list(pipeline.run(customers))
-    s = pipeline.summary.as_dict()
+    run = herald.evaluate(message, customers, at=AT)
+    list(run)
+    s = run.summary().as_dict()
     assert s["total"] == 4 and s["included"] == 2
     assert s["channels"] == {"email": 1, "sms": 1}
     assert s["exclusion_reasons"] == {"dormant": 1, "fraud_risk": 1}

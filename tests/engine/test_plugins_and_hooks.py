@@ -20,9 +20,9 @@ from engine.errors import PluginConflict
 from engine.events import EngineEvent
 from engine.fields import build_catalogue
 from engine.model import Campaign, Message
-from engine.pipeline import evaluate
 from engine.plugin_manager import make_plugin_manager
 from engine.registry import Registry
+from engine.run import evaluate
 from plugins import DEFAULT_PLUGINS
 
 AT = datetime(2026, 7, 4, 12, tzinfo=UTC)

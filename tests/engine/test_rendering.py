@@ -8,8 +8,8 @@ from datetime import UTC, date, datetime
 import pytest
 
 from engine import Campaign, Creative, Customer, EngineError, IncentiveSpec, Message
-from engine.pipeline import evaluate
 from engine.rendering import render_for
+from engine.run import evaluate
 
 AT = datetime(2026, 7, 4, 13, 30, tzinfo=UTC)
 CAMPAIGN = Campaign("summer-2026", "Summer 2026", date(2026, 6, 1), date(2026, 8, 31))

@@ -10,7 +10,8 @@ import pytest
 
 from engine import Campaign, Creative, Customer, Message, Schedule
 from engine.errors import MessageFileError
-from engine.pipeline import Pipeline, evaluate
+from engine.pipeline import Pipeline
+from engine.run import evaluate
 from tests.conftest import AT, EXAMPLES
 
 SAMPLE = EXAMPLES / "summer-sale.message.yaml"

@@ -9,8 +9,9 @@ from datetime import UTC, date, datetime, timedelta
 from engine import Campaign, Creative, Customer, Message, Schedule
 from engine.audience import read_audience
 from engine.facts import FactBuilder
-from engine.pipeline import Pipeline, evaluate
+from engine.pipeline import Pipeline
 from engine.rulefiles.ir import Always, Cmp, Rule, Ruleset
+from engine.run import evaluate
 from tests.conftest import AT, EXAMPLES
 
 PHONE = "+14155550123"

@@ -20,7 +20,8 @@ from engine import (
     MessageFileError,
     Schedule,
 )
-from engine.pipeline import Pipeline, evaluate
+from engine.pipeline import Pipeline
+from engine.run import evaluate
 from plugins.incentives.coupon import UNAMBIGUOUS, Coupon, CouponsExhausted
 from tests.conftest import EXAMPLES, RULES
 
@@ -259,11 +260,11 @@ def test_days_expiry_counts_from_each_recipients_local_send(registry):
     assert (east.incentive["expires_on"], west.incentive["expires_on"]) == ("2026-07-19", "2026-07-18")
 
 
-def test_the_bulk_path_counts_expiry_from_each_send_as_the_per_recipient_path(registry):
+def test_the_bulk_path_counts_expiry_from_each_send_as_the_per_recipient_path(registry, herald):
     msg = scheduled(local_time="09:00", length=8, expiry={"days": 14})
-    pipeline = Pipeline(msg, registry, at=AT, evaluator="columnar")
-    assert pipeline.bulk_ok(far_apart())
-    bulk = list(pipeline.run(far_apart()))
+    run = herald.evaluate(msg, far_apart(), at=AT, mode="bulk")
+    assert run.mode == "bulk"
+    bulk = list(run)
     per_recipient = evaluate(msg, far_apart(), at=AT, registry=registry)
     assert [d.incentive for d in bulk] == [d.incentive for d in per_recipient]
     assert [d.incentive["expires_on"] for d in bulk] == ["2026-07-19", "2026-07-18"]
@@ -301,45 +302,42 @@ def outcome(decisions) -> list[tuple[str, bool, str | None]]:
     return [(d.customer, d.included, d.excluded_reason) for d in decisions]
 
 
-def test_a_preview_refuses_the_same_recipients_beyond_the_cap_as_a_real_run(registry):
+def test_a_preview_refuses_the_same_recipients_beyond_the_cap_as_a_real_run(registry, herald):
     msg = message(length=8, cap=3, expiry={"days": 14})
-    preview = Pipeline(msg, registry, at=AT, preview=True)
-    shown = list(preview.run(mixed_audience()))
+    preview = herald.evaluate(msg, mixed_audience(), at=AT, preview=True)
+    shown = list(preview)
     assert registry.incentive("coupon").reservations(msg.incentive.settings, msg, registry.ledger) == 0
     real = evaluate(msg, mixed_audience(), at=AT, registry=registry, preview=False)
     assert outcome(shown) == outcome(real)
     assert [d.customer for d in shown if d.included] == ["c00000", "c00001", "c00002"]
     assert [d.customer for d in shown if d.excluded_reason == "incentive_unavailable"] == \
         ["c00003", "c00004", "c00005", "c00006", "c00007"]
-    summary = preview.summary.as_dict()
+    summary = preview.summary().as_dict()
     assert (summary["included"], summary["exclusion_reasons"]["incentive_unavailable"]) == (3, 5)
 
 
-def test_the_bulk_preview_refuses_the_same_recipients_and_counts_them(registry):
+def test_the_bulk_preview_refuses_the_same_recipients_and_counts_them(registry, herald):
     msg = message(length=8, cap=3, expiry={"days": 14})
-    per_recipient = Pipeline(msg, registry, at=AT)
-    expected = list(per_recipient.run(mixed_audience()))
-    bulk = Pipeline(msg, registry, at=AT, evaluator="columnar")
-    assert bulk.bulk_ok(mixed_audience())
-    got = list(bulk.run(mixed_audience()))
+    per_recipient = herald.evaluate(msg, mixed_audience(), at=AT, mode="per_recipient")
+    expected = list(per_recipient)
+    bulk = herald.evaluate(msg, mixed_audience(), at=AT, evaluator="columnar")
+    assert bulk.mode == "bulk"
+    got = list(bulk)
     assert outcome(got) == outcome(expected)
     assert [d.incentive for d in got] == [d.incentive for d in expected]
     assert [d.customer for d in got if d.included] == ["c00000", "c00001", "c00002"]
-    summary = bulk.summary.as_dict()
-    assert summary == per_recipient.summary.as_dict()
+    summary = bulk.summary().as_dict()
+    assert summary == per_recipient.summary().as_dict()
     assert (summary["included"], summary["channels"], summary["exclusion_reasons"]) == \
         (3, {"sms": 3}, {"incentive_unavailable": 5, "no_reachable_channel": 2})
 
 
-def test_a_summary_only_bulk_run_still_counts_recipients_beyond_the_cap(registry, catalogue):
+def test_a_summary_only_bulk_run_still_counts_recipients_beyond_the_cap(registry, herald):
     from engine.columnar import frame_from_customers
-    from engine.columnar.stream import run_frame
 
     msg = message(length=8, cap=3, expiry={"days": 14})
-    pipeline = Pipeline(msg, registry, at=AT, evaluator="columnar")
-    for _ in run_frame(pipeline, frame_from_customers(mixed_audience()), decisions=False):
-        pass
-    summary = pipeline.summary.as_dict()
+    run = herald.evaluate(msg, frame_from_customers(mixed_audience()), at=AT, mode="bulk")
+    summary = run.summary().as_dict()
     assert summary["included"] == 3 and summary["channels"] == {"sms": 3}
     assert summary["exclusion_reasons"] == {"incentive_unavailable": 5, "no_reachable_channel": 2}
 

@@ -22,7 +22,7 @@ from engine import (
     Schedule,
 )
 from engine.fields import build_catalogue
-from engine.pipeline import evaluate
+from engine.run import evaluate
 from engine.validation import validate_message
 from plugins.incentives.points import Points
 

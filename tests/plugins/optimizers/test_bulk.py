@@ -10,7 +10,7 @@ import pytest
 from engine import Schedule
 from engine.audience import read_audience
 from engine.columnar import read_frame, unsupported
-from engine.columnar.stream import run_frame
+from engine.columnar.bulk import BulkStrategy
 from engine.pipeline import Pipeline
 from tests.conftest import AT, EXAMPLES
 
@@ -35,8 +35,7 @@ def both(herald, msg, customers, frame, at):
         msg = replace(msg, schedule=Schedule("immediate"))
     assert unsupported(msg, herald.registry, slow_reach=True) is None
     want = [d.as_dict() for d in Pipeline(msg, herald.registry, at=at, evaluator="reference").run(customers)]
-    got = [d.as_dict() for d in run_frame(Pipeline(msg, herald.registry, at=at, evaluator="columnar"), frame,
-                                          chunk=17, slow_reach=True)]
+    got = [d.as_dict() for d in BulkStrategy(msg, herald.registry, frame, at=at, chunk=17, slow_reach=True).decisions()]
     assert [{k: d[k] for k in KEYS} for d in got] == [{k: d[k] for k in KEYS} for d in want]
     return want
 

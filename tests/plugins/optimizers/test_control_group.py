@@ -8,9 +8,9 @@ from datetime import UTC, date, datetime
 import pytest
 
 from engine import Campaign, Creative, Customer, DeliverySettings, Message
-from engine.pipeline import Pipeline, evaluate
 from engine.plugin_manager import make_plugin_manager
 from engine.registry import Registry
+from engine.run import evaluate
 from plugins import DEFAULT_PLUGINS
 from plugins.optimizers.control_group import ControlGroup, bucket
 from tests.plugins.optimizers.frames import assert_columnar_equals_apply, drafts
@@ -60,16 +60,16 @@ def test_send_to_control_keeps_control_members_and_traces_them(registry):
     assert 60 <= len(marked) <= 140
 
 
-def test_exclusion_is_traced_and_counted(registry):
+def test_exclusion_is_traced_and_counted(registry, herald):
     msg = message(optimizers={"control_group": {"percent": 10}})
-    pipeline = Pipeline(msg, registry, at=AT, explain=True)
-    decisions = list(pipeline.run(PEOPLE[:500]))
+    run = herald.evaluate(msg, PEOPLE[:500], at=AT, explain=True)
+    decisions = list(run)
     out = next(d for d in decisions if not d.included)
     assert out.excluded_reason == "control_group" and out.channel is None
     step = out.trace[0]
     assert (step.step, step.event, step.detail["reason"]) == ("control_group", "excluded", "control_group")
     assert step.detail["bucket"] < step.detail["threshold"] == 1000
-    assert pipeline.summary.as_dict()["exclusion_reasons"]["control_group"] == 500 - pipeline.summary.included
+    assert run.summary().as_dict()["exclusion_reasons"]["control_group"] == 500 - run.summary().included
 
 
 def test_org_wide_plugin_settings_apply_unless_the_message_opts_out():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from engine import Campaign, Creative, Customer, Message
-from engine.pipeline import evaluate
+from engine.run import evaluate
 from plugins.optimizers.cost import Cost
 from tests.plugins.optimizers.frames import assert_columnar_equals_apply, drafts
 

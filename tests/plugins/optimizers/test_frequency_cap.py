@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from engine import Campaign, Creative, Customer, Message
-from engine.pipeline import evaluate
 from engine.plugin_manager import make_plugin_manager
 from engine.registry import Registry
+from engine.run import evaluate
 from plugins import DEFAULT_PLUGINS
 from plugins.optimizers.frequency_cap import FrequencyCap, period_start
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from engine import Campaign, Creative, Customer, Message, Schedule
-from engine.pipeline import evaluate
 from engine.plugin_manager import make_plugin_manager
 from engine.registry import Registry
+from engine.run import evaluate
 from plugins import DEFAULT_PLUGINS
 from plugins.optimizers.quiet_hours import QuietHours
 from tests.plugins.optimizers.frames import assert_columnar_equals_apply, drafts
