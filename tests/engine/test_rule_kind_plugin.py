@@ -157,18 +157,18 @@ def test_the_plugin_kind_changes_decisions_per_recipient_and_in_bulk_alike(tmp_p
     herald = herald_with(SendWindowPlugin())
     message = herald.load_message(files(tmp_path))
     assert unsupported(message, herald.registry) is None  # the bulk plan can take it: the optimizer is columnar
-    per_recipient = Pipeline(message, herald.registry, at=AT, evaluator="reference")
-    decisions = {d.customer: d for d in per_recipient.run(CUSTOMERS)}
-    base = per_recipient.base_send_at
+    per_recipient = herald.evaluate(message, CUSTOMERS, at=AT, mode="per_recipient", evaluator="reference")
+    decisions = {d.customer: d for d in per_recipient}
+    base = Pipeline(message, herald.registry, at=AT).base_send_at
     assert decisions["g"].send_at == base + timedelta(minutes=90)
     assert decisions["s"].send_at == base + timedelta(minutes=15)
     assert decisions["b"].send_at == base
     assert decisions["x"].excluded_reason == "no_reachable_channel"
     assert dict(decisions["g"].fired) == {"late-for-gold": ("gold-later",)}
-    bulk = Pipeline(message, herald.registry, at=AT, evaluator="columnar")
-    assert bulk.bulk_ok(CUSTOMERS)
-    assert [d.as_dict() for d in bulk.run(CUSTOMERS)] == [decisions[c.id].as_dict() for c in CUSTOMERS]
-    assert bulk.summary.as_dict() == per_recipient.summary.as_dict()
+    bulk = herald.evaluate(message, CUSTOMERS, at=AT, mode="bulk", evaluator="columnar")
+    assert bulk.mode == "bulk"
+    assert [d.as_dict() for d in bulk] == [decisions[c.id].as_dict() for c in CUSTOMERS]
+    assert bulk.summary().as_dict() == per_recipient.summary().as_dict()
 
 
 def test_the_plugin_kind_runs_in_pipeline_order_among_the_built_in_kinds(tmp_path, registry):
