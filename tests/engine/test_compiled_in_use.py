@@ -8,8 +8,8 @@ import hashlib
 import pytest
 
 from engine import Customer
-from engine.evaluators import get_evaluator
 from engine.evaluators import compiled as compiled_module
+from engine.evaluators import get_evaluator
 from engine.evaluators.compiled import CompiledEvaluator, compile_ruleset
 from engine.pipeline import Pipeline
 from engine.rulefiles.ir import Always, Cmp, Rule, Ruleset
