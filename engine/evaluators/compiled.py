@@ -22,21 +22,21 @@ from engine.rulefiles.ir import All, Always, AnyOf, Cmp, Condition, Not, Ruleset
 
 _FIELD = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z0-9_*]+)*$")
 
-# Each template gets: V (a local holding the value, read only inside its own template, so one name serves
-# every comparison), K (the key constant), C (the literal constant).
+# Each template gets K (the key constant) and C (the literal constant); ``_v`` holds the fact's value and is
+# read only inside its own template, so one local name serves every comparison.
 _TEMPLATES: dict[str, str] = {
     "eq": "(g({K}) == {C})",
-    "ne": "(({V} := g({K})) is not None and {V} != {C})",
-    "lt": "(({V} := g({K})) is not None and {V} < {C})",
-    "lte": "(({V} := g({K})) is not None and {V} <= {C})",
-    "gt": "(({V} := g({K})) is not None and {V} > {C})",
-    "gte": "(({V} := g({K})) is not None and {V} >= {C})",
+    "ne": "((_v := g({K})) is not None and _v != {C})",
+    "lt": "((_v := g({K})) is not None and _v < {C})",
+    "lte": "((_v := g({K})) is not None and _v <= {C})",
+    "gt": "((_v := g({K})) is not None and _v > {C})",
+    "gte": "((_v := g({K})) is not None and _v >= {C})",
     "in": "(g({K}) in {C})",
-    "not_in": "(({V} := g({K})) is not None and {V} not in {C})",
-    "between": "(({V} := g({K})) is not None and {C}[0] <= {V} <= {C}[1])",
-    "contains": "(isinstance({V} := g({K}), _seq) and {C} in {V})",
-    "contains_any": "(isinstance({V} := g({K}), _seq) and not {C}.isdisjoint({V}))",
-    "matches": "(isinstance({V} := g({K}), str) and {C}({V}) is not None)",
+    "not_in": "((_v := g({K})) is not None and _v not in {C})",
+    "between": "((_v := g({K})) is not None and {C}[0] <= _v <= {C}[1])",
+    "contains": "(isinstance(_v := g({K}), _seq) and {C} in _v)",
+    "contains_any": "(isinstance(_v := g({K}), _seq) and not {C}.isdisjoint(_v))",
+    "matches": "(isinstance(_v := g({K}), str) and {C}(_v) is not None)",
     "exists": "(g({K}) is not None)",
     "missing": "(g({K}) is None)",
 }
@@ -69,7 +69,7 @@ class _Codegen:
             lit = frozenset(lit)  # validated literals are scalars
         elif cond.op == "matches":
             lit = re.compile(lit).fullmatch
-        return _TEMPLATES[cond.op].format(V="_v", K=self.const(cond.field), C=self.const(lit))
+        return _TEMPLATES[cond.op].format(K=self.const(cond.field), C=self.const(lit))
 
 
 def compile_ruleset(ruleset: Ruleset) -> Callable[[Mapping[str, Any]], tuple[str, ...]]:

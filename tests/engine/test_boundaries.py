@@ -127,3 +127,11 @@ def test_equal_priorities_keep_file_order_under_collect(evaluator, catalogue, a,
     assert result["variant"] == a
     # vars merge in firing order: the earlier rule wins a shared key, later rules add their own keys
     assert result["vars"] == {"who": a, f"only_{b}": True}
+
+
+def test_an_operator_the_reference_does_not_know_is_an_error_naming_it():
+    from engine.evaluators.reference import holds
+    from engine.rulefiles.ir import Cmp
+
+    with pytest.raises(ValueError, match="unknown operator 'near'"):
+        holds(Cmp("customer.points", "near", 5), {"customer.points": 5})
