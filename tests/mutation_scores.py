@@ -73,8 +73,9 @@ def run(name: str, children: int) -> dict[str, str]:
     env.setdefault("HERALD_DIFF_EXAMPLES", "50")
     log = work / "mutmut.log"
     with log.open("w") as out:
+        # no stdin: a mutant that makes the code read standard input must fail, not wait for a timeout
         subprocess.run([*MUTMUT, "run", "--max-children", str(children)], cwd=work, env=env,
-                       stdout=out, stderr=subprocess.STDOUT, check=False)
+                       stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, check=False)
     meta = work / "mutants" / (module + ".meta")
     if not meta.exists():
         sys.exit(f"{name}: mutmut produced no results; see {log}")
