@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench setup clean
+.PHONY: run test lint bench setup clean mutate
 
 $(STAMP): pyproject.toml $(wildcard examples/*/pyproject.toml)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# mutation testing (mutmut) of the evaluators, rule loader, pipeline, sms and coupon; scores in tests/MUTATION.md
+mutate: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[mutate]"
+	$(BIN)/python tests/mutation_scores.py
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[bench]"

@@ -2,8 +2,12 @@
 
 Safety: field names are checked against a strict pattern and passed as constants, operators come from a
 whitelist of code templates, and literals are bound as constants in the function's namespace, never
-spliced into the source text. A value of an unexpected type (``TypeError``) falls back to the reference
-evaluator for that one evaluation, so results always equal the oracle's.
+spliced into the source text.
+
+A ruleset the code generator cannot compile is an error (``ValueError`` naming the rule), never a silent
+switch to another evaluator. Only a fact of an unexpected type at evaluation time (a ``TypeError`` from a
+comparison, e.g. the text ``"many"`` against ``points > 5``) is answered by the reference evaluator for that
+one evaluation, so results always equal the oracle's; :attr:`CompiledEvaluator.fallbacks` counts those.
 """
 
 from __future__ import annotations
@@ -19,20 +23,21 @@ from engine.rulefiles.ir import All, Always, AnyOf, Cmp, Condition, Not, Ruleset
 
 _FIELD = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z0-9_*]+)*$")
 
-# Each template gets: V (a fresh local holding the value), K (the key constant), C (the literal constant).
+# Each template gets K (the key constant) and C (the literal constant); ``_v`` holds the fact's value and is
+# read only inside its own template, so one local name serves every comparison.
 _TEMPLATES: dict[str, str] = {
     "eq": "(g({K}) == {C})",
-    "ne": "(({V} := g({K})) is not None and {V} != {C})",
-    "lt": "(({V} := g({K})) is not None and {V} < {C})",
-    "lte": "(({V} := g({K})) is not None and {V} <= {C})",
-    "gt": "(({V} := g({K})) is not None and {V} > {C})",
-    "gte": "(({V} := g({K})) is not None and {V} >= {C})",
+    "ne": "((_v := g({K})) is not None and _v != {C})",
+    "lt": "((_v := g({K})) is not None and _v < {C})",
+    "lte": "((_v := g({K})) is not None and _v <= {C})",
+    "gt": "((_v := g({K})) is not None and _v > {C})",
+    "gte": "((_v := g({K})) is not None and _v >= {C})",
     "in": "(g({K}) in {C})",
-    "not_in": "(({V} := g({K})) is not None and {V} not in {C})",
-    "between": "(({V} := g({K})) is not None and {C}[0] <= {V} <= {C}[1])",
-    "contains": "(isinstance({V} := g({K}), _seq) and {C} in {V})",
-    "contains_any": "(isinstance({V} := g({K}), _seq) and not {C}.isdisjoint({V}))",
-    "matches": "(isinstance({V} := g({K}), str) and {C}({V}))",
+    "not_in": "((_v := g({K})) is not None and _v not in {C})",
+    "between": "((_v := g({K})) is not None and {C}[0] <= _v <= {C}[1])",
+    "contains": "(isinstance(_v := g({K}), _seq) and {C} in _v)",
+    "contains_any": "(isinstance(_v := g({K}), _seq) and not {C}.isdisjoint(_v))",
+    "matches": "(isinstance(_v := g({K}), str) and {C}(_v))",
     "exists": "(g({K}) is not None)",
     "missing": "(g({K}) is None)",
 }
@@ -41,7 +46,6 @@ _TEMPLATES: dict[str, str] = {
 class _Codegen:
     def __init__(self) -> None:
         self.consts: dict[str, Any] = {}
-        self.n = 0
 
     def const(self, value: Any) -> str:
         name = f"_c{len(self.consts)}"
@@ -66,12 +70,12 @@ class _Codegen:
             lit = frozenset(lit)  # validated literals are scalars
         elif cond.op == "matches":
             lit = regex.fullmatch(lit)
-        self.n += 1
-        return _TEMPLATES[cond.op].format(V=f"_v{self.n}", K=self.const(cond.field), C=self.const(lit))
+        return _TEMPLATES[cond.op].format(K=self.const(cond.field), C=self.const(lit))
 
 
 def compile_ruleset(ruleset: Ruleset) -> Callable[[Mapping[str, Any]], tuple[str, ...]]:
-    """Turn a ruleset into ``f(facts) -> fired rule ids``."""
+    """Turn a ruleset into ``f(facts) -> fired rule ids``; ``ValueError`` (naming the rule) when a condition
+    cannot be compiled (an unknown operator, a bad field name, a literal of the wrong shape)."""
     gen = _Codegen()
     first = ruleset.hit_policy == "first"
     lines = ["def _evaluate(facts):", "    g = facts.get"]
@@ -79,7 +83,11 @@ def compile_ruleset(ruleset: Ruleset) -> Callable[[Mapping[str, Any]], tuple[str
         lines.append("    out = []")
     for rule in ruleset.rules:
         rid = gen.const((rule.id,)) if first else gen.const(rule.id)
-        lines.append(f"    if {gen.cond(rule.when)}:")
+        try:
+            test = gen.cond(rule.when)
+        except (TypeError, re.error) as exc:  # e.g. an unhashable item in an ``in`` list
+            raise ValueError(f"cannot compile rule {rule.id!r} of ruleset {ruleset.key}: {exc}") from None
+        lines.append(f"    if {test}:")
         lines.append(f"        return {rid}" if first else f"        out.append({rid})")
     lines.append("    return ()" if first else "    return tuple(out)")
     namespace: dict[str, Any] = {"_seq": (list, tuple), **gen.consts}
@@ -96,6 +104,9 @@ class CompiledEvaluator:
         self._cache: dict[str, Callable[[Mapping[str, Any]], tuple[str, ...]]] = {}
         self._lock = threading.Lock()
         self._oracle = ReferenceEvaluator()
+        #: evaluations answered by the reference evaluator because a fact had a type the compiled code could
+        #: not compare (``TypeError``); zero for facts of the catalogue's types
+        self.fallbacks = 0
 
     def function(self, ruleset: Ruleset) -> Callable[[Mapping[str, Any]], tuple[str, ...]]:
         """The compiled function for ``ruleset`` (compiled on first use)."""
@@ -108,8 +119,14 @@ class CompiledEvaluator:
         return fn
 
     def fired(self, ruleset: Ruleset, facts: Mapping[str, Any]) -> tuple[str, ...]:
-        """Fired rule ids in priority order; only the first under hit policy ``first``."""
+        """Fired rule ids in priority order; only the first under hit policy ``first``.
+
+        Compiling is outside the fallback: a ruleset that cannot compile raises. A fact of an unexpected type
+        is evaluated by the reference evaluator (same semantics: that comparison is false) and counted in
+        :attr:`fallbacks`."""
+        evaluate = self.function(ruleset)
         try:
-            return self.function(ruleset)(facts)
+            return evaluate(facts)
         except TypeError:
+            self.fallbacks += 1
             return self._oracle.fired(ruleset, facts)

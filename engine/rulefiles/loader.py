@@ -110,9 +110,7 @@ def _load(src: SourceData, catalogue: FieldCatalogue | None, kinds: Mapping[str,
     if problems:
         raise RuleFileError(problems, f"{src.file}: {len(problems)} problem(s) in ruleset {model.ruleset}")
 
-    canonical = json.dumps(model.model_dump(mode="json", exclude={"tests", "description", "owner"}, by_alias=True),
-                           sort_keys=True, separators=(",", ":"))
-    version = hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    version = ruleset_version(model)
     tests = tuple(t.model_dump(exclude_none=True) for t in model.tests)
     return Ruleset(model.ruleset, model.kind, model.hit_policy, tuple(r for _, r in rules), version, src.file, tests)
 
@@ -155,6 +153,19 @@ def _unknown_channels(src: SourceData, kind: RuleKind, then: Mapping[str, Any], 
                 out.append(src.problem(f"unknown channel {ch!r}; registered: {', '.join(sorted(channels))}",
                                        ("rules", i, "then", *path), "unknown_channel", f"{label}:then.{_loc(path)}"))
     return out
+
+
+#: what the version leaves out: prose (descriptions, the owner) and the examples, none of which is behaviour
+_NOT_HASHED: dict[str, Any] = {"tests": True, "description": True, "owner": True,
+                               "rules": {"__all__": {"description": True}}}
+
+
+def ruleset_version(model: RuleFile) -> str:
+    """The version of a ruleset: the first 12 hex digits of the sha256 of its canonical JSON (keys sorted,
+    no spaces; rules in file order, which breaks ties of equal priority), without :data:`_NOT_HASHED`."""
+    canonical = json.dumps(model.model_dump(mode="json", exclude=_NOT_HASHED, by_alias=True),
+                           sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
 def _shadowed(rules: list[tuple[int, Rule]], src: SourceData) -> list[Problem]:

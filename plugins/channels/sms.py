@@ -10,7 +10,9 @@ Settings (plugin ``plugins.channels.sms``): ``cost`` (per send, default 0.01), `
         - {id: "1107160000000000001", category: promotional, body: "Sale! {#var#} off. {#var#}"}
 
 A creative (or ``delivery.senders.sms``) may name its template with ``dlt_template_id``; otherwise the
-first registered template the body matches is used.
+first registered template the body matches is used. In DLT mode the sender id is a DLT header, checked by
+the DLT rules instead of the general ones: 3–9 ASCII digits for promotional templates, 3–9 ASCII letters
+for the other categories (so a 9-digit promotional header is valid there, though not as a short code).
 
 Every rendered SMS is checked (``compliance``): it must contain the opt-out text, stay within
 ``max_segments``, and in DLT mode match its template with each ``{#var#}`` at most 30 characters;
@@ -57,6 +59,9 @@ _URL = re.compile(r"https?://[^\s{}]+")
 _TAG = re.compile(r"{{.*?}}|{%.*?%}", re.S)
 _OPTOUT = re.compile(r"{{-?\s*optout\s*-?}}")
 _ALPHA_SENDER = re.compile(r"[A-Za-z0-9 .&_-]{1,11}")
+_ASCII_DIGITS = re.compile(r"[0-9]+")
+_DLT_NUMERIC = re.compile(r"[0-9]{3,9}")  # a DLT header for promotional templates
+_DLT_ALPHA = re.compile(r"[A-Za-z]{3,9}")  # a DLT header for service and transactional templates
 _TAG_ESTIMATE = 10  # characters a personalisation tag is assumed to render to
 _REACHABLE = tuple(r.value for r in Reachability if r.reachable)
 _NOT_SMS = {phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.TOLL_FREE,
@@ -108,12 +113,12 @@ def sms_number(value: str, region: str | None = None) -> str | None:
 
 def sender_id_problems(sender: str) -> list[str]:
     """Sender id rules: alphanumeric up to 11 characters with a letter, a 3–8 digit short code, or a
-    valid long code (a phone number in international form)."""
+    valid long code (a phone number in international form). Digits and letters are ASCII only."""
     digits = sender[1:] if sender.startswith("+") else sender
-    if digits.isdigit():
+    if _ASCII_DIGITS.fullmatch(digits):
         if not sender.startswith("+") and 3 <= len(digits) <= 8:
             return []
-        if sms_number("+" + digits) or _valid_any(digits):
+        if _valid_any(digits):
             return []
         return [f"sender id {sender!r}: a numeric sender id is a 3–8 digit short code or a valid international long code"]
     if not _ALPHA_SENDER.fullmatch(sender) or not any(c.isalpha() for c in sender):
@@ -122,6 +127,7 @@ def sender_id_problems(sender: str) -> list[str]:
 
 
 def _valid_any(digits: str) -> bool:
+    """Whether ``+digits`` is a valid phone number of any type (a long code may be a landline)."""
     try:
         return phonenumbers.is_valid_number(phonenumbers.parse("+" + digits, None))
     except phonenumbers.NumberParseException:
@@ -147,18 +153,17 @@ class DltTemplate:
         return self.pattern.fullmatch(text)
 
 
-def dlt_sender_class(sender: str) -> str:
-    """``promotional`` for a numeric DLT header, ``service`` for an alphabetic one."""
-    return "promotional" if sender.isdigit() else "service"
-
-
-def _dlt_header_problems(sender: str, category: str) -> list[str]:
+def dlt_header_problems(sender: str, category: str | None = None) -> list[str]:
+    """India DLT header rules: numeric, 3–9 digits, for promotional templates; alphabetic, 3–9 letters, for
+    the others (service explicit/implicit, transactional). Without a category: either form."""
+    numeric, alpha = _DLT_NUMERIC.fullmatch(sender), _DLT_ALPHA.fullmatch(sender)
+    if category is None:
+        if numeric or alpha:
+            return []
+        return [f"a DLT header is 3–9 digits (promotional) or 3–9 letters (service); {sender!r} is neither"]
     if category == "promotional":
-        if not (sender.isdigit() and 3 <= len(sender) <= 9):
-            return [f"DLT promotional templates need a numeric header of 3–9 digits; {sender!r} is not"]
-    elif not (sender.isalpha() and 3 <= len(sender) <= 9):
-        return [f"DLT {category} templates need an alphabetic header of 3–9 letters; {sender!r} is not"]
-    return []
+        return [] if numeric else [f"DLT promotional templates need a numeric header of 3–9 digits; {sender!r} is not"]
+    return [] if alpha else [f"DLT {category} templates need an alphabetic header of 3–9 letters; {sender!r} is not"]
 
 
 class Sms:
@@ -218,12 +223,12 @@ class Sms:
         if not isinstance(body, str) or not body.strip():
             return [*issues, Issue("body", "required", "the SMS body is required")]
         sender = self.sender(creative, message)
+        if self.dlt_templates is not None:  # DLT headers replace the general sender id rules
+            issues += self._length_issues(body, message)
+            return issues + self._dlt_issues(body, sender, creative, message)
         if sender is not None:
             issues += [Issue("sender_id", "sender_id", m) for m in sender_id_problems(str(sender))]
-        issues += self._length_issues(body, message)
-        if self.dlt_templates is not None:
-            issues += self._dlt_issues(body, sender, creative, message)
-        return issues
+        return issues + self._length_issues(body, message)
 
     def _length_issues(self, body: str, message: Message) -> list[Issue]:
         enc, units, parts = segments(self.estimated_text(body, message))
@@ -259,16 +264,17 @@ class Sms:
             return [Issue("dlt_template_id", "dlt_unknown_template", f"DLT template {wanted!r} is not registered")]
         candidates = [self.dlt_templates[wanted]] if wanted else list(self.dlt_templates.values())
         matched = next(((t, m) for t in candidates if (m := t.match(text))), None)
-        if matched is None:
-            which = f"DLT template {wanted}" if wanted else "any registered DLT template"
-            return [Issue("body", "dlt_template_mismatch",
-                          f"the body does not match {which}; only {DLT_VAR} slots may vary (spaces count)")]
-        template, match = matched
         issues = []
         if sender is None:
             issues.append(Issue("sender_id", "required", "DLT mode needs a registered sender id (header)"))
         else:
-            issues += [Issue("sender_id", "dlt_header", m) for m in _dlt_header_problems(str(sender), template.category)]
+            category = matched[0].category if matched else None
+            issues += [Issue("sender_id", "dlt_header", m) for m in dlt_header_problems(str(sender), category)]
+        if matched is None:
+            which = f"DLT template {wanted}" if wanted else "any registered DLT template"
+            return [Issue("body", "dlt_template_mismatch",
+                          f"the body does not match {which}; only {DLT_VAR} slots may vary (spaces count)"), *issues]
+        template, match = matched
         slots = [match.span(i) for i in range(1, (match.lastindex or 0) + 1)]
         for n, (a, b) in enumerate(slots, 1):
             literal = len(self.as_sent(_TAG.sub("", text[a:b]), message.delivery.tiny_url))

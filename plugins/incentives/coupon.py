@@ -4,7 +4,9 @@ ledger store of the call's context (``ctx.ledger``), never on the plugin object.
 Settings (``incentive.settings``):
 
 * ``source``: ``generated`` (default) | ``list`` (uploaded ``codes``) | ``common`` (one ``code`` for all)
-* ``alphabet``: ``alphanumeric`` (default; no ambiguous 0/O/1/I/L) | ``numeric``; ``length`` 4–32 (default 8)
+* ``alphabet``: ``alphanumeric`` (default; no ambiguous 0/O/1/I/L) | ``numeric``; ``length`` 4–32 (default 7,
+  the top of the 5–7 characters Engage+ recommends for generated codes: short enough to type at a till,
+  and 31⁷ ≈ 27 billion alphanumeric codes keep a cap of millions unguessable)
 * ``expiry``: exactly one of ``{date: YYYY-MM-DD}`` (not before the send), ``{days: N}`` (N days after
   each recipient's send), ``{with_campaign: true}`` (the campaign's end)
 * ``cap``: the most codes the series may issue
@@ -46,6 +48,8 @@ UNAMBIGUOUS = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L
 DIGITS = "0123456789"
 SOURCES = ("generated", "list", "common")
 EXPIRY_KEYS = ("date", "days", "with_campaign")
+#: the length of generated codes when ``length`` is not set
+DEFAULT_LENGTH = 7
 
 
 #: the settings every message sharing a series must agree on (expiry may differ per message)
@@ -72,7 +76,7 @@ def code_space(spec: Mapping[str, Any]) -> int:
         return 1
     if source == "list":
         return len(set(spec.get("codes") or ()))
-    return len(alphabet_of(spec)) ** int(spec.get("length", 8))
+    return len(alphabet_of(spec)) ** int(spec.get("length", DEFAULT_LENGTH))
 
 
 def shared_settings(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -80,7 +84,7 @@ def shared_settings(spec: Mapping[str, Any]) -> dict[str, Any]:
     source = spec.get("source", "generated")
     out: dict[str, Any] = {"source": source, "cap": spec.get("cap")}
     if source == "generated":
-        out.update(alphabet=spec.get("alphabet", "alphanumeric"), length=spec.get("length", 8))
+        out.update(alphabet=spec.get("alphabet", "alphanumeric"), length=spec.get("length", DEFAULT_LENGTH))
     elif source == "list":
         out["codes"] = list(spec.get("codes") or ())
     else:
@@ -97,7 +101,7 @@ def exhausted_text(spec: Mapping[str, Any]) -> str:
     """Why a series whose codes are all taken cannot issue another."""
     if spec.get("source", "generated") == "list":
         return "every uploaded coupon code has been reserved"
-    length = int(spec.get("length", 8))
+    length = int(spec.get("length", DEFAULT_LENGTH))
     return f"all {code_space(spec)} codes of length {length} are taken"
 
 
@@ -328,7 +332,7 @@ def _space_issues(spec: Mapping[str, Any], ledger: LedgerInfo | None, audience: 
     needed = audience if cap is None else min(audience, max(int(cap) - held, 0))
     if needed <= space - taken:
         return []
-    alphabet, length = spec.get("alphabet", "alphanumeric"), spec.get("length", 8)
+    alphabet, length = spec.get("alphabet", "alphanumeric"), spec.get("length", DEFAULT_LENGTH)
     already = f", {taken} already taken" if taken else ""
     return [Issue("length", "code_space_too_small",
                   f"{alphabet} codes of length {length} allow only {space} distinct codes{already}: too few for "
@@ -360,7 +364,7 @@ def check_series(spec: Mapping[str, Any], message: Message) -> list[Issue]:
 def _generated_issues(spec: Mapping[str, Any], cap: int | None) -> list[Issue]:
     if spec.get("alphabet", "alphanumeric") not in ("alphanumeric", "numeric"):
         return [Issue("alphabet", "invalid", "alphabet is alphanumeric or numeric")]
-    length = spec.get("length", 8)
+    length = spec.get("length", DEFAULT_LENGTH)
     if not isinstance(length, int) or isinstance(length, bool) or not 4 <= length <= 32:
         return [Issue("length", "invalid", "length is a whole number from 4 to 32")]
     space = code_space(spec)
@@ -428,7 +432,7 @@ def _candidates(spec: Mapping[str, Any]) -> Iterator[str]:
     if spec.get("source", "generated") == "list":
         yield from (str(c) for c in spec.get("codes") or ())
         return
-    alphabet, length = alphabet_of(spec), int(spec.get("length", 8))
+    alphabet, length = alphabet_of(spec), int(spec.get("length", DEFAULT_LENGTH))
     while True:  # rejection sampling in the store; validation keeps the cap well below the code space
         yield "".join(secrets.choice(alphabet) for _ in range(length))
 
@@ -442,7 +446,7 @@ def _sample_code(spec: Mapping[str, Any], message_id: str, customer_id: str) -> 
     if source == "list":
         codes = list(spec.get("codes") or ())
         return codes[int.from_bytes(digest[:8], "big") % len(codes)] if codes else ""
-    alphabet, length = alphabet_of(spec), int(spec.get("length", 8))
+    alphabet, length = alphabet_of(spec), int(spec.get("length", DEFAULT_LENGTH))
     stream = digest * (length // len(digest) + 1)
     return "".join(alphabet[b % len(alphabet)] for b in stream[:length])
 
