@@ -9,7 +9,9 @@ from datetime import UTC, date, datetime
 import pytest
 
 from engine import Customer, EvaluationContext, Schedule
-from engine.pipeline import INCENTIVE_UNAVAILABLE, Pipeline, evaluate
+from engine.finish import INCENTIVE_UNAVAILABLE
+from engine.run import evaluate
+from engine.runtime import Herald
 from plugins.incentives.coupon import (
     DEFAULT_LENGTH,
     UNAMBIGUOUS,
@@ -75,13 +77,13 @@ def test_a_cap_exactly_the_audience_serves_everyone(registry, preview):
 
 
 @pytest.mark.parametrize("preview", [True, False])
-def test_one_recipient_beyond_the_cap_is_refused_in_audience_order(registry, preview):
+def test_one_recipient_beyond_the_cap_is_refused_in_audience_order(registry, catalogue, preview):
     msg = message(cap=5, expiry={"days": 14})
-    pipeline = Pipeline(msg, registry, at=AT, preview=preview)
-    decisions = list(pipeline.run(customers(6)))
+    run = Herald(registry, catalogue).evaluate(msg, customers(6), at=AT, preview=preview)
+    decisions = list(run)
     assert [d.included for d in decisions] == [True] * 5 + [False]
     assert decisions[5].excluded_reason == INCENTIVE_UNAVAILABLE
-    assert pipeline.summary.as_dict()["exclusion_reasons"] == {INCENTIVE_UNAVAILABLE: 1}
+    assert run.summary().as_dict()["exclusion_reasons"] == {INCENTIVE_UNAVAILABLE: 1}
 
 
 def test_a_cap_equal_to_the_code_space_is_allowed_one_more_is_not():
