@@ -12,7 +12,7 @@ import datetime as dt
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -21,8 +21,9 @@ from engine.fields import FieldCatalogue
 from engine.model import Campaign, Creative, DeliverySettings, IncentiveSpec, Message, Schedule
 from engine.plain import plain_message
 from engine.registry import Registry, unknown_kind
+from engine.rulefiles.ir import Ruleset
 from engine.rulefiles.loader import load_ruleset
-from engine.sourcefile import SourceData, read_source
+from engine.sourcefile import SourceData, check_depth, parse_text, read_source
 from engine.validation import strategies, validate_message
 
 
@@ -105,14 +106,71 @@ class MessageFile(_Strict):
     optimizers: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
+class UnresolvedRuleset(LookupError):
+    """A resolver cannot give the ruleset a message names; the text says why (shown at the message's
+    ``rules.<kind>``), ``code`` is the problem's code."""
+
+    def __init__(self, message: str, code: str = "unresolved_ruleset"):
+        super().__init__(message)
+        self.code = code
+
+
+class RulesetResolver(Protocol):
+    """Gives the ruleset a message names under ``rules:`` (``ref``: what the message wrote, ``kind``: the key).
+
+    Raise :class:`UnresolvedRuleset` when ``ref`` names nothing this resolver may give (reported at the
+    message's ``rules.<kind>``), or ``RuleFileError`` when the ruleset itself is broken (its own problems).
+    The file loader (:class:`FileRulesetResolver`) is one resolver; a database of stored rulesets is another.
+    """
+
+    def __call__(self, ref: str, kind: str) -> Ruleset: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class FileRulesetResolver:
+    """Rule files relative to a message's folder, confined to it or to ``HERALD_RULES_ROOT``
+    (:func:`rule_file_path`), loaded against the registry's kinds and channels and the field catalogue."""
+
+    base: Path
+    registry: Registry
+    catalogue: FieldCatalogue
+
+    def __call__(self, ref: str, kind: str) -> Ruleset:
+        path = rule_file_path(self.base, ref)
+        if isinstance(path, str):
+            raise UnresolvedRuleset(path, "path_outside_root")
+        return load_ruleset(path, self.catalogue, kinds=self.registry.kinds, channels=set(self.registry.channels))
+
+
 def load_message(path: str | Path, registry: Registry, catalogue: FieldCatalogue) -> Message:
-    """Load and validate a message file; ``MessageFileError`` lists every problem with its place."""
+    """Load and validate a message file; ``MessageFileError`` lists every problem with its place. Rule files
+    are read relative to the message's folder (:class:`FileRulesetResolver`)."""
     try:
         src = read_source(path)
     except MessageFileError:
         raise
     except ValidationFailed as exc:
         raise MessageFileError(exc.problems, str(exc).split("\n", 1)[0]) from None
+    resolver = FileRulesetResolver(Path(src.file).parent, registry, catalogue)
+    return _load(src, registry, catalogue, resolver)
+
+
+def load_message_data(data: Mapping[str, Any] | str, registry: Registry, catalogue: FieldCatalogue, *,
+                      resolver: RulesetResolver, source: str = "<api>") -> Message:
+    """Like :func:`load_message` for a message held as data (a mapping, or YAML/JSON text with positions),
+    its rulesets given by ``resolver`` (e.g. rulesets stored in a database); ``source`` names it in errors."""
+    try:
+        if isinstance(data, str):
+            src = parse_text(data, source)
+        else:
+            check_depth(data, source)
+            src = SourceData(data, source)
+    except ValidationFailed as exc:
+        raise MessageFileError(exc.problems, str(exc).split("\n", 1)[0]) from None
+    return _load(src, registry, catalogue, resolver)
+
+
+def _load(src: SourceData, registry: Registry, catalogue: FieldCatalogue, resolver: RulesetResolver) -> Message:
     if not isinstance(src.data, dict):
         raise MessageFileError([src.problem("a message file is a mapping (message, creatives, …)", code="shape")])
     if "ruleset" in src.data and "message" not in src.data:
@@ -125,22 +183,20 @@ def load_message(path: str | Path, registry: Registry, catalogue: FieldCatalogue
         raise MessageFileError([_problem(src, e) for e in exc.errors()], f"{src.file}: invalid message file") from None
 
     problems = vocabulary_problems(src, model, registry)
-    base = Path(src.file).parent
     rulesets = {}
-    for kind, rel in model.rules.items():
+    for kind, ref in model.rules.items():
         if kind not in registry.kinds:
             continue  # reported above
-        path = rule_file_path(base, rel)
-        if isinstance(path, str):
-            problems.append(src.problem(path, ("rules", kind), "path_outside_root"))
-            continue
         try:
-            rs = load_ruleset(path, catalogue, kinds=registry.kinds, channels=set(registry.channels))
+            rs = resolver(ref, kind)
+        except UnresolvedRuleset as exc:
+            problems.append(src.problem(str(exc), ("rules", kind), exc.code))
+            continue
         except RuleFileError as exc:
             problems.extend(exc.problems)
             continue
         if rs.kind != kind:
-            problems.append(src.problem(f"{rel} holds a {rs.kind} ruleset, not {kind}", ("rules", kind), "kind"))
+            problems.append(src.problem(f"{ref} holds a {rs.kind} ruleset, not {kind}", ("rules", kind), "kind"))
         rulesets[kind] = rs
     if problems:
         raise MessageFileError(problems, f"{src.file}: its rule files have problems")

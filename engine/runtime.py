@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from engine.contracts import Evaluator
 from engine.errors import MessageFileError, ValidationFailed
 from engine.fields import FieldCatalogue, build_catalogue, load_org_fields
-from engine.messages import load_message
+from engine.messages import RulesetResolver, load_message, load_message_data
 from engine.model import Customer, Message
 from engine.plugin_manager import make_plugin_manager
 from engine.registry import Registry
@@ -121,7 +121,16 @@ class Herald:
     def load_message(self, path: str | Path) -> Message:
         """Load and validate a message file (and the rule files it names), and check it against the messages
         loaded before it (:func:`engine.sharing.shared_conflicts`)."""
-        message = load_message(path, self.registry, self.catalogue)
+        return self._admit(load_message(path, self.registry, self.catalogue))
+
+    def load_message_data(self, data: Mapping[str, Any] | str, *, resolver: RulesetResolver,
+                          source: str = "<api>") -> Message:
+        """Load and validate a message held as data (a mapping, or YAML/JSON text), its rulesets given by
+        ``resolver`` (:class:`engine.messages.RulesetResolver`: e.g. stored rulesets by name and version);
+        checked against the messages loaded before it like :meth:`load_message`."""
+        return self._admit(load_message_data(data, self.registry, self.catalogue, resolver=resolver, source=source))
+
+    def _admit(self, message: Message) -> Message:
         problems = shared_conflicts(message, self.loaded.values(), self.registry)
         if problems:
             raise MessageFileError(problems, f"{message.source}: conflicts with a message loaded before it")
