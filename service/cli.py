@@ -78,13 +78,9 @@ class Mode(StrEnum):
         return self.value.replace("-", "_")
 
 
-class EvaluatorName(StrEnum):
-    """The evaluators (``engine.evaluators.EVALUATORS``)."""
-
-    compiled = "compiled"
-    columnar = "columnar"
-    durable = "durable"
-    reference = "reference"
+#: the --evaluator help: the built-in names, and the plugins' (the registry checks the name once loaded)
+EVALUATOR_HELP = ("rule evaluator, the interpreter of the rules: compiled (default), reference, durable, columnar "
+                  "(bulk mode only), or one a plugin registers (herald plugins lists them)")
 
 
 # --- escaping ---------------------------------------------------------------------------------------------
@@ -405,7 +401,7 @@ def evaluate(
     message: Annotated[Path, typer.Option("--message", "-m", metavar="FILE", help="message file (YAML)")],
     audience: Annotated[Path, typer.Option("--audience", "-a", metavar="FILE", help="audience file (.csv, .jsonl or .parquet)")],
     at: Annotated[str | None, typer.Option(metavar="DATETIME", help="now, ISO 8601 with offset (default: the clock): a send before it is an error, a recurring message runs its next occurrence")] = None,
-    evaluator: Annotated[EvaluatorName, typer.Option(help="rule evaluator: the interpreter of the rules (columnar runs only in bulk mode)")] = EvaluatorName.compiled,
+    evaluator: Annotated[str, typer.Option(metavar="NAME", help=EVALUATOR_HELP)] = "compiled",
     mode: Annotated[Mode, typer.Option(help="execution mode: auto (bulk above HERALD_COLUMNAR_THRESHOLD recipients when the bulk plan can serve the run, else per-recipient), per-recipient or bulk; a mode that cannot serve the options is an error")] = Mode.auto,
     explain: Annotated[bool, typer.Option("--explain", help="include the step-by-step trace (per-recipient mode)")] = False,
     render: Annotated[bool, typer.Option("--render", help="render the chosen creative (per-recipient mode)")] = False,
@@ -437,7 +433,7 @@ def evaluate(
     _skipped(fr.rejected)
     total = fr.frame.height
     with about(message):
-        run = herald.evaluate(msg, fr.frame, at=when, mode=mode.engine_name, evaluator=evaluator.value,
+        run = herald.evaluate(msg, fr.frame, at=when, mode=mode.engine_name, evaluator=evaluator,
                               explain=explain, render=render)
     if run.next_runs and fmt is Format.table:
         err.print(safe("next runs: " + ", ".join(t.isoformat() for t in run.next_runs)))
@@ -535,7 +531,7 @@ def explain_command(
     audience: Annotated[Path, typer.Option("--audience", "-a", metavar="FILE", help="audience file (.csv, .jsonl or .parquet)")],
     customer: Annotated[str, typer.Option("--customer", "-c", metavar="ID", help="the id of the customer to explain")],
     at: Annotated[str | None, typer.Option(metavar="DATETIME", help="now, ISO 8601 with offset (default: the clock): a send before it is an error, a recurring message runs its next occurrence")] = None,
-    evaluator: Annotated[EvaluatorName, typer.Option(help="rule evaluator")] = EvaluatorName.compiled,
+    evaluator: Annotated[str, typer.Option(metavar="NAME", help=EVALUATOR_HELP)] = "compiled",
     render: Annotated[bool, typer.Option("--render", help="render the chosen creative")] = False,
     fmt: Annotated[ExplainFormat, typer.Option("--format", help="output format")] = ExplainFormat.table,
     keep_valid: Annotated[bool, typer.Option("--keep-valid", help="skip bad audience rows instead of failing")] = False,
@@ -553,7 +549,7 @@ def explain_command(
     msg = load_message(herald, message)
     found, ahead, size = find_customer(herald, audience, customer, keep_valid, merge_duplicates)
     with about(message):  # those ahead are decided first, so a capped incentive counts as in a real run
-        result = explain(msg, herald.registry, found, at=when, evaluator=evaluator.value, render=render,
+        result = explain(msg, herald.registry, found, at=when, evaluator=evaluator, render=render,
                          before=ahead, audience_size=size)
     with output_to(output) as (console, stream):
         if fmt is ExplainFormat.json:
@@ -729,20 +725,19 @@ def rules_check(paths: Annotated[list[Path], typer.Argument(metavar="PATH", help
 @user_errors
 def rules_test(
     paths: Annotated[list[Path], typer.Argument(metavar="PATH", help="rule files or folders")],
-    evaluator: Annotated[EvaluatorName, typer.Option(help="rule evaluator")] = EvaluatorName.compiled,
+    evaluator: Annotated[str, typer.Option(metavar="NAME", help=EVALUATOR_HELP)] = "compiled",
 ) -> None:
     """Run the ``tests:`` examples inside rule files; counts examples (an example fails once, however many
     of its expectations are wrong)."""
-    from engine.evaluators import get_evaluator
-
-    ev = get_evaluator(evaluator.value)
     passed = failed = broken = 0
-    kinds = None
+    kinds = ev = None
     for path, rs in _load_rulesets(paths):
         if rs is None:
             broken += 1
             continue
-        kinds = kinds or engine_for(path).registry.kinds  # the rule kinds rs was loaded with
+        registry = engine_for(path).registry
+        kinds = kinds or registry.kinds  # the rule kinds rs was loaded with
+        ev = ev or registry.evaluator(evaluator)  # a registered one: built-in or a plugin's
         for failures in example_failures(rs, ev, kinds):
             for f in failures:
                 err.print(safe(f"{path}: FAIL {f}"), style="red")
