@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from engine.model import Decision, Message
@@ -61,7 +61,7 @@ def decision_line(decision: Decision) -> str:
     return json_text(decision.as_dict())
 
 
-def ruleset_order(message: Message, kinds: Sequence[str]) -> list[str]:
+def ruleset_order(message: Message, kinds: Iterable[str]) -> list[str]:
     """The message's ruleset names in the order the pipeline runs them (the ``fired:`` columns' order), given
     the registered rule kinds in pipeline order (``registry.kinds``)."""
     order = list(kinds)
@@ -69,7 +69,7 @@ def ruleset_order(message: Message, kinds: Sequence[str]) -> list[str]:
     return [message.rulesets[k].name for k in ranked]
 
 
-def frame_of(decisions: Iterable[Decision], message: Message, kinds: Sequence[str]) -> pl.DataFrame:
+def frame_of(decisions: Iterable[Decision], message: Message, kinds: Iterable[str]) -> pl.DataFrame:
     """The decision frame of Decision objects (see the module docstring); ``kinds``: ``registry.kinds``."""
     import polars as pl
 
