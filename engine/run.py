@@ -107,10 +107,25 @@ class Strategy:
         self.registry = registry
         self.costs = {name: reg.obj.cost for name, reg in registry.channels.items()}
         self.rules_versions = MappingProxyType({rs.name: rs.version for rs in message.rulesets.values()})
-        #: the summary, once a pass over the whole audience has finished
-        self.summary: Summary | None = None
+        self._summary: Summary | None = None
         #: how many recipients have been decided so far
         self.decided = 0
+
+    @property
+    def summary(self) -> Summary | None:
+        """The summary, once a pass over the whole audience has finished (made on first use, so that a
+        request deciding one recipient and never asking for it does not pay for it)."""
+        if self._summary is None:
+            self._summary = self._summarize()
+        return self._summary
+
+    @summary.setter
+    def summary(self, value: Summary | None) -> None:
+        self._summary = value
+
+    def _summarize(self) -> Summary | None:
+        """The summary of a finished pass not made yet (``None``: no pass has finished)."""
+        return None
 
     @property
     def size(self) -> int:
@@ -148,6 +163,7 @@ class PerRecipientStrategy(Strategy):
 
         super().__init__(message, registry)
         self.audience = audience
+        self._columns: dict[str, list[Any]] | None = None  # the summary's columns, once a pass has finished
         self.pipeline = Pipeline(message, registry, at=at, evaluator=evaluator, explain=explain, render=render,
                                  preview=preview, history=history, default_tz=default_tz, ledger=ledger)
 
@@ -165,8 +181,17 @@ class PerRecipientStrategy(Strategy):
         else:
             yield from self.audience
 
+    def _summarize(self) -> Summary | None:
+        cols, self._columns = self._columns, None
+        if cols is None:
+            return None
+        import polars as pl
+
+        return summarize(pl.DataFrame(cols, schema={"included": pl.Boolean, "excluded_reason": pl.String,
+                                                    "variant": pl.String, "channel": pl.String}), self.costs)
+
     def decisions(self) -> Iterator[Decision]:
-        """Decision objects, in audience order; the summary is made from them when the last is out."""
+        """Decision objects, in audience order; the summary is made from them after the last is out."""
         cols: dict[str, list[Any]] = {k: [] for k in SUMMARY_COLUMNS}
         included, reason, variant, channel = (cols[k].append for k in SUMMARY_COLUMNS)
         for d in self.pipeline.run(self._customers(), size=self.size):
@@ -176,10 +201,7 @@ class PerRecipientStrategy(Strategy):
             channel(d.channel)
             self.decided += 1
             yield d
-        import polars as pl
-
-        self.summary = summarize(pl.DataFrame(cols, schema={"included": pl.Boolean, "excluded_reason": pl.String,
-                                                            "variant": pl.String, "channel": pl.String}), self.costs)
+        self._columns = cols
 
     def _batches(self, batch: int) -> Iterator[list[Decision]]:
         out: list[Decision] = []

@@ -71,32 +71,32 @@ class ChannelPriority:
 
     def apply(self, draft: DecisionDraft, ctx: EvaluationContext) -> None:
         """Fill ``draft.channels`` with the reachable candidates, tracing every drop."""
-        message, registry = ctx.message, ctx.registry
+        message = ctx.message
         candidates = self.candidates(draft, ctx)
-        draft.note(self.name, "candidates", channels=list(candidates))
+        if draft.explain:
+            draft.note(self.name, "candidates", channels=list(candidates))
         cached = ctx.state.get("channel_priority:run")
         if cached is None:
-            reach = {n: r.obj.reachability for n, r in registry.channels.items()}
-            cached = ctx.state["channel_priority:run"] = ({}, reach)
-        has_creative, reach = cached
-        watched, customer = draft.watched, draft.customer
+            reach = {n: r.obj.reachability for n, r in ctx.registry.channels.items()}
+            cached = ctx.state["channel_priority:run"] = ({}, reach, ctx.has_delivery_checks)
+        has_creative, reach, checks = cached
+        watched, customer, variant = draft.watched, draft.customer, draft.variant
         survivors = []
         for name in candidates:
-            key = (name, draft.variant)
-            ok = has_creative.get(key)
+            ok = has_creative.get((name, variant))
             if ok is None:
-                ok = has_creative[key] = message.creative(name, draft.variant) is not None
+                ok = has_creative[(name, variant)] = message.creative(name, variant) is not None
             if not ok:
                 if watched:
-                    draft.drop_channel(name, self.name, "no_creative_for_variant", variant=draft.variant)
+                    draft.drop_channel(name, self.name, "no_creative_for_variant", variant=variant)
                 continue
             status = reach[name](customer, message)
             if not status.reachable:
                 if watched:
-                    draft.drop_channel(name, self.name, str(status),
-                                       reason=unreachable_reason(registry.channel(name), customer, message, status))
+                    draft.drop_channel(name, self.name, str(status), reason=unreachable_reason(
+                        ctx.registry.channel(name), customer, message, status))
                 continue
-            if ctx.has_delivery_checks:
+            if checks:
                 errors = [i.message for i in ctx.check_delivery(draft, name) if i.is_error]
                 if errors:
                     draft.drop_channel(name, self.name, "delivery_check", issues=errors)

@@ -74,7 +74,8 @@ class Personalization:
         result = personalization_outcome([f.then for f in ctx.run_rules(KIND, draft)])
         draft.variant = result["variant"] or "default"
         draft.vars = result["vars"]
-        draft.note(self.name, "variant", variant=draft.variant)
+        if draft.explain:
+            draft.note(self.name, "variant", variant=draft.variant)
 
     def columnar(self, frame: pl.LazyFrame, ctx: ColumnarContext) -> pl.LazyFrame:
         """The same step over a whole frame: the variant of the included rows (vars are for rendering)."""
