@@ -197,9 +197,10 @@ class ContactReach:
         object.__setattr__(self, "_recorded", f"subscription.{self.channel}")
         object.__setattr__(self, "_marked", HANDLE_ERROR + self.contact)
 
-    def of(self, customer: Customer) -> Reachability:
+    def of(self, customer: Customer, message: object = None) -> Reachability:
         """The reachability of one customer: :func:`ordered_reachability` with the handle checks of this
-        contact, inlined (the per-recipient hot path)."""
+        contact, inlined (the per-recipient hot path). ``message`` is ignored: with it, ``of`` can stand in
+        for a channel's ``reachability(customer, message)`` (:meth:`ContactReachability.reachability_of`)."""
         attrs = customer.attributes
         handle = attrs.get(self.contact)
         if not handle:
@@ -262,6 +263,15 @@ class ContactReachability:
         """No contact handle → contact_unavailable; a recorded blocking status wins; a malformed handle →
         invalid; otherwise the recorded status (valid when none)."""
         return self.reach.of(customer)
+
+    @staticmethod
+    def reachability_of(channel: object) -> Callable[[Customer, object], Reachability]:
+        """``channel.reachability``, or the same answer one call shorter: ``reach.of`` when ``channel`` keeps
+        this mixin's ``reachability`` (for loops that ask per recipient and channel)."""
+        if isinstance(channel, ContactReachability) and \
+                type(channel).reachability is ContactReachability.reachability:
+            return channel.reach.of
+        return channel.reachability  # type: ignore[attr-defined]
 
     def reachability_reason(self, customer: Customer, message: object) -> str | None:
         """Why the channel cannot reach ``customer`` (None when it can), for the trace."""

@@ -11,7 +11,17 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine import DecisionDraft, EvaluationContext, Issue, Message, RuleKind, hookimpl, unreachable_reason
+from engine import (
+    ContactReachability,
+    DecisionDraft,
+    EvaluationContext,
+    Issue,
+    Message,
+    Reachability,
+    RuleKind,
+    hookimpl,
+    unreachable_reason,
+)
 
 if TYPE_CHECKING:
     import polars as pl
@@ -46,6 +56,11 @@ RULE_KIND = RuleKind(KIND, ChannelPriorityThen, channel_priority_outcome, order=
                      validate=check_message)
 
 
+#: the reachable statuses; ``in`` on a tuple of enum members compares identities first, cheaper than
+#: ``status.reachable`` (a set look-up that hashes the member in Python) once per candidate and recipient
+_REACHABLE = tuple(r for r in Reachability if r.reachable)
+
+
 class ChannelPriority:
     """Step 4: candidates come from the channel_priority ruleset, else the message's static ``channels``,
     else the channels of its creatives (file order). A candidate is dropped when the variant has no
@@ -77,21 +92,24 @@ class ChannelPriority:
             draft.note(self.name, "candidates", channels=list(candidates))
         cached = ctx.state.get("channel_priority:run")
         if cached is None:
-            reach = {n: r.obj.reachability for n, r in ctx.registry.channels.items()}
+            reach = {n: ContactReachability.reachability_of(r.obj) for n, r in ctx.registry.channels.items()}
             cached = ctx.state["channel_priority:run"] = ({}, reach, ctx.has_delivery_checks)
-        has_creative, reach, checks = cached
+        creatives, reach, checks = cached
         watched, customer, variant = draft.watched, draft.customer, draft.variant
+        has_creative = creatives.get(variant)
+        if has_creative is None:
+            has_creative = creatives[variant] = {}
         survivors = []
         for name in candidates:
-            ok = has_creative.get((name, variant))
+            ok = has_creative.get(name)
             if ok is None:
-                ok = has_creative[(name, variant)] = message.creative(name, variant) is not None
+                ok = has_creative[name] = message.creative(name, variant) is not None
             if not ok:
                 if watched:
                     draft.drop_channel(name, self.name, "no_creative_for_variant", variant=variant)
                 continue
             status = reach[name](customer, message)
-            if not status.reachable:
+            if status not in _REACHABLE:
                 if watched:
                     draft.drop_channel(name, self.name, str(status), reason=unreachable_reason(
                         ctx.registry.channel(name), customer, message, status))
