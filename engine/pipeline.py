@@ -21,6 +21,10 @@ from engine.rulefiles.ir import Ruleset
 from engine.stores import LedgerStore
 
 
+#: the most distinct fired-rule combinations a pipeline keeps per ruleset (a collect ruleset has many)
+_SEEN_MAX = 4096
+
+
 class Pipeline:
     """Evaluates one message for any number of recipients, "now" being the instant ``at``.
 
@@ -56,8 +60,9 @@ class Pipeline:
         #: the run time: the schedule's instant, the next recurring occurrence at or after ``at``, or ``at``
         self.base_send_at = self.facts.send_at
         self.rules_versions = MappingProxyType({rs.name: rs.version for rs in message.rulesets.values()})
-        #: rule kind -> (ruleset, its evaluation with the ruleset bound, rule id -> FiredRule), built once
-        self._rulesets = {kind: (rs, self._bind(rs), {r.id: FiredRule(r.id, r.then) for r in rs.rules})
+        #: rule kind -> (ruleset, its evaluation with the ruleset bound, rule id -> FiredRule, fired ids ->
+        #: FiredRules seen so far), built once
+        self._rulesets = {kind: (rs, self._bind(rs), {r.id: FiredRule(r.id, r.then) for r in rs.rules}, {})
                           for kind, rs in message.rulesets.items()}
         #: the optimizers that do something for this message (``active(message)``, when they say)
         self.steps = tuple(o for o in registry.pipeline if is_active(o, message))
@@ -77,7 +82,7 @@ class Pipeline:
         prepared = self._rulesets.get(kind)
         if prepared is None:
             return ()
-        ruleset, evaluate, rules = prepared
+        ruleset, evaluate, rules, seen = prepared
         try:
             fired = evaluate(draft.facts)
         except EvaluationError:
@@ -91,7 +96,15 @@ class Pipeline:
             for rule in fired:
                 draft.observer(EngineEvent("rule_fired", draft.customer.id, {
                     "kind": kind, "ruleset": ruleset.name, "version": ruleset.version, "rule": rule}))
-        return [rules[rid] for rid in fired]
+        try:
+            found = seen.get(fired)  # a first-hit ruleset fires one of few combinations: look them up
+        except TypeError:  # an evaluator answering with a list
+            return tuple(rules[rid] for rid in fired)
+        if found is None:
+            found = tuple(rules[rid] for rid in fired)
+            if len(seen) < _SEEN_MAX:
+                seen[fired] = found
+        return found
 
     def decide(self, customer: Customer) -> Decision:
         """The decision for one recipient."""

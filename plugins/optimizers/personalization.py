@@ -34,7 +34,9 @@ def personalization_outcome(thens: Sequence[Mapping[str, Any]]) -> dict[str, Any
     """``variant`` (the first fired rule's, ``None`` when none fired) and ``vars`` (merged, earlier wins)."""
     merged: dict[str, Any] = {}
     for t in reversed(thens):
-        merged.update(t.get("vars") or {})
+        extra = t.get("vars")
+        if extra:
+            merged.update(extra)
     return {"variant": thens[0]["variant"] if thens else None, "vars": merged}
 
 
