@@ -400,11 +400,13 @@ class Prepared:
         self.at = at
         self.pipeline = Pipeline(message, registry, at=at, evaluator=evaluator, explain=explain, render=render,
                                  preview=preview, history=history, default_tz=default_tz, ledger=ledger)
+        self._check = message.incentive is not None  # only an incentive has a check before a run
 
     def decide(self, customer: Customer) -> Decision:
         """The decision for one recipient, as a run of that one recipient would make it (the incentive's
         ``prepare`` check for one recipient first)."""
-        self.pipeline.prepare(1)
+        if self._check:
+            self.pipeline.prepare(1)
         return self.pipeline.decide(customer)
 
 

@@ -87,15 +87,16 @@ class ChannelPriority:
     def apply(self, draft: DecisionDraft, ctx: EvaluationContext) -> None:
         """Fill ``draft.channels`` with the reachable candidates, tracing every drop."""
         message = ctx.message
-        candidates = self.candidates(draft, ctx)
+        cached = ctx.state.get("channel_priority:run")
+        if cached is None:  # per run: each channel's reachability, the static candidates (no ruleset), …
+            reach = {n: ContactReachability.reachability_of(r.obj) for n, r in ctx.registry.channels.items()}
+            static = None if KIND in message.rulesets else tuple(self.candidates(draft, ctx))
+            cached = ctx.state["channel_priority:run"] = ({}, reach, ctx.has_delivery_checks, static)
+        creatives, reach, checks, static = cached
+        candidates = static if static is not None else self.candidates(draft, ctx)
         if draft.explain:
             draft.note(self.name, "candidates", channels=list(candidates))
-        cached = ctx.state.get("channel_priority:run")
-        if cached is None:
-            reach = {n: ContactReachability.reachability_of(r.obj) for n, r in ctx.registry.channels.items()}
-            cached = ctx.state["channel_priority:run"] = ({}, reach, ctx.has_delivery_checks)
-        creatives, reach, checks = cached
-        watched, customer, variant = draft.watched, draft.customer, draft.variant
+        watched, customer, variant = draft.explain or draft.observer is not None, draft.customer, draft.variant
         has_creative = creatives.get(variant)
         if has_creative is None:
             has_creative = creatives[variant] = {}
