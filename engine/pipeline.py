@@ -20,7 +20,6 @@ from engine.registry import Registry
 from engine.rulefiles.ir import Ruleset
 from engine.stores import LedgerStore
 
-
 #: the most distinct fired-rule combinations a pipeline keeps per ruleset (a collect ruleset has many)
 _SEEN_MAX = 4096
 
@@ -70,7 +69,7 @@ class Pipeline:
         self._enrich_on = registry.has_enrichers
         self._observer = registry.emit if registry.has_observers else None
 
-    def _bind(self, ruleset: Ruleset) -> Callable[[Mapping[str, Any]], Sequence[str]]:
+    def _bind(self, ruleset: Ruleset) -> Callable[[Mapping[str, Any]], tuple[str, ...]]:
         """``facts -> fired ids`` for one ruleset: the evaluator's ``bind`` when it has one, else ``fired``."""
         bind = getattr(self.evaluator, "bind", None)
         if bind is not None:

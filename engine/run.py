@@ -400,13 +400,13 @@ class Prepared:
         self.at = at
         self.pipeline = Pipeline(message, registry, at=at, evaluator=evaluator, explain=explain, render=render,
                                  preview=preview, history=history, default_tz=default_tz, ledger=ledger)
-        self._check = message.incentive is not None  # only an incentive has a check before a run
+        #: ``decide(customer) -> Decision``: the decision for one recipient, as a run of that one recipient
+        #: would make it (first the incentive's ``prepare`` check for one recipient, when there is an incentive)
+        self.decide: Callable[[Customer], Decision] = \
+            self._checked if message.incentive is not None else self.pipeline.decide
 
-    def decide(self, customer: Customer) -> Decision:
-        """The decision for one recipient, as a run of that one recipient would make it (the incentive's
-        ``prepare`` check for one recipient first)."""
-        if self._check:
-            self.pipeline.prepare(1)
+    def _checked(self, customer: Customer) -> Decision:
+        self.pipeline.prepare(1)
         return self.pipeline.decide(customer)
 
 
