@@ -239,7 +239,10 @@ class ValidatingOptimizer(Protocol):
 
 def is_active(optimizer: Optimizer, message: Message) -> bool:
     """Whether ``optimizer`` takes part in evaluating ``message`` (see :class:`ActiveOptimizer`)."""
-    return not isinstance(optimizer, ActiveOptimizer) or optimizer.active(message)
+    # what ``isinstance(optimizer, ActiveOptimizer)`` checks (an ``active`` member that is not None), without
+    # the runtime protocol check's cost (~25 µs, paid per optimizer whenever a run starts)
+    active = getattr(optimizer, "active", None)
+    return active is None or active(message)
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,9 +83,15 @@ class FactBuilder:
 
     def facts(self, customer: Customer) -> dict[str, Any]:
         """Every fact of one customer (flat, dotted keys; missing values left out)."""
+        return self.facts_and_send_time(customer)[0]
+
+    def facts_and_send_time(self, customer: Customer) -> tuple[dict[str, Any], datetime]:
+        """:meth:`facts` and :meth:`send_time` together (one zone look-up: the per-recipient hot path)."""
         attrs = customer.attributes
         cached = self._by_zone.get(attrs.get("timezone"))
-        out = (cached if cached is not None else self.planned(attrs.get("timezone")))[0].copy()
+        if cached is None:
+            cached = self.planned(attrs.get("timezone"))
+        out = cached[0].copy()
         out["customer.id"] = customer.id
         names = _PREFIXED
         for key, value in attrs.items():
@@ -94,7 +100,7 @@ class FactBuilder:
                 if name is None:
                     name = names[key] = "customer." + key
                 out[name] = value
-        return out
+        return out, cached[1]
 
 
 _PREFIXED: dict[str, str] = {}  # attribute name -> "customer." + name, interned once

@@ -6,7 +6,7 @@ meaning: that is the plugins' business.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
@@ -17,7 +17,11 @@ from engine.events import EngineEvent
 from engine.finish import Finish, run_context
 from engine.model import Customer, Decision, Message
 from engine.registry import Registry
+from engine.rulefiles.ir import Ruleset
 from engine.stores import LedgerStore
+
+#: the most distinct fired-rule combinations a pipeline keeps per ruleset (a collect ruleset has many)
+_SEEN_MAX = 4096
 
 
 class Pipeline:
@@ -55,17 +59,31 @@ class Pipeline:
         #: the run time: the schedule's instant, the next recurring occurrence at or after ``at``, or ``at``
         self.base_send_at = self.facts.send_at
         self.rules_versions = MappingProxyType({rs.name: rs.version for rs in message.rulesets.values()})
-        self._fired_rules = {kind: {r.id: FiredRule(r.id, r.then) for r in rs.rules}
-                             for kind, rs in message.rulesets.items()}
+        #: rule kind -> (ruleset, its evaluation with the ruleset bound, rule id -> FiredRule, fired ids ->
+        #: FiredRules seen so far), built once
+        self._rulesets = {kind: (rs, self._bind(rs), {r.id: FiredRule(r.id, r.then) for r in rs.rules}, {})
+                          for kind, rs in message.rulesets.items()}
         #: the optimizers that do something for this message (``active(message)``, when they say)
         self.steps = tuple(o for o in registry.pipeline if is_active(o, message))
+        # the registry's hooks are fixed once it is built: read the flags once, not per recipient
+        self._enrich_on = registry.has_enrichers
+        self._observer = registry.emit if registry.has_observers else None
+
+    def _bind(self, ruleset: Ruleset) -> Callable[[Mapping[str, Any]], tuple[str, ...]]:
+        """``facts -> fired ids`` for one ruleset: the evaluator's ``bind`` when it has one, else ``fired``."""
+        bind = getattr(self.evaluator, "bind", None)
+        if bind is not None:
+            return bind(ruleset)
+        fired = self.evaluator.fired
+        return lambda facts: fired(ruleset, facts)
 
     def _run_rules(self, kind: str, draft: DecisionDraft) -> Sequence[FiredRule]:
-        ruleset = self.message.rulesets.get(kind)
-        if ruleset is None:
+        prepared = self._rulesets.get(kind)
+        if prepared is None:
             return ()
+        ruleset, evaluate, rules, seen = prepared
         try:
-            fired = self.evaluator.fired(ruleset, draft.facts)
+            fired = evaluate(draft.facts)
         except EvaluationError:
             raise
         except Exception as exc:  # an evaluator bug must name the ruleset, not vanish
@@ -77,18 +95,23 @@ class Pipeline:
             for rule in fired:
                 draft.observer(EngineEvent("rule_fired", draft.customer.id, {
                     "kind": kind, "ruleset": ruleset.name, "version": ruleset.version, "rule": rule}))
-        rules = self._fired_rules[kind]
-        return [rules[rid] for rid in fired]
+        try:
+            found = seen.get(fired)  # a first-hit ruleset fires one of few combinations: look them up
+        except TypeError:  # an evaluator answering with a list
+            return tuple(rules[rid] for rid in fired)
+        if found is None:
+            found = tuple(rules[rid] for rid in fired)
+            if len(seen) < _SEEN_MAX:
+                seen[fired] = found
+        return found
 
     def decide(self, customer: Customer) -> Decision:
         """The decision for one recipient."""
-        facts = self.facts.facts(customer)  # time.* at the planned send instant (see FactBuilder)
-        if self.registry.has_enrichers:
+        facts, send_at = self.facts.facts_and_send_time(customer)  # time.* at the planned send instant
+        if self._enrich_on:
             self._enrich(customer, facts)
-        send_at = self.facts.send_time(customer)
         draft = DecisionDraft(customer, facts, send_at, self.explain)
-        if self.registry.has_observers:
-            draft.observer = self.registry.emit
+        observer = draft.observer = self._observer
         ctx = self.ctx
         for optimizer in self.steps:
             optimizer.apply(draft, ctx)
@@ -104,8 +127,8 @@ class Pipeline:
         else:
             decision = Decision(customer.id, False, draft.excluded_reason, None, None, (), draft.incentive,
                                 draft.rendered, None, self.rules_versions, draft.fired, tuple(draft.trace))
-        if self.registry.has_observers:
-            self.registry.emit(EngineEvent("decision_made", customer.id, {"decision": decision}))
+        if observer is not None:
+            observer(EngineEvent("decision_made", customer.id, {"decision": decision}))
         return decision
 
     def run(self, customers: Iterable[Customer], *, size: int | None = None) -> Iterator[Decision]:

@@ -25,7 +25,7 @@ from engine.stores import LedgerStore
 if TYPE_CHECKING:
     import polars as pl
 
-    from engine.run import Run
+    from engine.run import Prepared, Run
 
 FIELDS_FILE = "fields.yaml"
 
@@ -174,3 +174,26 @@ class Herald:
 
         return start_run(self.registry, message, audience, at=at, mode=mode, evaluator=evaluator, explain=explain,
                          render=render, preview=preview, history=history, default_tz=default_tz, ledger=ledger)
+
+    def prepare(
+        self,
+        message: Message,
+        *,
+        at: datetime,
+        evaluator: str | Evaluator = "compiled",
+        explain: bool = False,
+        render: bool = False,
+        preview: bool = True,
+        history: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+        default_tz: str = "UTC",
+        ledger: LedgerStore | None = None,
+    ) -> Prepared:
+        """``message`` ready to decide one recipient at a time as of ``at``: ``.decide(customer)`` gives what
+        ``evaluate(message, [customer], at=at, mode="per_recipient", …)`` would, without a run's set-up
+        (what an HTTP endpoint deciding one recipient per request keeps per message version; see
+        :class:`engine.run.Prepared`). Options as for :meth:`evaluate`; ``ModeError`` for a bulk-only evaluator.
+        """
+        from engine.run import Prepared
+
+        return Prepared(message, self.registry, at=at, evaluator=evaluator, explain=explain, render=render,
+                        preview=preview, history=history, default_tz=default_tz, ledger=ledger)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -95,8 +96,33 @@ def compile_ruleset(ruleset: Ruleset) -> Callable[[Mapping[str, Any]], tuple[str
     return namespace["_evaluate"]
 
 
+#: id(ruleset) -> (a weak reference to that ruleset, its compiled function): see :func:`shared_function`
+_SHARED: dict[int, tuple[weakref.ref[Ruleset], Callable[[Mapping[str, Any]], tuple[str, ...]]]] = {}
+
+
+def shared_function(ruleset: Ruleset) -> Callable[[Mapping[str, Any]], tuple[str, ...]]:
+    """The compiled function of this ruleset *object*, compiled once per process while the object lives.
+
+    Every ``CompiledEvaluator`` shares it, so a run that creates a fresh evaluator (one ``Herald.evaluate``
+    per request) does not compile again. Keyed by identity, not by ``name@version``: hand-made rulesets may
+    reuse a name and version for different rules."""
+    key = id(ruleset)
+    entry = _SHARED.get(key)
+    if entry is not None and entry[0]() is ruleset:
+        return entry[1]
+    fn = compile_ruleset(ruleset)
+
+    def forget(ref: weakref.ref[Ruleset], key: int = key) -> None:
+        if (current := _SHARED.get(key)) is not None and current[0] is ref:
+            del _SHARED[key]
+
+    _SHARED[key] = (weakref.ref(ruleset, forget), fn)
+    return fn
+
+
 class CompiledEvaluator:
-    """Evaluates with the function compiled for each ruleset version (cached by ``name@version``)."""
+    """Evaluates with the function compiled for each ruleset version (cached by ``name@version``; the
+    compiling itself is shared by every instance, see :func:`shared_function`)."""
 
     name = "compiled"
 
@@ -114,7 +140,7 @@ class CompiledEvaluator:
         fn = self._cache.get(key)
         if fn is None:
             with self._lock:
-                fn = self._cache.get(key) or compile_ruleset(ruleset)
+                fn = self._cache.get(key) or shared_function(ruleset)
                 self._cache[key] = fn
         return fn
 
@@ -130,3 +156,21 @@ class CompiledEvaluator:
         except TypeError:
             self.fallbacks += 1
             return self._oracle.fired(ruleset, facts)
+
+    def bind(self, ruleset: Ruleset) -> Callable[[Mapping[str, Any]], tuple[str, ...]]:
+        """``fired`` with ``ruleset`` fixed: ``bind(rs)(facts) == fired(rs, facts)``, without the per-call
+        look-up of the compiled function (a pipeline binds each ruleset of its message once). Compiles on
+        the first call, as ``fired`` does, so that a compile error surfaces where it always did."""
+        fn: Callable[[Mapping[str, Any]], tuple[str, ...]] | None = None
+        oracle = self._oracle
+
+        def fired(facts: Mapping[str, Any]) -> tuple[str, ...]:
+            nonlocal fn
+            try:
+                if fn is None:
+                    fn = self.function(ruleset)
+                return fn(facts)
+            except TypeError:
+                return oracle.fired(ruleset, facts)
+
+        return fired

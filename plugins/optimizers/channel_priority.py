@@ -11,7 +11,17 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine import DecisionDraft, EvaluationContext, Issue, Message, RuleKind, hookimpl, unreachable_reason
+from engine import (
+    ContactReachability,
+    DecisionDraft,
+    EvaluationContext,
+    Issue,
+    Message,
+    Reachability,
+    RuleKind,
+    hookimpl,
+    unreachable_reason,
+)
 
 if TYPE_CHECKING:
     import polars as pl
@@ -46,6 +56,11 @@ RULE_KIND = RuleKind(KIND, ChannelPriorityThen, channel_priority_outcome, order=
                      validate=check_message)
 
 
+#: the reachable statuses; ``in`` on a tuple of enum members compares identities first, cheaper than
+#: ``status.reachable`` (a set look-up that hashes the member in Python) once per candidate and recipient
+_REACHABLE = tuple(r for r in Reachability if r.reachable)
+
+
 class ChannelPriority:
     """Step 4: candidates come from the channel_priority ruleset, else the message's static ``channels``,
     else the channels of its creatives (file order). A candidate is dropped when the variant has no
@@ -71,32 +86,36 @@ class ChannelPriority:
 
     def apply(self, draft: DecisionDraft, ctx: EvaluationContext) -> None:
         """Fill ``draft.channels`` with the reachable candidates, tracing every drop."""
-        message, registry = ctx.message, ctx.registry
-        candidates = self.candidates(draft, ctx)
-        draft.note(self.name, "candidates", channels=list(candidates))
+        message = ctx.message
         cached = ctx.state.get("channel_priority:run")
-        if cached is None:
-            reach = {n: r.obj.reachability for n, r in registry.channels.items()}
-            cached = ctx.state["channel_priority:run"] = ({}, reach)
-        has_creative, reach = cached
-        watched, customer = draft.watched, draft.customer
+        if cached is None:  # per run: each channel's reachability, the static candidates (no ruleset), …
+            reach = {n: ContactReachability.reachability_of(r.obj) for n, r in ctx.registry.channels.items()}
+            static = None if KIND in message.rulesets else tuple(self.candidates(draft, ctx))
+            cached = ctx.state["channel_priority:run"] = ({}, reach, ctx.has_delivery_checks, static)
+        creatives, reach, checks, static = cached
+        candidates = static if static is not None else self.candidates(draft, ctx)
+        if draft.explain:
+            draft.note(self.name, "candidates", channels=list(candidates))
+        watched, customer, variant = draft.explain or draft.observer is not None, draft.customer, draft.variant
+        has_creative = creatives.get(variant)
+        if has_creative is None:
+            has_creative = creatives[variant] = {}
         survivors = []
         for name in candidates:
-            key = (name, draft.variant)
-            ok = has_creative.get(key)
+            ok = has_creative.get(name)
             if ok is None:
-                ok = has_creative[key] = message.creative(name, draft.variant) is not None
+                ok = has_creative[name] = message.creative(name, variant) is not None
             if not ok:
                 if watched:
-                    draft.drop_channel(name, self.name, "no_creative_for_variant", variant=draft.variant)
+                    draft.drop_channel(name, self.name, "no_creative_for_variant", variant=variant)
                 continue
             status = reach[name](customer, message)
-            if not status.reachable:
+            if status not in _REACHABLE:
                 if watched:
-                    draft.drop_channel(name, self.name, str(status),
-                                       reason=unreachable_reason(registry.channel(name), customer, message, status))
+                    draft.drop_channel(name, self.name, str(status), reason=unreachable_reason(
+                        ctx.registry.channel(name), customer, message, status))
                 continue
-            if ctx.has_delivery_checks:
+            if checks:
                 errors = [i.message for i in ctx.check_delivery(draft, name) if i.is_error]
                 if errors:
                     draft.drop_channel(name, self.name, "delivery_check", issues=errors)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine import DecisionDraft, EvaluationContext, RuleKind, hookimpl
+from engine import DecisionDraft, EvaluationContext, Message, RuleKind, hookimpl
 
 if TYPE_CHECKING:
     import polars as pl
@@ -62,6 +62,10 @@ class Audience:
 
     name = "audience"
     order = 10
+
+    def active(self, message: Message) -> bool:
+        """Only a message with an ``audience_filter`` ruleset has an audience step."""
+        return AUDIENCE_FILTER in message.rulesets
 
     def apply(self, draft: DecisionDraft, ctx: EvaluationContext) -> None:
         """Exclude with ``not_in_audience`` unless the filter includes the customer."""

@@ -34,7 +34,9 @@ def personalization_outcome(thens: Sequence[Mapping[str, Any]]) -> dict[str, Any
     """``variant`` (the first fired rule's, ``None`` when none fired) and ``vars`` (merged, earlier wins)."""
     merged: dict[str, Any] = {}
     for t in reversed(thens):
-        merged.update(t.get("vars") or {})
+        extra = t.get("vars")
+        if extra:
+            merged.update(extra)
     return {"variant": thens[0]["variant"] if thens else None, "vars": merged}
 
 
@@ -74,7 +76,8 @@ class Personalization:
         result = personalization_outcome([f.then for f in ctx.run_rules(KIND, draft)])
         draft.variant = result["variant"] or "default"
         draft.vars = result["vars"]
-        draft.note(self.name, "variant", variant=draft.variant)
+        if draft.explain:
+            draft.note(self.name, "variant", variant=draft.variant)
 
     def columnar(self, frame: pl.LazyFrame, ctx: ColumnarContext) -> pl.LazyFrame:
         """The same step over a whole frame: the variant of the included rows (vars are for rendering)."""
