@@ -221,7 +221,7 @@ def explain_channels(decision: Decision) -> tuple[ChannelResult, ...]:
         if step.event == "candidates":
             order += [c for c in step.detail.get("channels", ()) if c not in order]
         elif step.event == "channel_dropped":
-            name = step.detail.get("channel")
+            name = str(step.detail.get("channel"))
             if name not in order:
                 order.append(name)
             dropped[name] = step

@@ -72,7 +72,7 @@ class Finish:
         check (e.g. a coupon series with too few codes); ``MessageFileError`` names the setting."""
         spec = self.message.incentive
         check = getattr(self.registry.incentive(spec.kind), "prepare", None) if spec is not None else None
-        if check is None:
+        if spec is None or check is None:
             return
         errors = [i for i in check(spec.settings, self.ctx, audience) if i.is_error]
         if errors:

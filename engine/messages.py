@@ -80,7 +80,7 @@ class ScheduleModel(_Strict):
     kind: Literal["immediate", "at", "recurring"] = "immediate"
     at: dt.datetime | None = None
     rrule: str | None = None
-    local_time: str | None = Field(None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    local_time: str | None = Field(default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     quiet_hours: tuple[str, str] | None = None
 
 
@@ -253,7 +253,7 @@ def to_message(model: MessageFile, rulesets: Mapping[str, Any], *, source: str |
         channels=tuple(model.channels),
         creatives=tuple(Creative(c.channel, c.variant, c.content) for c in model.creatives),
         incentive=IncentiveSpec(model.incentive.kind, model.incentive.settings) if model.incentive else None,
-        schedule=Schedule(s.kind, s.at, s.rrule, s.local_time, tuple(s.quiet_hours) if s.quiet_hours else None),
+        schedule=Schedule(s.kind, s.at, s.rrule, s.local_time, (s.quiet_hours[0], s.quiet_hours[1]) if s.quiet_hours else None),
         delivery=DeliverySettings(model.delivery.send_to_dnd, model.delivery.send_to_control, model.delivery.tiny_url,
                                   model.delivery.senders),
         optimizers=model.optimizers,

@@ -362,7 +362,7 @@ def start_run(
     if chosen == BULK:
         from engine.columnar.bulk import BulkStrategy
 
-        frame = converted[0] if converted else audience
+        frame: Any = converted[0] if converted else audience  # a frame: bulk takes no other audience
         strategy = BulkStrategy(message, registry, frame, **options)
     else:
         strategy = PerRecipientStrategy(message, registry, audience, evaluator=evaluator, explain=explain,

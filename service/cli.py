@@ -14,7 +14,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from enum import StrEnum
 from functools import wraps
@@ -618,7 +618,7 @@ def _condition_lines(node: ConditionResult, indent: int) -> Iterator[str]:
             yield from _condition_lines(item, indent + 2)
 
 
-def _send_time_lines(st: dict[str, Any]) -> Iterator[str]:
+def _send_time_lines(st: Mapping[str, Any]) -> Iterator[str]:
     def pair(value: dict[str, str] | None) -> str:
         return f"{value['local']} = {value['utc']} UTC" if value else "—"
 

@@ -308,7 +308,7 @@ class DurableEvaluator:
 
     def definition(self, ruleset: Ruleset) -> dict[str, Any]:
         """The durable JSON this evaluator registers for ``ruleset`` (without the ``run`` callables)."""
-        rules, _ = to_durable(ruleset, lambda rid: rid)
+        rules, _ = to_durable(ruleset, lambda rid: lambda c: None)
         return {ruleset.key: {k: {kk: vv for kk, vv in r.items() if kk != "run"} for k, r in rules.items()}}
 
     def fired(self, ruleset: Ruleset, facts: Mapping[str, Any]) -> tuple[str, ...]:

@@ -128,7 +128,9 @@ def check_strategy(spec: Mapping[str, Any], message: Message) -> list[Issue]:
 def check_rule_field(spec: Mapping[str, Any], catalogue: Any) -> list[Issue]:
     """The rule's field against the field catalogue, and its amounts' keys against the field's type."""
     rule = spec.get("rule")
-    by_field = rule.get("by_field") if isinstance(rule, Mapping) else None
+    if not isinstance(rule, Mapping):
+        return []  # check_strategy names the problem
+    by_field = rule.get("by_field")
     if not isinstance(by_field, str) or not by_field.startswith("customer.") or by_field == "customer.":
         return []  # check_strategy names the problem
     field = catalogue.lookup(by_field)
