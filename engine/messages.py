@@ -20,6 +20,7 @@ from engine.errors import MessageFileError, Problem, RuleFileError, ValidationFa
 from engine.fields import FieldCatalogue
 from engine.model import Campaign, Creative, DeliverySettings, IncentiveSpec, Message, Schedule
 from engine.plain import plain_message
+from engine.plugin_needs import left_out_problems, rule_channel_problems
 from engine.registry import Registry, unknown_kind
 from engine.rulefiles.loader import load_ruleset
 from engine.sourcefile import SourceData, read_source
@@ -125,6 +126,8 @@ def load_message(path: str | Path, registry: Registry, catalogue: FieldCatalogue
         raise MessageFileError([_problem(src, e) for e in exc.errors()], f"{src.file}: invalid message file") from None
 
     problems = vocabulary_problems(src, model, registry)
+    left_out = left_out_problems(src, registry)  # a name only a plugin left out by the lists registers
+    channels = set(registry.channels) | (registry.left_out_names("channel") if registry.left_out else set())
     base = Path(src.file).parent
     rulesets = {}
     for kind, rel in model.rules.items():
@@ -135,13 +138,17 @@ def load_message(path: str | Path, registry: Registry, catalogue: FieldCatalogue
             problems.append(src.problem(path, ("rules", kind), "path_outside_root"))
             continue
         try:
-            rs = load_ruleset(path, catalogue, kinds=registry.kinds, channels=set(registry.channels))
+            rs = load_ruleset(path, catalogue, kinds=registry.kinds, channels=channels)
         except RuleFileError as exc:
             problems.extend(exc.problems)
             continue
+        left_out += rule_channel_problems(src, kind, rel, rs, registry)
         if rs.kind != kind:
             problems.append(src.problem(f"{rel} holds a {rs.kind} ruleset, not {kind}", ("rules", kind), "kind"))
         rulesets[kind] = rs
+    if left_out:
+        raise MessageFileError(left_out, f"{src.file}: needs a plugin that HERALD_PLUGINS or HERALD_DISABLE_PLUGINS "
+                                         "leaves out")
     if problems:
         raise MessageFileError(problems, f"{src.file}: its rule files have problems")
 

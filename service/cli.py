@@ -251,16 +251,18 @@ def engine_for(path: Path | None = None, *, fields_file: Path | None = None) -> 
         return herald.with_fields_for(path)
 
 
-def _plugin_warnings(herald: Herald) -> None:
-    """Print ``engine.plugin_manager.plugin_warnings`` (allow/deny lists naming no installed plugin) and the
-    registry's settings warnings (a settings block naming no loaded plugin, a key no plugin asked for)."""
-    from engine import plugin_manager
+_WARNED: set[str] = set()
 
-    check = getattr(plugin_manager, "plugin_warnings", lambda _pm: ())
-    for warning in check(herald.registry._pm):  # the registry keeps its plugin manager private
-        err.print(safe(f"warning: {warning}"), style="yellow")
-    for warning in getattr(herald.registry, "settings_warnings", ()):  # unknown plugins and keys: likely typos
-        err.print(safe(f"warning: {os.environ.get('HERALD_SETTINGS', 'settings')}: {warning}"), style="yellow")
+
+def _plugin_warnings(herald: Herald) -> None:
+    """Print, once per run, the registry's plugin-list warnings (a HERALD_PLUGINS / HERALD_DISABLE_PLUGINS name
+    that is no installed plugin's) and settings warnings (a settings block naming no loaded plugin, a key no
+    plugin asked for)."""
+    settings = os.environ.get("HERALD_SETTINGS", "settings")
+    for warning in (*herald.registry.plugin_warnings, *(f"{settings}: {w}" for w in herald.registry.settings_warnings)):
+        if warning not in _WARNED:  # likely typos
+            _WARNED.add(warning)
+            err.print(safe(f"warning: {warning}"), style="yellow")
 
 
 def load_message(herald: Herald, path: Path) -> Message:
