@@ -240,7 +240,7 @@ class SettingsView(Mapping[str, Any]):
         text = str(exc) or type(exc).__name__
         if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":  # a KeyError's text is quoted
             text = text[1:-1]
-        if any(text.startswith(f"{k}:") or text.startswith(f"{k} ") for k in self._data):
+        if any(text.startswith((f"{k}:", f"{k} ", f"{k}.", f"{k}[")) for k in self._data):  # names its setting
             return f"plugins.{plugin}: {text}"
         where = f"{self.last}: " if self.last in self._data else ""
         value = f" (given {self._data[self.last]!r})" if self.last in self._data else ""
@@ -276,7 +276,7 @@ def _registered_by(plugin: LeftOut) -> dict[str, set[str]]:
         pm.add_hookspecs(hookspecs)
         pm.register(plugin.load(), name=plugin.name)
         reg = Registry.build(pm)
-    except Exception:  # noqa: BLE001 - a plugin left out may well be broken; it then gives nothing known
+    except Exception:
         return {}
     return {"channel": set(reg.channels), "incentive type": set(reg.incentives), "optimizer": set(reg.optimizers),
             "rule kind": set(reg.rule_kinds)}
