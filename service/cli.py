@@ -138,8 +138,9 @@ def _report(exc: EngineError, about: Path | str | None = None) -> None:
 
     if isinstance(exc, ValidationFailed):
         head = str(exc).split("\n", 1)[0]
+        named = next((p.file for p in exc.problems if p.file and head.startswith(p.file)), None)
         if not re.fullmatch(r"\d+ problem\(s\)", head):
-            err.print(safe(located(head, None)), style="bold red")
+            err.print(safe(located(head, named)), style="bold red")
         for p in exc.problems:
             err.print(safe(located(str(p), p.file)))
     else:
@@ -164,6 +165,7 @@ def user_errors(fn: F) -> F:
     def run(*args: Any, **kwargs: Any) -> Any:
         from engine import EngineError
 
+        _WARNED.clear()  # each command shows its warnings once
         try:
             return fn(*args, **kwargs)
         except BrokenPipeError:  # the reader went away (``| head``): stop quietly
@@ -226,6 +228,17 @@ def _env_file(var: str, what: str) -> None:
         raise UserError(f"{var}={value}: cannot be read (permission denied); make it readable")
 
 
+def _size_limit() -> None:
+    from engine import ValidationFailed
+    from engine.sourcefile import DEFAULT_MAX_FILE_BYTES, max_file_bytes
+
+    try:
+        max_file_bytes()
+    except ValidationFailed:
+        raise UserError(f"HERALD_MAX_FILE_BYTES={os.environ.get('HERALD_MAX_FILE_BYTES')}: must be a positive whole "
+                        f"number of bytes; set it so (the default is {DEFAULT_MAX_FILE_BYTES}) or unset it") from None
+
+
 # --- shared steps -----------------------------------------------------------------------------------------
 
 
@@ -235,6 +248,7 @@ def engine_for(path: Path | None = None, *, fields_file: Path | None = None) -> 
     from engine.runtime import Herald
     from plugins import DEFAULT_PLUGINS
 
+    _size_limit()
     _env_file("HERALD_SETTINGS", "a YAML file of plugin settings")
     if fields_file is None:
         _env_file("HERALD_FIELDS", "the org's fields.yaml")
