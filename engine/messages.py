@@ -20,6 +20,7 @@ from engine.errors import MessageFileError, Problem, RuleFileError, ValidationFa
 from engine.fields import FieldCatalogue
 from engine.model import Campaign, Creative, DeliverySettings, IncentiveSpec, Message, Schedule
 from engine.plain import plain_message
+from engine.plugin_needs import left_out_problems, rule_channel_problems
 from engine.registry import Registry, unknown_kind
 from engine.rulefiles.ir import Ruleset
 from engine.rulefiles.loader import load_ruleset
@@ -139,7 +140,10 @@ class FileRulesetResolver:
         path = rule_file_path(self.base, ref)
         if isinstance(path, str):
             raise UnresolvedRuleset(path, "path_outside_root")
-        return load_ruleset(path, self.catalogue, kinds=self.registry.kinds, channels=set(self.registry.channels))
+        registry = self.registry
+        # channels of plugins the allow/deny lists leave out load too, so that the message names the plugin
+        channels = set(registry.channels) | (registry.left_out_names("channel") if registry.left_out else set())
+        return load_ruleset(path, self.catalogue, kinds=registry.kinds, channels=channels)
 
 
 def load_message(path: str | Path, registry: Registry, catalogue: FieldCatalogue) -> Message:
@@ -183,6 +187,7 @@ def _load(src: SourceData, registry: Registry, catalogue: FieldCatalogue, resolv
         raise MessageFileError([_problem(src, e) for e in exc.errors()], f"{src.file}: invalid message file") from None
 
     problems = vocabulary_problems(src, model, registry)
+    left_out = left_out_problems(src, registry)  # a name only a plugin left out by the lists registers
     rulesets = {}
     for kind, ref in model.rules.items():
         if kind not in registry.kinds:
@@ -195,9 +200,13 @@ def _load(src: SourceData, registry: Registry, catalogue: FieldCatalogue, resolv
         except RuleFileError as exc:
             problems.extend(exc.problems)
             continue
+        left_out += rule_channel_problems(src, kind, ref, rs, registry)
         if rs.kind != kind:
             problems.append(src.problem(f"{ref} holds a {rs.kind} ruleset, not {kind}", ("rules", kind), "kind"))
         rulesets[kind] = rs
+    if left_out:
+        raise MessageFileError(left_out, f"{src.file}: needs a plugin that HERALD_PLUGINS or HERALD_DISABLE_PLUGINS "
+                                         "leaves out")
     if problems:
         raise MessageFileError(problems, f"{src.file}: its rule files have problems")
 

@@ -12,10 +12,12 @@ from typing import Any, Generic, TypeVar
 
 import pluggy
 
+from engine import hookspecs
 from engine.contracts import Channel, Evaluator, EvaluatorSpec, FieldSpec, IncentiveType, Optimizer, RuleKind
 from engine.errors import PluginConflict, PluginSettingsError, UnknownReference
 from engine.events import EngineEvent
 from engine.model import Customer, Issue, Message
+from engine.plugin_manager import LeftOut
 from engine.stores import InMemoryLedgerStore, LedgerStore
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,11 @@ class Registry:
         self.has_observers = bool(pm.hook.engine_event.get_hookimpls())
         #: settings blocks naming no loaded plugin, and keys no plugin read (likely typos); see ``build``
         self.settings_warnings: tuple[str, ...] = ()
+        #: names in HERALD_PLUGINS / HERALD_DISABLE_PLUGINS that are no installed plugin's (likely typos)
+        self.plugin_warnings: tuple[str, ...] = tuple(getattr(pm, "list_warnings", ()))
+        #: installed plugins the lists left out (``engine.plugin_manager.LeftOut``), by name
+        self.left_out: Mapping[str, LeftOut] = MappingProxyType(dict(getattr(pm, "left_out", {})))
+        self._left_out_gives: dict[str, dict[str, set[str]]] | None = None
 
     @property
     def hook(self) -> Any:
@@ -142,6 +149,20 @@ class Registry:
             return self.rule_kinds[name].obj
         except KeyError:
             raise UnknownReference(unknown_kind(name, self.rule_kinds)) from None
+
+    def left_out_giving(self, what: str, name: str) -> LeftOut | None:
+        """The left-out plugin (see :attr:`left_out`) that would have registered ``what`` (``channel``,
+        ``incentive type``, ``optimizer`` or ``rule kind``) ``name``; ``None`` when none would."""
+        return next((self.left_out[p] for p, gives in self._gives().items() if name in gives.get(what, ())), None)
+
+    def left_out_names(self, what: str) -> set[str]:
+        """Every ``what`` name the left-out plugins would have registered."""
+        return {n for gives in self._gives().values() for n in gives.get(what, ())}
+
+    def _gives(self) -> dict[str, dict[str, set[str]]]:
+        if self._left_out_gives is None:  # loaded once, and only when asked: a left-out plugin may be broken
+            self._left_out_gives = {name: _registered_by(lo) for name, lo in self.left_out.items()}
+        return self._left_out_gives
 
     def check_delivery(self, customer: Customer, channel: str, message: Message, draft: Any) -> list[Issue]:
         """The issues every ``check_delivery`` implementation reports for one candidate channel."""
@@ -219,7 +240,7 @@ class SettingsView(Mapping[str, Any]):
         text = str(exc) or type(exc).__name__
         if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":  # a KeyError's text is quoted
             text = text[1:-1]
-        if any(text.startswith(f"{k}:") or text.startswith(f"{k} ") for k in self._data):
+        if any(text.startswith((f"{k}:", f"{k} ", f"{k}.", f"{k}[")) for k in self._data):  # names its setting
             return f"plugins.{plugin}: {text}"
         where = f"{self.last}: " if self.last in self._data else ""
         value = f" (given {self._data[self.last]!r})" if self.last in self._data else ""
@@ -245,6 +266,22 @@ def settings_warnings(settings: Mapping[str, Mapping[str, Any]], views: Mapping[
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 out.append(f"plugins.{name}: unknown setting {key!r}{hint}")
     return tuple(out)
+
+
+def _registered_by(plugin: LeftOut) -> dict[str, set[str]]:
+    """What a left-out plugin registers on its own (no settings): ``{"channel": {...}, ...}``; nothing when it
+    cannot be loaded or registered that way."""
+    try:
+        pm = pluggy.PluginManager(hookspecs.PROJECT)
+        pm.add_hookspecs(hookspecs)
+        pm.register(plugin.load(), name=plugin.name)
+        reg = Registry.build(pm)
+    except Exception:
+        return {}
+    return {"channel": set(reg.channels), "incentive type": set(reg.incentives), "optimizer": set(reg.optimizers),
+            "rule kind": set(reg.rule_kinds)}
+
+
 def unknown_kind(name: object, kinds: Mapping[str, Any]) -> str:
     """The message for a rule kind no plugin registered, listing the registered ones."""
     return f"unknown rule kind {name!r}; registered: {', '.join(sorted(kinds)) or 'none'}"

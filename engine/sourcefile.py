@@ -26,6 +26,9 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_DEPTH = 64
 #: the default largest data file, in bytes (``HERALD_MAX_FILE_BYTES`` overrides it)
 DEFAULT_MAX_FILE_BYTES = 1024 * 1024
+_STD = "tag:yaml.org,2002:"
+#: the explicit tags a data file may use (``!!str 2026`` keeps text as text); others build types Herald has no use for
+_TAGS = {"!", *(_STD + t for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp"))}
 _START = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
 _END = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
 
@@ -97,7 +100,10 @@ def parse_text(text: str, file: str) -> SourceData:
             return SourceData(None, file)
         positions: dict[tuple[Any, ...], Pos] = {}
         _walk(node, (), positions)
-        data = loader.construct_document(node)
+        try:
+            data = loader.construct_document(node)
+        except (ValueError, OverflowError) as exc:  # a value its tag cannot build: 2026-13-01, a 5,000-digit int
+            raise _unbuildable(node, exc, file) from None
     except yaml.YAMLError as exc:
         if file.endswith(".json"):
             _check_json_depth(text, file)
@@ -105,6 +111,9 @@ def parse_text(text: str, file: str) -> SourceData:
                 return SourceData(json.loads(text), file)
             except json.JSONDecodeError as jexc:
                 raise ValidationFailed([Problem(jexc.msg, "syntax", file, jexc.lineno, jexc.colno)],
+                                       f"{file}: not valid JSON") from None
+            except ValueError as vexc:  # only a number too long to convert gets here
+                raise ValidationFailed([Problem(f"a number cannot be read ({_reason(vexc)})", "value", file)],
                                        f"{file}: not valid JSON") from None
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         what = getattr(exc, "problem", None) or str(exc)
@@ -157,9 +166,15 @@ def _refused(message: str, code: str, file: str, mark: Any) -> ValidationFailed:
 
 
 def _check_events(text: str, file: str) -> None:
-    """Refuse aliases, anchors and deep nesting from the event stream, before any node is composed."""
+    """Refuse aliases, anchors, tags other than the standard ones and deep nesting from the event stream,
+    before any node is composed."""
     depth = 0
     for event in yaml.parse(text, Loader=_LOADER):
+        tag = getattr(event, "tag", None)
+        if tag is not None and tag not in _TAGS:
+            shown = "!!" + tag.removeprefix(_STD) if tag.startswith(_STD) else tag
+            raise _refused(f"the YAML tag {shown} is not allowed; write plain text, numbers, true/false, lists "
+                           "and mappings", "yaml_tag", file, event.start_mark)
         if isinstance(event, yaml.AliasEvent):
             raise _refused(f"YAML aliases are not allowed (*{event.anchor}); write the value out in full",
                            "yaml_alias", file, event.start_mark)
@@ -173,6 +188,40 @@ def _check_events(text: str, file: str) -> None:
                                event.start_mark)
         elif isinstance(event, _END):
             depth -= 1
+
+
+def _unbuildable(root: yaml.Node, exc: Exception, file: str) -> ValidationFailed:
+    """The error for the first scalar of ``root`` its tag cannot build (found again one scalar at a time)."""
+    builder = yaml.constructor.SafeConstructor()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            stack.extend(n for pair in reversed(node.value) for n in reversed(pair))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(reversed(node.value))
+        else:
+            try:
+                builder.construct_object(node)
+            except (ValueError, OverflowError) as found:
+                return _refused(_value_problem(node, found), "value", file, node.start_mark)
+    return ValidationFailed([Problem(f"a value cannot be read ({_reason(exc)})", "value", file)], f"{file}: refused")
+
+
+def _value_problem(node: yaml.ScalarNode, exc: Exception) -> str:
+    value = node.value if len(node.value) <= 40 else node.value[:40] + "…"
+    kind = node.tag.removeprefix(_STD)
+    if kind == "timestamp":
+        timed = len(node.value.strip()) > 10
+        what, form = ("date-time", "YYYY-MM-DDTHH:MM:SS+HH:MM") if timed else ("date", "YYYY-MM-DD")
+        return f"not a valid {what}: {value} ({_reason(exc)}); write {form}, or quote the value if it is text"
+    what = "number" if kind in ("int", "float") else "value"
+    return f"not a valid {what}: {value} ({_reason(exc)}); quote the value if it is text"
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    return "more than 4,300 digits" if "integer string conversion" in text else text
 
 
 def too_deep(text: str, limit: int = MAX_DEPTH) -> Pos | None:

@@ -134,8 +134,9 @@ def _report(exc: EngineError, about: Path | str | None = None) -> None:
 
     if isinstance(exc, ValidationFailed):
         head = str(exc).split("\n", 1)[0]
+        named = next((p.file for p in exc.problems if p.file and head.startswith(p.file)), None)
         if not re.fullmatch(r"\d+ problem\(s\)", head):
-            err.print(safe(located(head, None)), style="bold red")
+            err.print(safe(located(head, named)), style="bold red")
         for p in exc.problems:
             err.print(safe(located(str(p), p.file)))
     else:
@@ -160,6 +161,7 @@ def user_errors(fn: F) -> F:
     def run(*args: Any, **kwargs: Any) -> Any:
         from engine import EngineError
 
+        _WARNED.clear()  # each command shows its warnings once
         try:
             return fn(*args, **kwargs)
         except BrokenPipeError:  # the reader went away (``| head``): stop quietly
@@ -222,6 +224,17 @@ def _env_file(var: str, what: str) -> None:
         raise UserError(f"{var}={value}: cannot be read (permission denied); make it readable")
 
 
+def _size_limit() -> None:
+    from engine import ValidationFailed
+    from engine.sourcefile import DEFAULT_MAX_FILE_BYTES, max_file_bytes
+
+    try:
+        max_file_bytes()
+    except ValidationFailed:
+        raise UserError(f"HERALD_MAX_FILE_BYTES={os.environ.get('HERALD_MAX_FILE_BYTES')}: must be a positive whole "
+                        f"number of bytes; set it so (the default is {DEFAULT_MAX_FILE_BYTES}) or unset it") from None
+
+
 # --- shared steps -----------------------------------------------------------------------------------------
 
 
@@ -231,6 +244,7 @@ def engine_for(path: Path | None = None, *, fields_file: Path | None = None) -> 
     from engine.runtime import Herald
     from plugins import DEFAULT_PLUGINS
 
+    _size_limit()
     _env_file("HERALD_SETTINGS", "a YAML file of plugin settings")
     if fields_file is None:
         _env_file("HERALD_FIELDS", "the org's fields.yaml")
@@ -247,16 +261,18 @@ def engine_for(path: Path | None = None, *, fields_file: Path | None = None) -> 
         return herald.with_fields_for(path)
 
 
-def _plugin_warnings(herald: Herald) -> None:
-    """Print ``engine.plugin_manager.plugin_warnings`` (allow/deny lists naming no installed plugin) and the
-    registry's settings warnings (a settings block naming no loaded plugin, a key no plugin asked for)."""
-    from engine import plugin_manager
+_WARNED: set[str] = set()
 
-    check = getattr(plugin_manager, "plugin_warnings", lambda _pm: ())
-    for warning in check(herald.registry._pm):  # the registry keeps its plugin manager private
-        err.print(safe(f"warning: {warning}"), style="yellow")
-    for warning in getattr(herald.registry, "settings_warnings", ()):  # unknown plugins and keys: likely typos
-        err.print(safe(f"warning: {os.environ.get('HERALD_SETTINGS', 'settings')}: {warning}"), style="yellow")
+
+def _plugin_warnings(herald: Herald) -> None:
+    """Print, once per run, the registry's plugin-list warnings (a HERALD_PLUGINS / HERALD_DISABLE_PLUGINS name
+    that is no installed plugin's) and settings warnings (a settings block naming no loaded plugin, a key no
+    plugin asked for)."""
+    settings = os.environ.get("HERALD_SETTINGS", "settings")
+    for warning in (*herald.registry.plugin_warnings, *(f"{settings}: {w}" for w in herald.registry.settings_warnings)):
+        if warning not in _WARNED:  # likely typos
+            _WARNED.add(warning)
+            err.print(safe(f"warning: {warning}"), style="yellow")
 
 
 def load_message(herald: Herald, path: Path) -> Message:

@@ -42,6 +42,7 @@ from engine import (
     transport_send,
     unknown_keys,
 )
+from plugins.channels import setting_checks as setting
 
 PLATFORMS = {"facebook": "meta", "instagram": "meta", "google": "google", "youtube": "google"}
 MIN_AUDIENCE = {"meta": 100, "google": 1000}
@@ -94,8 +95,8 @@ class AdChannel:
         self.name = name
         self.platform = PLATFORMS[name]
         self.region = region
-        self.cost = float(settings.get("cost", 0.0))
-        self.min_audience = int(settings.get("min_audience", MIN_AUDIENCE[self.platform]))
+        self.cost = setting.number(settings, "cost", 0.0, where=f"{name}.")
+        self.min_audience = setting.whole(settings, "min_audience", MIN_AUDIENCE[self.platform], where=f"{name}.")
         props: dict[str, Any] = {"audience_name": {"type": "string", "minLength": 1, "maxLength": 200},
                                  "description": {"type": "string"}}
         if self.platform == "google":
@@ -194,6 +195,6 @@ class AdChannel:
 @hookimpl
 def register_channels(register, settings):
     """Register facebook, instagram, google and youtube as ad channels."""
-    region = settings.get("default_region")
+    region = setting.region(settings)
     for name in PLATFORMS:
-        register(AdChannel(name, settings.get(name, {}), region))
+        register(AdChannel(name, setting.mapping(settings, name, of="cost and min_audience") or {}, region))

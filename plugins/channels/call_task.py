@@ -28,6 +28,7 @@ from engine import (
     transport_send,
     unknown_keys,
 )
+from plugins.channels import setting_checks as setting
 
 OUTCOME_TYPES = ("choice", "text", "number", "boolean", "date")
 _HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
@@ -61,9 +62,9 @@ class CallTask:
     }
 
     def __init__(self, settings: Mapping[str, Any]):
-        self.cost = float(settings.get("cost", 0.5))
-        self.queues = tuple(settings["queues"]) if settings.get("queues") is not None else None
-        self.region = settings.get("default_region")
+        self.cost = setting.number(settings, "cost", 0.5)
+        self.queues = setting.texts(settings, "queues", None)
+        self.region = setting.region(settings)
         self._reach = ContactReach(self.name, "phone", valid=lambda v: e164_number(v, self.region) is not None,
                                    rule="a valid phone number in international form (+ and country code)")
 

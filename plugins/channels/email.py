@@ -45,6 +45,7 @@ from engine import (
     transport_send,
     unknown_keys,
 )
+from plugins.channels import setting_checks as setting
 
 HTML_WARN_BYTES = 100 * 1024
 SUBJECT_MAX = 255
@@ -129,16 +130,19 @@ class Email(ContactReachability):
     }
 
     def __init__(self, settings: Mapping[str, Any]):
-        self.cost = float(settings.get("cost", 0.001))
-        self.unsubscribe_base = str(settings.get("unsubscribe_base", "https://herald.example/u")).rstrip("/")
-        if urlsplit(self.unsubscribe_base).scheme != "https":
-            raise ValueError("email unsubscribe_base must be an https URL (RFC 8058)")
+        self.cost = setting.number(settings, "cost", 0.001)
+        base = settings.get("unsubscribe_base", "https://herald.example/u")
+        parts = urlsplit(base) if isinstance(base, str) else None
+        if parts is None or parts.scheme != "https" or not parts.netloc:
+            raise setting.refuse("unsubscribe_base", "an https URL (RFC 8058)", base)
+        self.unsubscribe_base = base.rstrip("/")
         secret = settings.get("unsubscribe_secret")
         if secret is not None and (not isinstance(secret, str) or len(secret) < SECRET_MIN):
-            raise ValueError(f"email unsubscribe_secret must be a text of at least {SECRET_MIN} characters")
+            given = f"{len(secret)} characters" if isinstance(secret, str) else type(secret).__name__  # not the secret
+            raise ValueError(f"unsubscribe_secret: must be a text of at least {SECRET_MIN} characters, not {given}")
         self.unsubscribe_secret: str | None = secret
-        self.unsubscribe_mailto = settings.get("unsubscribe_mailto")
-        self.html_warn_bytes = int(settings.get("html_warn_bytes", HTML_WARN_BYTES))
+        self.unsubscribe_mailto = setting.text(settings, "unsubscribe_mailto")
+        self.html_warn_bytes = setting.whole(settings, "html_warn_bytes", HTML_WARN_BYTES)
         self.tags = {"unsubscribe_url": self.unsubscribe_url("preview", "preview")}
 
     def sample_creatives(self) -> list[Mapping[str, Any]]:

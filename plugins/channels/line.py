@@ -25,6 +25,7 @@ from engine import (
     unknown_keys,
 )
 from engine import no_match as _no
+from plugins.channels import setting_checks as setting
 
 TEXT_MAX = 5000
 URL_MAX = 2000
@@ -76,7 +77,7 @@ class Line(ContactReachability):
     }
 
     def __init__(self, settings: Mapping[str, Any]):
-        self.cost = float(settings.get("cost", 0.003))
+        self.cost = setting.number(settings, "cost", 0.003)
 
     def sample_creatives(self) -> list[Mapping[str, Any]]:
         """Valid example contents (used by docs and the contract test kit)."""

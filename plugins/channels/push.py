@@ -27,6 +27,7 @@ from engine import (
     unknown_keys,
 )
 from engine import no_match as _no
+from plugins.channels import setting_checks as setting
 
 FCM_MAX_BYTES = 4096
 TTL_MAX = 28 * 24 * 3600
@@ -82,10 +83,10 @@ class Push(ContactReachability):
     }
 
     def __init__(self, settings: Mapping[str, Any]):
-        self.cost = float(settings.get("cost", 0.0001))
-        self.title_max = int(settings.get("title_max", 65))
-        self.body_max = int(settings.get("body_max", 240))
-        self.schemes = tuple(s.lower() for s in settings.get("deep_link_schemes", ("https",)))
+        self.cost = setting.number(settings, "cost", 0.0001)
+        self.title_max = setting.whole(settings, "title_max", 65)
+        self.body_max = setting.whole(settings, "body_max", 240)
+        self.schemes = tuple(s.lower() for s in setting.texts(settings, "deep_link_schemes", ("https",)) or ())
 
     def sample_creatives(self) -> list[Mapping[str, Any]]:
         """Valid example contents (used by docs and the contract test kit)."""

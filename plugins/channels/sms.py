@@ -45,6 +45,7 @@ from engine import (
     transport_send,
     unknown_keys,
 )
+from plugins.channels import setting_checks as setting
 
 # GSM 03.38 basic character set, and the extension table (each extension character costs two septets).
 GSM7_BASIC = frozenset(
@@ -185,27 +186,17 @@ class Sms:
     }
 
     def __init__(self, settings: Mapping[str, Any]):
-        self.cost = float(settings.get("cost", 0.01))
-        self.max_segments = int(settings.get("max_segments", 6))
-        self.short_link_length = int(settings.get("short_link_length", 23))
-        self.region = settings.get("default_region")
+        self.cost = setting.number(settings, "cost", 0.01)
+        self.max_segments = setting.whole(settings, "max_segments", 6)
+        self.short_link_length = setting.whole(settings, "short_link_length", 23)
+        self.region = setting.region(settings)
         self._reach = ContactReach(self.name, "phone", valid=lambda v: sms_number(v, self.region) is not None,
                                    rule="a mobile number in international form (+ and country code); "
                                         "landlines, toll-free and premium numbers cannot take SMS")
-        optout = settings.get("optout_text", "Reply STOP to opt out")
-        if not isinstance(optout, str) or not optout.strip():
-            raise ValueError("sms optout_text must be a non-empty text")
-        self.tags = {"optout": optout}
-        dlt = settings.get("dlt") or None
-        self.dlt_entity_id = dlt.get("entity_id") if dlt else None
-        self.dlt_templates: dict[str, DltTemplate] | None = None
-        if dlt is not None:
-            self.dlt_templates = {}
-            for t in dlt.get("templates", ()):
-                category = str(t["category"]).lower()
-                if category not in DLT_CATEGORIES:
-                    raise ValueError(f"DLT template {t['id']}: category must be one of {', '.join(DLT_CATEGORIES)}")
-                self.dlt_templates[str(t["id"])] = DltTemplate(str(t["id"]), category, str(t["body"]))
+        self.tags = {"optout": setting.text(settings, "optout_text", "Reply STOP to opt out")}
+        dlt = setting.mapping(settings, "dlt", of="entity_id and templates") or None
+        self.dlt_entity_id = setting.text(dlt, "entity_id", where="dlt.") if dlt else None
+        self.dlt_templates = _dlt_templates(dlt) if dlt is not None else None
 
     def sender(self, creative: Creative, message: Message) -> str | None:
         """The sender id: the creative's, else the message's delivery settings'."""
@@ -352,6 +343,24 @@ class Sms:
         lengths = [(n, value, len(self.as_sent(value, tiny_url))) for n, value in enumerate(match.groups(), 1)]
         return [Issue("text", "dlt_var_too_long", f"{DLT_VAR} {n} of template {template.id} renders to {size} "
                       f"characters; at most {DLT_VAR_MAX}: {value!r}") for n, value, size in lengths if size > DLT_VAR_MAX]
+
+
+def _dlt_templates(dlt: Mapping[str, Any]) -> dict[str, DltTemplate]:
+    """The ``dlt.templates`` settings: a list of ``{id, category, body}``, each category a DLT one."""
+    listed = dlt.get("templates") or []
+    if not isinstance(listed, list) or not all(isinstance(t, Mapping) for t in listed):
+        raise setting.refuse("templates", "a list of {id, category, body} mappings", listed, "dlt.")
+    out = {}
+    for i, t in enumerate(listed):
+        where = f"dlt.templates[{i}]."
+        tid, body = setting.text(t, "id", where=where), setting.text(t, "body", where=where)
+        category = str(t.get("category", "")).lower()
+        if category not in DLT_CATEGORIES:
+            raise setting.refuse("category", f"one of {', '.join(DLT_CATEGORIES)}", t.get("category"), where)
+        if tid is None or body is None:
+            raise setting.refuse("id" if tid is None else "body", "a non-empty text", None, where)
+        out[tid] = DltTemplate(tid, category, body)
+    return out
 
 
 @hookimpl

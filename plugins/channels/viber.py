@@ -26,6 +26,7 @@ from engine import (
     unknown_keys,
 )
 from engine import no_match as _no
+from plugins.channels import setting_checks as setting
 
 TEXT_MAX = 1000
 CAPTION_MAX = 30
@@ -68,9 +69,9 @@ class Viber(ContactReachability):
     }
 
     def __init__(self, settings: Mapping[str, Any]):
-        self.cost = float(settings.get("cost", 0.004))
-        self.sender_name = settings.get("sender_name")
-        self.sender_avatar = settings.get("sender_avatar")
+        self.cost = setting.number(settings, "cost", 0.004)
+        self.sender_name = setting.text(settings, "sender_name")
+        self.sender_avatar = setting.text(settings, "sender_avatar")
 
     def sample_creatives(self) -> list[Mapping[str, Any]]:
         """Valid example contents (used by docs and the contract test kit)."""

@@ -27,6 +27,7 @@ from engine import (
     unknown_keys,
 )
 from engine import no_match as _no
+from plugins.channels import setting_checks as setting
 
 OPENID = re.compile(r"[A-Za-z0-9_-]{6,64}")
 _KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
@@ -63,10 +64,11 @@ class WeChat(ContactReachability):
     }
 
     def __init__(self, settings: Mapping[str, Any]):
-        self.cost = float(settings.get("cost", 0.002))
-        self.value_max = int(settings.get("value_max", 200))
-        registry = settings.get("templates")
-        self.templates = {str(k): tuple(v) for k, v in registry.items()} if registry is not None else None
+        self.cost = setting.number(settings, "cost", 0.002)
+        self.value_max = setting.whole(settings, "value_max", 200)
+        registry = setting.mapping(settings, "templates", of="template id → list of field names")
+        self.templates = ({str(k): setting.texts(registry, k, (), where="templates.") for k in registry}
+                          if registry is not None else None)
 
     def sample_creatives(self) -> list[Mapping[str, Any]]:
         """Valid example contents (used by docs and the contract test kit)."""

@@ -39,6 +39,7 @@ from engine import (
     transport_send,
     unknown_keys,
 )
+from plugins.channels import setting_checks as setting
 
 CATEGORIES = ("utility", "marketing", "authentication")
 NAME = re.compile(r"[a-z0-9_]+")
@@ -97,12 +98,14 @@ class WhatsApp:
     }
 
     def __init__(self, settings: Mapping[str, Any]):
-        self.cost = float(settings.get("cost", 0.005))
-        self.region = settings.get("default_region")
+        self.cost = setting.number(settings, "cost", 0.005)
+        self.region = setting.region(settings)
         self._reach = ContactReach(self.name, "whatsapp", valid=lambda v: wa_number(v, self.region) is not None,
                                    rule="a valid phone number in international form (+ and country code)")
-        registry = settings.get("templates")
-        self.templates = {str(k): dict(v) for k, v in registry.items()} if registry is not None else None
+        registry = setting.mapping(settings, "templates", of="template name → its approved fields")
+        self.templates = ({str(k): dict(setting.mapping(registry, k, of="language, category, body and status",
+                                                        where="templates.") or {}) for k in registry}
+                          if registry is not None else None)
 
     def sample_creatives(self) -> list[Mapping[str, Any]]:
         """Valid example contents (used by docs and the contract test kit)."""
