@@ -7,12 +7,15 @@ Each reader returns the setting's value (or its default when absent) or raises `
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import phonenumbers
 
 _MISSING = object()
+_DECIMAL = re.compile(r"[0-9]{1,15}(\.[0-9]{1,15})?")
+_WHOLE = re.compile(r"[0-9]{1,15}")
 
 
 def _shown(value: Any) -> str:
@@ -30,9 +33,17 @@ def _get(settings: Mapping[str, Any], key: str) -> Any:
     return _MISSING if value is None else value
 
 
+def _numeral(value: Any, pattern: re.Pattern[str]) -> Any:
+    """A plain numeral written as text (``$env:`` values are text: ``"0.02"``, ``"3"``) as its number;
+    anything else unchanged (and refused by the caller unless it is already a number)."""
+    if isinstance(value, str) and pattern.fullmatch(value.strip()):
+        return float(value) if "." in value else int(value)
+    return value
+
+
 def number(settings: Mapping[str, Any], key: str, default: float, *, minimum: float = 0.0, where: str = "") -> float:
-    """A number (integer or decimal, not true/false) of at least ``minimum``."""
-    value = _get(settings, key)
+    """A number (integer or decimal, or such a numeral as text; not true/false) of at least ``minimum``."""
+    value = _numeral(_get(settings, key), _DECIMAL)
     if value is _MISSING:
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or not minimum <= value < float("inf"):
@@ -41,8 +52,8 @@ def number(settings: Mapping[str, Any], key: str, default: float, *, minimum: fl
 
 
 def whole(settings: Mapping[str, Any], key: str, default: int, *, minimum: int = 1, where: str = "") -> int:
-    """A whole number of at least ``minimum``."""
-    value = _get(settings, key)
+    """A whole number (or such a numeral as text) of at least ``minimum``."""
+    value = _numeral(_get(settings, key), _WHOLE)
     if value is _MISSING:
         return default
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

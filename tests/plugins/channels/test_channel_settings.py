@@ -35,7 +35,7 @@ def refusal(plugin: str, block: dict) -> str:
     ("email", {"unsubscribe_secret": "s3cr3t"}, "unsubscribe_secret: must be a text of at least 16 characters, "
                                                 "not 6 characters"),
     ("email", {"unsubscribe_mailto": ["a"]}, "unsubscribe_mailto: must be a non-empty text, not ['a']"),
-    ("push", {"title_max": "65"}, "title_max: must be a whole number ≥ 1, not '65'"),
+    ("push", {"title_max": "65.5"}, "title_max: must be a whole number ≥ 1, not '65.5'"),
     ("push", {"body_max": -5}, "body_max: must be a whole number ≥ 1, not -5"),
     ("push", {"deep_link_schemes": "https"}, "deep_link_schemes: must be a list of texts, not 'https'"),
     ("line", {"cost": "cheap"}, "cost: must be a number ≥ 0, not 'cheap'"),
@@ -75,3 +75,13 @@ def test_good_settings_are_read_as_given():
     assert registry.channel("google").min_audience == 500
     assert registry.channel("wechat").templates == {"t1": ("first", "remark")}
     assert registry.channel("whatsapp").templates == {"promo": {"language": "en_US"}}
+
+
+def test_numerals_written_as_text_are_read_as_numbers():
+    """``$env:`` settings are text: a plain numeral is its number; anything else is still refused."""
+    from plugins.channels.setting_checks import number, whole
+
+    assert number({"cost": "0.02"}, "cost", 0.01) == 0.02 and whole({"n": " 3 "}, "n", 1) == 3
+    for bad in ("1e3", "0x10", "-1", "1_000", "٣", "nan", "inf", ""):
+        with pytest.raises(ValueError):
+            number({"cost": bad}, "cost", 0.01)
