@@ -208,8 +208,9 @@ def _unbuildable(root: yaml.Node, exc: Exception, file: str) -> ValidationFailed
     return ValidationFailed([Problem(f"a value cannot be read ({_reason(exc)})", "value", file)], f"{file}: refused")
 
 
-def _value_problem(node: yaml.ScalarNode, exc: Exception) -> str:
-    value = node.value if len(node.value) <= 40 else node.value[:40] + "…"
+def _value_problem(node: yaml.Node, exc: Exception) -> str:
+    text = str(node.value)
+    value = text if len(text) <= 40 else text[:40] + "…"
     kind = node.tag.removeprefix(_STD)
     if kind == "timestamp":
         timed = len(node.value.strip()) > 10

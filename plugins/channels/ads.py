@@ -153,7 +153,7 @@ class AdChannel:
         if not any(ids.values()):
             return SendResult.permanent(f"{self.name}: the member has no hashed e-mail or phone to match on")
         return await transport_send(self.name, payload, ctx, to=payload.get("audience"),
-                                    body={"audience": payload.get("audience"), **self._request((ids,), None)})
+                                    body={"audience": payload.get("audience"), **self._request((ids,))})
 
     def render(self, creative: Creative, context: Mapping[str, Any]) -> Mapping[str, Any]:
         """One member of the audience: the audience name and the hashed identifiers."""
@@ -178,10 +178,10 @@ class AdChannel:
             platform = "Google Customer Match" if self.platform == "google" else "Meta Custom Audiences"
             issues.append(Issue("audience", "audience_too_small",
                                 f"{self.name}: the audience has {len(members)} members; {platform} needs at least {self.min_audience:,}"))
-        requests = tuple(self._request(members[i:i + BATCH], message) for i in range(0, len(members), BATCH))
+        requests = tuple(self._request(members[i:i + BATCH]) for i in range(0, len(members), BATCH))
         return AudienceExport(self.name, members, requests, tuple(issues), skipped)
 
-    def _request(self, rows: tuple[Mapping[str, str | None], ...], message: Message) -> Mapping[str, Any]:
+    def _request(self, rows: tuple[Mapping[str, str | None], ...]) -> Mapping[str, Any]:
         if self.platform == "meta":
             return {"payload": {"schema": ["EMAIL", "PHONE"],
                                 "data": [[r["email"] or "", r["phone"] or ""] for r in rows]}}

@@ -251,7 +251,7 @@ def _from_header(name: str | None, address: str | None) -> str | None:
     """The From value; a name with a line break is left unencoded so the compliance check sees it."""
     if not name:
         return address
-    return f"{name} <{address}>" if line_break(name) else formataddr((name, address))
+    return f"{name} <{address}>" if line_break(name) else formataddr((name, address or ""))
 
 
 @hookimpl

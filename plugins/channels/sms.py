@@ -234,10 +234,15 @@ class Sms:
             out.append(Issue("body", "segments", f"the body is about {units} {enc} characters: {parts} segments, each billed", "warning"))
         return out
 
+    @property
+    def optout_text(self) -> str:
+        """The org's opt-out text (the ``optout`` tag's value): what every rendered SMS must contain."""
+        return self.tags["optout"] or ""
+
     def estimated_text(self, body: str, message: Message) -> str:
         """The body as it will be counted: the opt-out tag as its text, other tags at an estimate, and
         tracked links at their shortened length when the message uses tiny URLs."""
-        text = _OPTOUT.sub(lambda _: self.tags["optout"], body)
+        text = _OPTOUT.sub(lambda _: self.optout_text, body)
         return self.as_sent(_TAG.sub("x" * _TAG_ESTIMATE, text), message.delivery.tiny_url)
 
     def as_sent(self, text: str, tiny_url: bool) -> str:
@@ -249,7 +254,7 @@ class Sms:
 
     def _dlt_issues(self, body: str, sender: str | None, creative: Creative, message: Message) -> list[Issue]:
         assert self.dlt_templates is not None
-        text = _OPTOUT.sub(lambda _: self.tags["optout"], body)
+        text = _OPTOUT.sub(lambda _: self.optout_text, body)
         wanted = self._template_id(creative, message)
         if wanted is not None and wanted not in self.dlt_templates:
             return [Issue("dlt_template_id", "dlt_unknown_template", f"DLT template {wanted!r} is not registered")]
@@ -324,7 +329,7 @@ class Sms:
         a text no registered template matches or a variable longer than 30 characters."""
         text = str(payload.get("text", ""))
         issues = []
-        if self.tags["optout"] not in text:
+        if self.optout_text not in text:
             issues.append(Issue("text", "compliance", f"the rendered text lacks the opt-out text {self.tags['optout']!r}"))
         if payload.get("segments", 0) > self.max_segments:
             issues.append(Issue("text", "too_long", f"the rendered text is {payload['units']} {payload['encoding']} "

@@ -104,7 +104,7 @@ class WeChat(ContactReachability):
             if isinstance(value, Mapping) and value.get("color") is not None and not _COLOR.fullmatch(str(value["color"])):
                 issues.append(Issue(f"{where}.color", "format", f"{where}.color is #RRGGBB"))
         if template and self.templates is not None and template in self.templates:
-            expected, given = set(self.templates[template]), set(map(str, data))
+            expected, given = set(self.templates[template] or ()), set(map(str, data))
             for name in sorted(expected - given):
                 issues.append(Issue(f"data.{name}", "required", f"template {template} needs the data field {name!r}"))
             for name in sorted(given - expected):
