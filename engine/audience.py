@@ -225,7 +225,7 @@ def make_customer(raw: Mapping[str, Any], types: Mapping[str, str], file: str, l
                 return Problem(str(exc), "type", file, line, path=name)
         elif isinstance(value, list) and not all(isinstance(v, str) for v in value):
             return Problem(f"lists hold strings only, got {value!r}", "type", file, line, path=name)
-        if name == "timezone" and zone(value) is None:
+        if name == "timezone" and (not isinstance(value, str) or zone(value) is None):
             return Problem(f"unknown IANA time zone {value!r}", "timezone", file, line, path=name)
         if name.startswith("subscription.") and value not in SUBSCRIPTION_STATUSES:
             return Problem(status_error(value), "status", file, line, path=name)
