@@ -42,13 +42,15 @@ _PHONE_ERRORS = {
 }
 
 
-def normalise_phone(text: str, name: str = "phone") -> str:
-    """E.164 form of an international number (``+`` and country code required); ``ValueError`` otherwise,
-    with our own words (``phone '0812345678' is not in international form (+ and country code)``)."""
-    if not text.strip().startswith("+"):
+def normalise_phone(text: str, name: str = "phone", region: str | None = None) -> str:
+    """E.164 form of a valid number; ``ValueError`` otherwise, in our own words. Without ``region`` the number
+    must be in international form (``+`` and country code: ``phone '0812345678' is not in international form
+    (+ and country code)``); with one (an ISO code such as ``GB``), a number without ``+`` is read as that
+    region's national form."""
+    if region is None and not text.strip().startswith("+"):
         raise ValueError(f"{name} {text!r} is not in international form (+ and country code)")
     try:
-        number = phonenumbers.parse(text, None)
+        number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as exc:
         raise ValueError(f"{name} {text!r} {_PHONE_ERRORS.get(exc.error_type, 'is not a phone number')}") from None
     if not phonenumbers.is_valid_number(number):
@@ -56,9 +58,9 @@ def normalise_phone(text: str, name: str = "phone") -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def normalise_whatsapp(text: str) -> str:
+def normalise_whatsapp(text: str, region: str | None = None) -> str:
     """:func:`normalise_phone` for the ``whatsapp`` attribute."""
-    return normalise_phone(text, "whatsapp")
+    return normalise_phone(text, "whatsapp", region)
 
 
 def normalise_email(text: str) -> str:
