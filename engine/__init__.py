@@ -47,6 +47,7 @@ from engine.model import (
     Schedule,
     TraceStep,
 )
+from engine.phones import PHONE_TYPE_NAMES, SMS_TYPE_NAMES
 from engine.reachability import (
     ContactReach,
     ContactReachability,
@@ -76,4 +77,5 @@ __all__ = [
     "coerce_value", "missing_values", "render_content", "template_strings", "template_variables", "unknown_keys",
     "EvaluatorSpec", "IncentiveContext", "InMemoryLedgerStore", "LedgerEntry", "LedgerFull", "LedgerInfo",
     "LedgerStore", "SendContext", "SendRequest", "SendResult", "Transport", "transport_send",
+    "PHONE_TYPE_NAMES", "SMS_TYPE_NAMES",
 ]

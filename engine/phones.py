@@ -33,6 +33,13 @@ UNKNOWN = PhoneNumberType.UNKNOWN
 #: the types an SMS cannot reach (landlines, toll-free, premium, shared-cost, voicemail, UAN)
 NOT_SMS = (PhoneNumberType.FIXED_LINE, PhoneNumberType.TOLL_FREE, PhoneNumberType.PREMIUM_RATE,
            PhoneNumberType.SHARED_COST, PhoneNumberType.VOICEMAIL, PhoneNumberType.UAN)
+#: type code → the lower-case name the readers record in ``handle_type.<attribute>``
+TYPE_NAMES = {int(v): k.lower() for k, v in vars(PhoneNumberType).items() if k.isupper() and isinstance(v, int)
+              and v != UNKNOWN}
+#: every line type name (a channel taking any valid number accepts these)
+PHONE_TYPE_NAMES = tuple(TYPE_NAMES.values())
+#: the line type names an SMS can reach
+SMS_TYPE_NAMES = tuple(n for c, n in TYPE_NAMES.items() if c not in NOT_SMS)
 #: a value the fast path reads: ``+`` and a digit, then digits and the separators parse strips
 INTERNATIONAL_FORM = r"^\+[0-9][0-9 ().\-]*$"
 _MAX_INPUT = 250  # phonenumbers refuses longer input
@@ -217,6 +224,6 @@ def classify_international(values: pl.Series) -> pl.DataFrame:
                       .alias("e164"), pl.col("type"))
 
 
-def is_sms_type(kind: pl.Expr) -> pl.Expr:
-    """Whether a type code is a valid number an SMS can reach (not invalid, landline, toll-free, premium …)."""
-    return (kind != int(UNKNOWN)) & ~kind.is_in([int(t) for t in NOT_SMS])
+def type_name(e164: str) -> str:
+    """The line type of a valid number in E.164 form, as recorded in ``handle_type.<attribute>``."""
+    return TYPE_NAMES[int(phonenumbers.number_type(phonenumbers.parse(e164, None)))]

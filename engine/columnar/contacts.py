@@ -1,7 +1,8 @@
 """Phone and e-mail normalisation over whole columns, with the answers of ``engine.audience`` (phonenumbers
 and email-validator are the source of truth).
 
-Each distinct value is checked once. E-mail has a vectorised fast path: an address whose local part is a
+Phone numbers in international form are decided by :mod:`engine.phones` (polars expressions from
+phonenumbers' metadata); the rest go through phonenumbers once per distinct value. E-mail has a vectorised fast path: an address whose local part is a
 plain dot-atom (letters, digits, ``._+-``, no leading, trailing or double dots, at most 64 characters) and
 whose whole length is at most 254 is valid exactly when its domain is, and normalises to the same local
 part and the normalised domain; so only distinct *domains* go through email-validator. Everything else
@@ -16,7 +17,7 @@ from collections.abc import Callable
 import polars as pl
 
 from engine.audience import normalise_email, normalise_phone
-from engine.phones import classify_international
+from engine.phones import TYPE_NAMES, classify_international, type_name
 
 _LOCAL = r"^[A-Za-z0-9+_-]+(\.[A-Za-z0-9+_-]+)*$"
 _CACHE_MAX = 2_000_000
@@ -45,18 +46,30 @@ def per_unique(s: pl.Series, kind: str, fn: Callable[[str], str]) -> tuple[pl.Se
     return good, bad
 
 
-def normalise_phones(s: pl.Series, region: str | None = None, name: str = "phone") -> tuple[pl.Series, pl.Series]:
-    """E.164 numbers and error messages (null where fine) for a String series of phone numbers, as
-    :func:`engine.audience.normalise_phone` (``region``: how numbers without ``+`` are read). Numbers in
+def check_phones(s: pl.Series, region: str | None = None, name: str = "phone"
+                 ) -> tuple[pl.Series, pl.Series, pl.Series]:
+    """(E.164 numbers, error messages, line type names) for a String series of phone numbers, as
+    :func:`engine.audience.check_handle` (``region``: how numbers without ``+`` are read). Numbers in
     international form are checked as columns (:mod:`engine.phones`); only the values the fast path does not
     confirm go through phonenumbers, once per distinct value."""
     fast = classify_international(s)
-    ok = fast.get_column("e164").is_not_null()
-    rest = s.filter(~ok & s.is_not_null())
-    if rest.len() == 0:
-        return fast.get_column("e164").alias(s.name), pl.Series(s.name, [None] * s.len(), dtype=pl.String)
+    e164 = fast.get_column("e164")
+    kinds = fast.get_column("type").replace_strict(list(TYPE_NAMES), list(TYPE_NAMES.values()), default=None,
+                                                   return_dtype=pl.String)
+    ok = e164.is_not_null()
+    if not (~ok & s.is_not_null()).any():
+        return e164.alias(s.name), pl.Series(s.name, [None] * s.len(), dtype=pl.String), kinds.alias(s.name)
     good, bad = per_unique(s.set(ok, None), f"{name}:{region}", lambda v: normalise_phone(v, name, region))
-    return pl.select(pl.coalesce(fast.get_column("e164"), good)).to_series().alias(s.name), bad.alias(s.name)
+    extra = good.drop_nulls().unique().to_list()
+    kinds = pl.select(pl.coalesce(kinds, good.replace_strict(extra, [type_name(v) for v in extra], default=None,
+                                                             return_dtype=pl.String))).to_series()
+    return pl.select(pl.coalesce(e164, good)).to_series().alias(s.name), bad.alias(s.name), kinds.alias(s.name)
+
+
+def normalise_phones(s: pl.Series, region: str | None = None, name: str = "phone") -> tuple[pl.Series, pl.Series]:
+    """E.164 numbers and error messages (null where fine): :func:`check_phones` without the line types."""
+    good, bad, _ = check_phones(s, region, name)
+    return good, bad
 
 
 def normalise_whatsapps(s: pl.Series, region: str | None = None) -> tuple[pl.Series, pl.Series]:

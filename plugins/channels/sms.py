@@ -29,6 +29,7 @@ import phonenumbers
 import polars as pl
 
 from engine import (
+    SMS_TYPE_NAMES,
     ContactReach,
     Creative,
     Customer,
@@ -184,7 +185,9 @@ class Sms:
         self.max_segments = int(settings.get("max_segments", 6))
         self.short_link_length = int(settings.get("short_link_length", 23))
         self.region = settings.get("default_region")
-        self._reach = ContactReach(self.name, "phone", valid=lambda v: sms_number(v, self.region) is not None,
+        #: the audience reader reads numbers without + in this region (``engine.runtime.contact_regions``)
+        self.contact_regions = {"phone": self.region} if self.region else {}
+        self._reach = ContactReach(self.name, "phone", kinds=SMS_TYPE_NAMES, valid=lambda v: sms_number(v, self.region) is not None,
                                    rule="a mobile number in international form (+ and country code); "
                                         "landlines, toll-free and premium numbers cannot take SMS")
         optout = settings.get("optout_text", "Reply STOP to opt out")
