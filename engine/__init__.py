@@ -1,5 +1,6 @@
 """Herald's engine: the public API plugins and adapters use (and the only one plugins may import)."""
 
+from engine.columnar.contacts import valid_emails
 from engine.contracts import (
     Channel,
     DecisionDraft,
@@ -77,5 +78,5 @@ __all__ = [
     "coerce_value", "missing_values", "render_content", "template_strings", "template_variables", "unknown_keys",
     "EvaluatorSpec", "IncentiveContext", "InMemoryLedgerStore", "LedgerEntry", "LedgerFull", "LedgerInfo",
     "LedgerStore", "SendContext", "SendRequest", "SendResult", "Transport", "transport_send",
-    "PHONE_TYPE_NAMES", "SMS_TYPE_NAMES",
+    "PHONE_TYPE_NAMES", "SMS_TYPE_NAMES", "valid_emails",
 ]
