@@ -254,7 +254,8 @@ class ContactReach:
         if self.kinds is not None and self.valid_expr is None:
             build = typed_or_checked(self.contact, self.kinds, self.valid)
         ok = handle_ok_expr(self.contact)
-        return ok if build is None else ok & build(column)
+        # a handle the reader marked malformed is not checked again (nor parsed)
+        return ok if build is None else ok & build(pl.when(ok).then(column))
 
     def expr(self) -> pl.Expr:
         """The status string per row of a frame with ``customer.<contact>`` and

@@ -304,6 +304,12 @@ class Sms:
         dnd = fact_column("customer.dnd", pl.Boolean).eq_missing(True) & pl.lit(not message.delivery.send_to_dnd)
         return pl.when(status.is_in(_REACHABLE) & dnd).then(pl.lit(Reachability.DND.value)).otherwise(status)
 
+    def reachable_expr(self, message: Message) -> pl.Expr:
+        """Whether ``reachability_expr`` is a reachable status, one Boolean per row (the bulk plan's form):
+        reachable over ``phone`` (the reader's line type trusted) and not held back by DND."""
+        dnd = fact_column("customer.dnd", pl.Boolean, scalar_if_missing=True).eq_missing(True)
+        return self._reach.reachable_expr() & ~(dnd & pl.lit(not message.delivery.send_to_dnd))
+
     async def send(self, payload: Mapping[str, Any], ctx: SendContext) -> SendResult:
         """Send the gateway request to ``payload["to"]`` through ``ctx.transport``."""
         return await transport_send(self.name, payload, ctx, to=payload.get("to"))
