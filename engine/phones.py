@@ -190,13 +190,59 @@ def _strippable(n: pl.Expr, cc: str) -> pl.Expr | None:
     return n.str.contains(f"(?-u)^(?:{npp})")
 
 
-def classify_international(values: pl.Series) -> pl.DataFrame:
+#: a value in national form the fast path may read: digits (an opening parenthesis first) and separators
+NATIONAL_FORM = r"^[(]?[0-9][0-9 ().\-]*$"
+
+
+def _possible_after_strip(n: pl.Expr, meta: PhoneMetadata) -> pl.Expr:
+    """``_test_number_length(n, meta)`` is IS_POSSIBLE or TOO_LONG: when ``parse`` keeps a stripped prefix."""
+    lengths = sorted(meta.general_desc.possible_length)
+    local = list(meta.general_desc.possible_length_local_only or ())
+    size = n.str.len_bytes()
+    return ~size.is_in(local) & (size.is_in(lengths) | (size > lengths[-1]))
+
+
+def international_from_national(values: pl.Series, region: str) -> pl.Series:
+    """Each value in ``region``'s national form rewritten as ``+<country code><national number>`` where that
+    is exactly what ``phonenumbers.parse(value, region)`` reads (the national prefix stripped under parse's
+    own conditions); every other value unchanged (values starting with the international prefix or the
+    country code, or whose prefix parse might keep, stay as they are: the caller parses them)."""
+    meta = PhoneMetadata.metadata_for_region(region.upper(), None)
+    if meta is None or meta.national_prefix_transform_rule or not meta.general_desc.possible_length:
+        return values
+    npp = meta.national_prefix_for_parsing or ""
+    if npp and not npp.isdigit():  # only a literal national prefix ("0", "1"): regex prefixes are parsed
+        return values
+    cc = str(meta.country_code)
+    frame = pl.DataFrame({"v": values.cast(pl.String)})
+    d = pl.col("v").str.replace_all(r"[^0-9]", "")
+    national = pl.col("v").str.contains(NATIONAL_FORM) & (pl.col("v").str.len_bytes() <= _MAX_INPUT)
+    if meta.international_prefix:
+        national = national & ~d.str.contains(f"(?-u)^(?:{meta.international_prefix})")
+    national = national & ~d.str.starts_with(cc)
+    general = f"(?-u)^(?:{meta.general_desc.national_number_pattern})$"
+    rest = d.str.slice(len(npp))
+    with_prefix = d.str.starts_with(npp) if npp else pl.lit(False)
+    # parse strips the prefix unless the whole number was viable and the rest is not, or the rest's length
+    # is not possible; then it keeps the prefix (a number the caller parses)
+    keeps = (d.str.contains(general) & ~rest.str.contains(general)) | ~_possible_after_strip(rest, meta)
+    nsn = pl.when(with_prefix & ~keeps).then(rest).when(~with_prefix).then(d)
+    out = frame.select(pl.when(national.fill_null(False) & nsn.is_not_null())
+                       .then(pl.concat_str([pl.lit("+" + cc), nsn])).otherwise(pl.col("v")).alias("v"))
+    return out.get_column("v").alias(values.name)
+
+
+def classify_international(values: pl.Series, region: str | None = None) -> pl.DataFrame:
     """Per value: ``e164`` (``+`` and the digits, String) and ``type`` (Int8, a ``PhoneNumberType`` code,
     ``UNKNOWN`` = invalid) where the fast path decides it; both null where the value must be parsed.
 
     A decided value has ``phonenumbers.is_valid_number(parse(v)) == (type != UNKNOWN)``, the same
-    ``number_type``, and ``format_number(parse(v), E164) == e164`` when valid."""
+    ``number_type``, and ``format_number(parse(v), E164) == e164`` when valid. With ``region``, values in
+    that region's national form are read as ``parse(v, region)`` reads them
+    (:func:`international_from_national`)."""
     text = values.cast(pl.String)
+    if region is not None:
+        text = international_from_national(text, region)
     frame = pl.DataFrame({"v": text}).with_row_index("_row")
     pure_mask = frame.get_column("v").str.contains(r"(?-u)^\+[0-9]+$").fill_null(False)
     pure, other = frame.filter(pure_mask), frame.filter(~pure_mask)

@@ -52,7 +52,7 @@ def check_phones(s: pl.Series, region: str | None = None, name: str = "phone"
     :func:`engine.audience.check_handle` (``region``: how numbers without ``+`` are read). Numbers in
     international form are checked as columns (:mod:`engine.phones`); only the values the fast path does not
     confirm go through phonenumbers, once per distinct value."""
-    fast = classify_international(s)
+    fast = classify_international(s, region)
     e164 = fast.get_column("e164")
     kinds = fast.get_column("type").replace_strict(list(TYPE_NAMES), list(TYPE_NAMES.values()), default=None,
                                                    return_dtype=pl.String)
@@ -60,8 +60,12 @@ def check_phones(s: pl.Series, region: str | None = None, name: str = "phone"
     if not (~ok & s.is_not_null()).any():
         return e164.alias(s.name), pl.Series(s.name, [None] * s.len(), dtype=pl.String), kinds.alias(s.name)
     good, bad = per_unique(s.set(ok, None), f"{name}:{region}", lambda v: normalise_phone(v, name, region))
-    extra = good.drop_nulls().unique().to_list()
-    kinds = pl.select(pl.coalesce(kinds, good.replace_strict(extra, [type_name(v) for v in extra], default=None,
+    extra = good.drop_nulls().unique()
+    typed = classify_international(extra)  # the parsed numbers are E.164 now: typed as columns, nearly all
+    names = typed.get_column("type").replace_strict(list(TYPE_NAMES), list(TYPE_NAMES.values()), default=None,
+                                                   return_dtype=pl.String).to_list()
+    names = [n if n is not None else type_name(v) for v, n in zip(extra.to_list(), names, strict=True)]
+    kinds = pl.select(pl.coalesce(kinds, good.replace_strict(extra, names, default=None,
                                                              return_dtype=pl.String))).to_series()
     return pl.select(pl.coalesce(e164, good)).to_series().alias(s.name), bad.alias(s.name), kinds.alias(s.name)
 

@@ -55,10 +55,10 @@ def corpus(seed: int = 8) -> list[str]:
     return out
 
 
-def truth(value: str) -> tuple[str | None, int]:
+def truth(value: str, region: str | None = None) -> tuple[str | None, int]:
     """(E.164 when valid, number type) as phonenumbers answers; (None, UNKNOWN) when it cannot parse."""
     try:
-        number = pn.parse(value, None)
+        number = pn.parse(value, region)
     except pn.NumberParseException:
         return None, T.UNKNOWN
     if not pn.is_valid_number(number):
@@ -102,3 +102,43 @@ def test_column_normalisation_equals_the_per_value_normaliser(region):
         except ValueError as exc:
             want = (None, str(exc))
         assert (g, b) == want, value
+
+
+REGIONS = ["IN", "US", "GB", "DE", "FR", "BR", "ID", "AR", "MX", "IT", "RU", "CN", "JP", "AU", "NG", "ZA", "KR",
+           "CA", "SG", "AE", "TR", "PL", "NL", "SE", "CH", "HU", "BY", "KZ"]
+
+
+def national_corpus(region: str, seed: int = 5) -> list[str]:
+    """Numbers of every region written in ``region``'s national form (and mutations): what a CRM holds when
+    numbers are stored without ``+``."""
+    rng = random.Random(f"{region}{seed}")
+    out = []
+    for number in _examples():
+        text = pn.format_number(number, pn.PhoneNumberFormat.NATIONAL)
+        digits = "".join(c for c in text if c.isdigit())
+        out += [text, digits, "(" + digits[:3] + ") " + digits[3:]]
+        for _ in range(3):
+            k = rng.randrange(len(digits) + 1)
+            out.append(digits[:k] + rng.choice(["", "0", "1", "9", "00"]) + digits[k + 1:])
+    out += ["".join(rng.choice("0123456789") for _ in range(rng.randint(1, 16))) for _ in range(500)]
+    return out
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_national_forms_are_read_as_parse_reads_them_in_the_region(region):
+    values = national_corpus(region)
+    got = classify_international(pl.Series(values, dtype=pl.String), region)
+    wrong = []
+    for value, e164, kind in zip(values, got["e164"], got["type"], strict=True):
+        if kind is None:
+            continue
+        want = truth(value, region)
+        if (e164, kind) != want and not (kind == UNKNOWN and want[1] == T.UNKNOWN):
+            wrong.append((value, e164, kind, want))
+    assert not wrong, wrong[:20]
+
+
+def test_the_national_form_of_a_literal_prefix_region_is_decided_as_columns():
+    got = classify_international(pl.Series(["098123 45678", "9812345678", "(0) 98123-45678", "0098123"]), "IN")
+    assert got["e164"].to_list()[:3] == ["+919812345678"] * 3
+    assert got["type"].to_list()[3] is None  # the international prefix 00: left to phonenumbers
