@@ -30,6 +30,8 @@ from phonenumbers import PhoneMetadata, PhoneNumberType
 
 #: number type codes (``PhoneNumberType`` values); ``UNKNOWN`` means "not a valid number"
 UNKNOWN = PhoneNumberType.UNKNOWN
+#: the code of a value ``phonenumbers.parse`` refuses (no known country code, too short or too long): invalid
+NOT_PARSED = -1
 #: the types an SMS cannot reach (landlines, toll-free, premium, shared-cost, voicemail, UAN)
 NOT_SMS = (PhoneNumberType.FIXED_LINE, PhoneNumberType.TOLL_FREE, PhoneNumberType.PREMIUM_RATE,
            PhoneNumberType.SHARED_COST, PhoneNumberType.VOICEMAIL, PhoneNumberType.UAN)
@@ -214,9 +216,15 @@ def international_from_national(values: pl.Series, region: str) -> pl.Series:
     if npp and not npp.isdigit():  # only a literal national prefix ("0", "1"): regex prefixes are parsed
         return values
     cc = str(meta.country_code)
-    frame = pl.DataFrame({"v": values.cast(pl.String)})
+    text = values.cast(pl.String)
+    candidate = (text.str.contains(NATIONAL_FORM) & (text.str.len_bytes() <= _MAX_INPUT)).fill_null(False)
+    if not candidate.any():
+        return text
+    rows = candidate.arg_true()
     d = pl.col("v").str.replace_all(r"[^0-9]", "")
-    national = pl.col("v").str.contains(NATIONAL_FORM) & (pl.col("v").str.len_bytes() <= _MAX_INPUT)
+    sub = pl.DataFrame({"v": text.gather(rows)}).with_columns(d.alias("d"))
+    d = pl.col("d")
+    national = d.str.len_bytes() >= 3  # fewer digits with separators: parse finds no number (NOT_A_NUMBER)
     if meta.international_prefix:
         national = national & ~d.str.contains(f"(?-u)^(?:{meta.international_prefix})")
     national = national & ~d.str.starts_with(cc)
@@ -227,16 +235,17 @@ def international_from_national(values: pl.Series, region: str) -> pl.Series:
     # is not possible; then it keeps the prefix (a number the caller parses)
     keeps = (d.str.contains(general) & ~rest.str.contains(general)) | ~_possible_after_strip(rest, meta)
     nsn = pl.when(with_prefix & ~keeps).then(rest).when(~with_prefix).then(d)
-    out = frame.select(pl.when(national.fill_null(False) & nsn.is_not_null())
-                       .then(pl.concat_str([pl.lit("+" + cc), nsn])).otherwise(pl.col("v")).alias("v"))
-    return out.get_column("v").alias(values.name)
+    out = sub.select(pl.when(national.fill_null(False) & nsn.is_not_null())
+                     .then(pl.concat_str([pl.lit("+" + cc), nsn])).otherwise(pl.col("v")).alias("v")).to_series()
+    return text.scatter(rows, out).alias(values.name)
 
 
 def classify_international(values: pl.Series, region: str | None = None) -> pl.DataFrame:
     """Per value: ``e164`` (``+`` and the digits, String) and ``type`` (Int8, a ``PhoneNumberType`` code,
-    ``UNKNOWN`` = invalid) where the fast path decides it; both null where the value must be parsed.
+    ``UNKNOWN`` = parsed but invalid, ``NOT_PARSED`` = parse refuses it) where the fast path decides it; both
+    null where the value must be parsed.
 
-    A decided value has ``phonenumbers.is_valid_number(parse(v)) == (type != UNKNOWN)``, the same
+    A decided value has ``phonenumbers.is_valid_number(parse(v)) == (type >= 0 and type != UNKNOWN)``, the same
     ``number_type``, and ``format_number(parse(v), E164) == e164`` when valid. With ``region``, values in
     that region's national form are read as ``parse(v, region)`` reads them
     (:func:`international_from_national`)."""
@@ -255,18 +264,21 @@ def classify_international(values: pl.Series, region: str | None = None) -> pl.D
     cc = pl.col("d").str.head(3).replace_strict(keys, ccs, default=None, return_dtype=pl.String)
     cand = cand.with_columns(cc.alias("cc")).with_columns(pl.col("d").str.slice(pl.col("cc").str.len_bytes()).alias("n"))
     lo, hi = _NSN_LENGTHS
-    # no known calling code (short, or starting with 0), or a national number of impossible length: invalid
-    bad = cand.select(pl.col("cc").is_null() | ~pl.col("n").str.len_bytes().is_between(lo, hi)).to_series()
-    parts.append(cand.filter(bad).select("_row", "d", _code(UNKNOWN).alias("type")))
+    # no known calling code (short, or starting with 0), or a national number too short: parse refuses it
+    bad = cand.select(pl.col("cc").is_null() | (pl.col("n").str.len_bytes() < lo)).to_series()
+    parts.append(cand.filter(bad).select("_row", "d", _code(NOT_PARSED).alias("type")))
     for (code,), part in cand.filter(~bad).partition_by("cc", as_dict=True).items():
         strip = _strippable(pl.col("n"), code)
         if strip is not None:  # parse may strip a national prefix from these: left to phonenumbers
             mask = part.select(strip).to_series()
             parts.append(part.filter(mask).select("_row", "d", pl.lit(None, pl.Int8).alias("type")))
             part = part.filter(~mask)
+        long = part.get_column("n").str.len_bytes() > hi  # too long to parse (nothing was stripped)
+        parts.append(part.filter(long).select("_row", "d", _code(NOT_PARSED).alias("type")))
+        part = part.filter(~long)
         parts.append(_types_for_code(part.select("_row", "d", "n"), _calling_codes()[code]).select("_row", "d", "type"))
     out = pl.concat(parts).sort("_row")
-    return out.select(pl.when(pl.col("type") != int(UNKNOWN)).then(pl.concat_str([pl.lit("+"), pl.col("d")]))
+    return out.select(pl.when((pl.col("type") >= 0) & (pl.col("type") != int(UNKNOWN))).then(pl.concat_str([pl.lit("+"), pl.col("d")]))
                       .alias("e164"), pl.col("type"))
 
 

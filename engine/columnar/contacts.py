@@ -17,7 +17,7 @@ from collections.abc import Callable
 import polars as pl
 
 from engine.audience import normalise_email, normalise_phone
-from engine.phones import TYPE_NAMES, classify_international, type_name
+from engine.phones import TYPE_NAMES, UNKNOWN, classify_international, type_name
 
 _LOCAL = r"^[A-Za-z0-9+_-]+(\.[A-Za-z0-9+_-]+)*$"
 _CACHE_MAX = 2_000_000
@@ -53,13 +53,20 @@ def check_phones(s: pl.Series, region: str | None = None, name: str = "phone"
     international form are checked as columns (:mod:`engine.phones`); only the values the fast path does not
     confirm go through phonenumbers, once per distinct value."""
     fast = classify_international(s, region)
-    e164 = fast.get_column("e164")
-    kinds = fast.get_column("type").replace_strict(list(TYPE_NAMES), list(TYPE_NAMES.values()), default=None,
-                                                   return_dtype=pl.String)
-    ok = e164.is_not_null()
-    if not (~ok & s.is_not_null()).any():
-        return e164.alias(s.name), pl.Series(s.name, [None] * s.len(), dtype=pl.String), kinds.alias(s.name)
-    good, bad = per_unique(s.set(ok, None), f"{name}:{region}", lambda v: normalise_phone(v, name, region))
+    e164, code = fast.get_column("e164"), fast.get_column("type")
+    kinds = code.replace_strict(list(TYPE_NAMES), list(TYPE_NAMES.values()), default=None, return_dtype=pl.String)
+    # parsed but invalid: the message needs no parse
+    invalid = (code == int(UNKNOWN)).fill_null(False)
+    if invalid.any():
+        values = s.filter(invalid).unique().to_list()
+        said = s.replace_strict(values, [f"{name} {v!r} is not a valid number" for v in values], default=None,
+                                return_dtype=pl.String).set(~invalid, None)
+    else:
+        said = pl.Series(s.name, [None] * s.len(), dtype=pl.String)
+    done = e164.is_not_null() | invalid
+    if not (~done & s.is_not_null()).any():
+        return e164.alias(s.name), said.alias(s.name), kinds.alias(s.name)
+    good, bad = per_unique(s.set(done, None), f"{name}:{region}", lambda v: normalise_phone(v, name, region))
     extra = good.drop_nulls().unique()
     typed = classify_international(extra)  # the parsed numbers are E.164 now: typed as columns, nearly all
     names = typed.get_column("type").replace_strict(list(TYPE_NAMES), list(TYPE_NAMES.values()), default=None,
@@ -67,7 +74,8 @@ def check_phones(s: pl.Series, region: str | None = None, name: str = "phone"
     names = [n if n is not None else type_name(v) for v, n in zip(extra.to_list(), names, strict=True)]
     kinds = pl.select(pl.coalesce(kinds, good.replace_strict(extra, names, default=None,
                                                              return_dtype=pl.String))).to_series()
-    return pl.select(pl.coalesce(e164, good)).to_series().alias(s.name), bad.alias(s.name), kinds.alias(s.name)
+    return (pl.select(pl.coalesce(e164, good)).to_series().alias(s.name),
+            pl.select(pl.coalesce(said, bad)).to_series().alias(s.name), kinds.alias(s.name))
 
 
 def normalise_phones(s: pl.Series, region: str | None = None, name: str = "phone") -> tuple[pl.Series, pl.Series]:

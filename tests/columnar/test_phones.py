@@ -14,7 +14,7 @@ from phonenumbers import PhoneNumberType as T
 
 from engine.audience import normalise_phone
 from engine.columnar.contacts import normalise_phones
-from engine.phones import UNKNOWN, classify_international
+from engine.phones import NOT_PARSED, UNKNOWN, classify_international
 
 _TYPES = [t for t in vars(T).values() if isinstance(t, int) and t != T.UNKNOWN]
 
@@ -55,6 +55,14 @@ def corpus(seed: int = 8) -> list[str]:
     return out
 
 
+def parses(value: str, region: str | None = None) -> bool:
+    try:
+        pn.parse(value, region)
+    except pn.NumberParseException:
+        return False
+    return True
+
+
 def truth(value: str, region: str | None = None) -> tuple[str | None, int]:
     """(E.164 when valid, number type) as phonenumbers answers; (None, UNKNOWN) when it cannot parse."""
     try:
@@ -75,7 +83,7 @@ def test_every_decided_verdict_is_phonenumbers_verdict():
             continue
         decided += 1
         want = truth(value)
-        if (e164, kind) != (want[0], want[1]) and not (kind == UNKNOWN and want[1] == T.UNKNOWN):
+        if (e164, kind) != (want[0], want[1]) and not (kind in (UNKNOWN, NOT_PARSED) and want[1] == T.UNKNOWN):
             wrong.append((value, e164, kind, want))
     assert not wrong, wrong[:20]
     assert decided > 0.9 * len(values)  # the fast path decides nearly all: only national prefixes are left
@@ -89,9 +97,18 @@ def test_the_fast_path_decides_e164_numbers_of_every_region():
     assert all(e == v for v, e in zip(e164, got["e164"], strict=True) if e is not None)
 
 
-@pytest.mark.parametrize("region", [None, "GB", "IN"])
+def test_invalid_verdicts_say_whether_parse_accepts_the_number():
+    values = corpus(seed=4)
+    got = classify_international(pl.Series(values, dtype=pl.String))
+    wrong = [(v, k) for v, k in zip(values, got["type"], strict=True)
+             if k in (UNKNOWN, NOT_PARSED) and (k == UNKNOWN) != parses(v)]
+    assert not wrong, wrong[:20]
+
+
+@pytest.mark.parametrize("region", [None, "GB", "IN", "US", "DE"])
 def test_column_normalisation_equals_the_per_value_normaliser(region):
-    values = corpus(seed=3)[::3] + ["07400 123456", "020 7946 0958", "098123 45678", "7400123456", None]
+    values = corpus(seed=3)[::3] + national_corpus(region or "FR")[::4] + [
+        "07400 123456", "020 7946 0958", "098123 45678", "7400123456", "1-2", "12", "1 2 3", None]
     good, bad = normalise_phones(pl.Series(values, dtype=pl.String), region=region)
     for value, g, b in zip(values, good, bad, strict=True):
         if value is None:
@@ -133,7 +150,7 @@ def test_national_forms_are_read_as_parse_reads_them_in_the_region(region):
         if kind is None:
             continue
         want = truth(value, region)
-        if (e164, kind) != want and not (kind == UNKNOWN and want[1] == T.UNKNOWN):
+        if (e164, kind) != want and not (kind in (UNKNOWN, NOT_PARSED) and want[1] == T.UNKNOWN):
             wrong.append((value, e164, kind, want))
     assert not wrong, wrong[:20]
 
