@@ -71,7 +71,12 @@ def normalise_email(text: str) -> str:
     try:
         return validate_email(text, check_deliverability=False).normalized
     except EmailNotValidError:
-        raise ValueError(f"email {text!r} is not a valid address: {_email_fault(text)}") from None
+        raise ValueError(email_error(text)) from None
+
+
+def email_error(text: str) -> str:
+    """The message of an address email-validator refuses (what :func:`normalise_email` raises)."""
+    return f"email {text!r} is not a valid address: {_email_fault(text)}"
 
 
 def _email_fault(text: str) -> str:

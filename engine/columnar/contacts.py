@@ -16,10 +16,12 @@ from collections.abc import Callable
 
 import polars as pl
 
-from engine.audience import normalise_email, normalise_phone
+from engine.audience import email_error, normalise_email, normalise_phone
 from engine.phones import TYPE_NAMES, UNKNOWN, classify_international, type_name
 
 _LOCAL = r"^[A-Za-z0-9+_-]+(\.[A-Za-z0-9+_-]+)*$"
+#: an internationalized dot-atom local part: letters and digits of any script (no marks, symbols, spaces)
+_LOCAL_INTL = r"^[\p{L}\p{N}+_-]+(\.[\p{L}\p{N}+_-]+)*$"
 _CACHE_MAX = 2_000_000
 _cache: dict[tuple[str, str], tuple[str | None, str | None]] = {}
 
@@ -96,18 +98,31 @@ def normalise_emails(s: pl.Series) -> tuple[pl.Series, pl.Series]:
         pl.col("v"),
         pl.col("v").str.split_exact("@", 1).struct.rename_fields(["local", "domain"]).alias("p"),
     ).unnest("p")
-    simple = (pl.col("local").str.contains(_LOCAL) & (pl.col("local").str.len_chars() <= 64)
-              & (pl.col("v").str.len_bytes() <= 254) & (pl.col("v").str.count_matches("@") == 1)
-              & pl.col("domain").is_not_null() & pl.col("v").str.contains(r"^[\x21-\x7e]+$"))
-    parts = parts.with_columns(simple.fill_null(False).alias("simple"))
+    one_at = (pl.col("v").str.count_matches("@") == 1) & pl.col("domain").is_not_null()
+    plain = pl.col("local").str.contains(_LOCAL) & pl.col("v").str.contains(r"^[\x21-\x7e]+$")
+    # letters of any script, already in NFC (email-validator's normalisation leaves them as they are)
+    intl = (pl.col("local").str.contains(_LOCAL_INTL) & (pl.col("local") == pl.col("local").str.normalize("NFC"))
+            & ~pl.col("domain").str.contains(r"\s"))
+    simple = ((plain | intl) & (pl.col("local").str.len_bytes() <= 64) & (pl.col("v").str.len_bytes() <= 254)
+              & one_at)
+    # shapes email-validator always refuses: no @, white space, an unquoted local part with a dot at an edge
+    # or two dots in a row, a domain without a dot
+    local = pl.col("local")
+    refused = (~pl.col("v").str.contains("@", literal=True) | pl.col("v").str.contains(r"\s")
+               | one_at & ~local.str.starts_with('"') & (local.str.starts_with(".") | local.str.ends_with(".")
+                                                          | local.str.contains("..", literal=True))
+               | one_at & ~pl.col("domain").str.contains(".", literal=True))
+    parts = parts.with_columns(simple.fill_null(False).alias("simple"), refused.fill_null(False).alias("refused"))
     fast = parts.filter("simple")
     domains = fast.get_column("domain").unique().to_list()
     checked = [_checked("email", f"a@{d}", normalise_email) for d in domains]
     ok_domains = [d for d, r in zip(domains, checked, strict=True) if r[0] is not None]
     norm_domains = [r[0].split("@", 1)[1] for r in checked if r[0] is not None]
     slow = parts.filter(~pl.col("simple") | ~pl.col("domain").is_in(pl.Series(ok_domains, dtype=pl.String).implode()))
+    refused_values = set(slow.filter("refused").get_column("v").drop_nulls().unique().to_list())
     slow_values = slow.get_column("v").drop_nulls().unique().to_list()
-    slow_results = [_checked("email", v, normalise_email) for v in slow_values]
+    slow_results = [(None, email_error(v)) if v in refused_values else _checked("email", v, normalise_email)
+                    for v in slow_values]
     slow_map_good = dict(zip(slow_values, [r[0] for r in slow_results], strict=True))
     slow_map_bad = dict(zip(slow_values, [r[1] for r in slow_results], strict=True))
     fast_dom = pl.col("domain").replace_strict(ok_domains, norm_domains, default=None, return_dtype=pl.String)
