@@ -20,6 +20,8 @@ from engine.audience import email_error, normalise_email, normalise_phone
 from engine.phones import TYPE_NAMES, UNKNOWN, classify_international, type_name
 
 _LOCAL = r"^[A-Za-z0-9+_-]+(\.[A-Za-z0-9+_-]+)*$"
+#: a plain address: an ASCII dot-atom local part, one @, a domain of printable ASCII
+_PLAIN = r"^[A-Za-z0-9+_-]+(?:\.[A-Za-z0-9+_-]+)*@[\x21-\x3f\x41-\x7e]+$"
 #: an internationalized dot-atom local part: letters and digits of any script (no marks, symbols, spaces)
 _LOCAL_INTL = r"^[\p{L}\p{N}+_-]+(\.[\p{L}\p{N}+_-]+)*$"
 _CACHE_MAX = 2_000_000
@@ -91,20 +93,21 @@ def normalise_whatsapps(s: pl.Series, region: str | None = None) -> tuple[pl.Ser
     return normalise_phones(s, region, "whatsapp")
 
 
-def normalise_emails(s: pl.Series) -> tuple[pl.Series, pl.Series]:
-    """Normalised addresses and error messages (null where fine) for a String series of addresses."""
-    frame = pl.DataFrame({"v": s})
-    parts = frame.select(
-        pl.col("v"),
-        pl.col("v").str.split_exact("@", 1).struct.rename_fields(["local", "domain"]).alias("p"),
-    ).unnest("p")
+def _email_shapes(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` (``v``, ``local``, ``domain``) with ``simple`` (the fast path decides it by its domain) and
+    ``refused`` (email-validator always refuses it). Plain ASCII addresses are found with one regex; the
+    costlier checks (other scripts, NFC, refused shapes) run only on the rest."""
+    plain = (pl.col("v").str.contains(_PLAIN) & (pl.col("local").str.len_bytes() <= 64)
+             & (pl.col("v").str.len_bytes() <= 254)).fill_null(False)
+    frame = frame.with_columns(plain.alias("simple"), pl.lit(False).alias("refused"))
+    mask = frame.get_column("simple") | frame.get_column("v").is_null()
+    if mask.all():
+        return frame
     one_at = (pl.col("v").str.count_matches("@") == 1) & pl.col("domain").is_not_null()
-    plain = pl.col("local").str.contains(_LOCAL) & pl.col("v").str.contains(r"^[\x21-\x7e]+$")
     # letters of any script, already in NFC (email-validator's normalisation leaves them as they are)
     intl = (pl.col("local").str.contains(_LOCAL_INTL) & (pl.col("local") == pl.col("local").str.normalize("NFC"))
-            & ~pl.col("domain").str.contains(r"\s"))
-    simple = ((plain | intl) & (pl.col("local").str.len_bytes() <= 64) & (pl.col("v").str.len_bytes() <= 254)
-              & one_at)
+            & ~pl.col("domain").str.contains(r"\s") & (pl.col("local").str.len_bytes() <= 64)
+            & (pl.col("v").str.len_bytes() <= 254) & one_at)
     # shapes email-validator always refuses: no @, white space, an unquoted local part with a dot at an edge
     # or two dots in a row, a domain without a dot
     local = pl.col("local")
@@ -112,29 +115,42 @@ def normalise_emails(s: pl.Series) -> tuple[pl.Series, pl.Series]:
                | one_at & ~local.str.starts_with('"') & (local.str.starts_with(".") | local.str.ends_with(".")
                                                           | local.str.contains("..", literal=True))
                | one_at & ~pl.col("domain").str.contains(".", literal=True))
-    parts = parts.with_columns(simple.fill_null(False).alias("simple"), refused.fill_null(False).alias("refused"))
+    rest = frame.filter(~mask).with_columns(intl.fill_null(False).alias("simple"), refused.fill_null(False).alias("refused"))
+    return pl.concat([frame.filter(mask), rest])
+
+
+def normalise_emails(s: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """Normalised addresses and error messages (null where fine) for a String series of addresses."""
+    frame = pl.DataFrame({"v": s}).with_row_index("_row")
+    parts = frame.select(
+        "_row", pl.col("v"),
+        pl.col("v").str.split_exact("@", 1).struct.rename_fields(["local", "domain"]).alias("p"),
+    ).unnest("p")
+    parts = _email_shapes(parts)
     fast = parts.filter("simple")
     domains = fast.get_column("domain").unique().to_list()
     checked = [_checked("email", f"a@{d}", normalise_email) for d in domains]
     ok_domains = [d for d, r in zip(domains, checked, strict=True) if r[0] is not None]
     norm_domains = [r[0].split("@", 1)[1] for r in checked if r[0] is not None]
     slow = parts.filter(~pl.col("simple") | ~pl.col("domain").is_in(pl.Series(ok_domains, dtype=pl.String).implode()))
-    refused_values = set(slow.filter("refused").get_column("v").drop_nulls().unique().to_list())
+    # refused shapes, and simple addresses whose domain failed, are invalid: the message needs no validation
+    refused_values = set(slow.filter(pl.col("refused") | pl.col("simple")).get_column("v").drop_nulls().unique().to_list())
     slow_values = slow.get_column("v").drop_nulls().unique().to_list()
     slow_results = [(None, email_error(v)) if v in refused_values else _checked("email", v, normalise_email)
                     for v in slow_values]
     slow_map_good = dict(zip(slow_values, [r[0] for r in slow_results], strict=True))
     slow_map_bad = dict(zip(slow_values, [r[1] for r in slow_results], strict=True))
     fast_dom = pl.col("domain").replace_strict(ok_domains, norm_domains, default=None, return_dtype=pl.String)
+    decided = pl.col("simple") & fast_dom.is_not_null()
     out = parts.select(
-        pl.when(pl.col("simple") & fast_dom.is_not_null())
-        .then(pl.concat_str([pl.col("local"), pl.lit("@"), fast_dom]))
+        "_row",
+        pl.when(decided).then(pl.concat_str([pl.col("local"), pl.lit("@"), fast_dom]))
         .otherwise(pl.col("v").replace_strict(list(slow_map_good), list(slow_map_good.values()), default=None,
                                               return_dtype=pl.String)).alias("good"),
-        pl.when(pl.col("simple") & fast_dom.is_not_null()).then(pl.lit(None, pl.String))
+        pl.when(decided).then(pl.lit(None, pl.String))
         .otherwise(pl.col("v").replace_strict(list(slow_map_bad), list(slow_map_bad.values()), default=None,
                                               return_dtype=pl.String)).alias("bad"),
-    )
+    ).sort("_row")
     return out.get_column("good").alias(s.name), out.get_column("bad").alias(s.name)
 
 

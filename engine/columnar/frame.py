@@ -239,6 +239,8 @@ def _typed(raw: pl.DataFrame, types: Mapping[str, str], file: str, *, rows_are_l
             value, err = _coerce(s, ftype)
         elif s.dtype.is_float() and not s.is_finite().fill_null(True).all():
             err = _python(s, "number")[1]  # a free attribute: finite numbers only, as ``engine.audience``
+        elif s.dtype.is_integer() and not _exact(s):
+            err = _python(s, "number")[1]  # a free attribute: whole numbers a number holds exactly
         if name == "timezone":
             value, err, code = _check_zone(value, err)
         if name.startswith("subscription."):
