@@ -149,7 +149,7 @@ def _generate(n: int, seed: int) -> pl.DataFrame:
         return v if rng.random() < p else None
 
     rows = {k: [] for k in ("id", "tier", "region", "points", "lifetime_value", "affinities", "last_purchase_date",
-                            "fraud_score", "timezone", "blocked", *CONTACT.values(),
+                            "fraud_score", "timezone", "blocked", *(CONTACT[c] for c in CHANNELS),
                             *(f"subscription.{c}" for c in CHANNELS))}
     for i in range(n):
         rows["id"].append(f"c{i:07d}")
