@@ -154,9 +154,27 @@ def normalise_emails(s: pl.Series) -> tuple[pl.Series, pl.Series]:
     return out.get_column("good").alias(s.name), out.get_column("bad").alias(s.name)
 
 
+def email_verdicts(s: pl.Series) -> pl.Series:
+    """Whether each address is one email-validator accepts (null stays false), with :func:`normalise_emails`'
+    answers but cheaper on clean columns: a plain address (one regex) is valid exactly when its domain is
+    (validated once per distinct domain); only the other values take :func:`normalise_emails`."""
+    plain = (s.str.contains(_PLAIN) & (s.str.find("@", literal=True) <= 64) & (s.str.len_bytes() <= 254)).fill_null(False)
+    out = pl.Series(s.name, [False] * s.len(), dtype=pl.Boolean)
+    if plain.any():
+        rows = plain.arg_true()
+        at = s.gather(rows)
+        domain = at.str.slice(at.str.find("@", literal=True) + 1)
+        uniq = domain.unique().to_list()
+        ok = [d for d in uniq if _checked("email", f"a@{d}", normalise_email)[0] is not None]
+        out = out.scatter(rows, domain.is_in(pl.Series(ok, dtype=pl.String).implode()))
+    rest = ~plain & s.is_not_null()
+    if rest.any():
+        rows = rest.arg_true()
+        out = out.scatter(rows, normalise_emails(s.gather(rows))[0].is_not_null())
+    return out
+
+
 def valid_emails(column: pl.Expr) -> pl.Expr:
-    """True where a String column holds an address email-validator accepts (syntax only), as
-    :func:`normalise_emails` decides it: plain addresses by a vectorised check and one validation per distinct
-    domain, the rest once per distinct value. The e-mail channel's column check (no per-row Python)."""
-    return column.map_batches(lambda s: normalise_emails(s)[0].is_not_null(), return_dtype=pl.Boolean,
-                              is_elementwise=True)
+    """True where a String column holds an address email-validator accepts (syntax only): :func:`email_verdicts`
+    over the column. The e-mail channel's column check (no per-row Python)."""
+    return column.map_batches(email_verdicts, return_dtype=pl.Boolean, is_elementwise=True)

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.audience import normalise_email
-from engine.columnar.contacts import normalise_emails
+from engine.columnar.contacts import email_verdicts, normalise_emails
 
 LOCALS = ["asha", "Asha.Patel", "a+tag", "first_last", "a-b", "x", "a.b.c", ".asha", "asha.", "as..ha", "\"asha\"",
           "\"as ha\"", "\"a@b\"", "as ha", "as\tha", "jürgen", "JÜRGEN.müller", "jose\u0301", "josé", "用户", "пользователь",
@@ -47,6 +47,8 @@ def test_every_verdict_and_message_is_email_validators():
     good, bad = normalise_emails(pl.Series("e", values, dtype=pl.String))
     wrong = [(v, g, b, _want(v)) for v, g, b in zip(values, good, bad, strict=True) if (g, b) != _want(v)]
     assert not wrong, wrong[:10]
+    verdicts = email_verdicts(pl.Series("e", [*values, None], dtype=pl.String)).to_list()
+    assert verdicts == [_want(v)[0] is not None for v in values] + [False]
 
 
 def test_the_common_shapes_need_no_per_value_validation(monkeypatch):
