@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import polars as pl
 
 from benchmarks import peers
-from benchmarks.workload import AT, SEND_AT, audience, engine
+from benchmarks.workload import AT, SEND_AT, engine, peer_audience
 
 #: the most rows a slow engine decides; figures are per decision of that sample
 SAMPLE = {"compiled": 200_000, "reference": 50_000, "durable": 5_000, "compiled-pipeline": 100_000, "reference-pipeline": 20_000,
@@ -47,7 +47,7 @@ def peer_rows(raw: pl.DataFrame) -> list[dict]:
 
 def main(name: str, n: int) -> dict:
     herald, message = engine()
-    raw = audience(n)
+    raw = peer_audience(n, herald)
     take = min(n, SAMPLE.get(name, n))
     decisions: list = []
     if name in ("columnar", "polars-chain"):

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import polars as pl
 
-from benchmarks.workload import BLOCKED, CHANNELS, CONTACT, ELIGIBILITY, personalization
+from benchmarks.workload import CHANNELS, ELIGIBILITY, channel_checks, personalization, row_reachable
 
 Decision = tuple[str | None, str | None, str | None]
 STEPS = [("reason", ELIGIBILITY, None), ("variant", personalization(), None)]
@@ -43,11 +43,24 @@ def _pl_chain(rules, default=None) -> pl.Expr:
     return chain.otherwise(pl.lit(default, pl.String))
 
 
+def _pl_check(op: str, column: str, values: tuple) -> pl.Expr:
+    c = pl.col(column)
+    if op == "present":
+        return c.is_not_null()
+    if op == "null":
+        return c.is_null()
+    if op == "not_in":
+        return ~c.is_in(list(values)).fill_null(False)
+    if op == "in":
+        return c.is_in(list(values)).fill_null(False)
+    return ~c.fill_null(False)  # not_true
+
+
 def polars_chain(frame: pl.DataFrame) -> pl.DataFrame:
     """The whole decision as one hand-written ``when/then`` plan over the frame."""
     channel = None
     for c in CHANNELS:
-        ok = pl.col(CONTACT[c]).is_not_null() & ~pl.col(f"subscription.{c}").is_in(list(BLOCKED)).fill_null(False)
+        ok = pl.all_horizontal([_pl_check(*check) for check in channel_checks(c)])
         channel = pl.when(ok).then(pl.lit(c)) if channel is None else channel.when(ok).then(pl.lit(c))
     channel = channel.otherwise(pl.lit(None, pl.String))
     reason = (pl.when(pl.col("blocked").fill_null(False)).then(pl.lit("blocked"))
@@ -63,8 +76,7 @@ def polars_chain(frame: pl.DataFrame) -> pl.DataFrame:
 def _decide(row: dict, first: Callable[[str, dict], str | None]) -> Decision:
     reason = "blocked" if row.get("blocked") is True else first("reason", row)
     if reason is None:
-        channel = next((c for c in CHANNELS if row.get(CONTACT[c]) is not None
-                        and row.get(f"subscription.{c}") not in BLOCKED), None)
+        channel = next((c for c in CHANNELS if row_reachable(row, c)), None)
         if channel is None:
             return ("no_reachable_channel", None, None)
         return (None, first("variant", row), channel)
@@ -115,6 +127,19 @@ def _zen_text(field, op, value):
     return guard + f"contains({field}, {json.dumps(value)})"
 
 
+def _zen_check(op: str, column: str, values: tuple) -> str:
+    name = column.replace(".", "_")  # dots are paths in zen
+    if op == "present":
+        return f"{name} != null"
+    if op == "null":
+        return f"{name} == null"
+    if op == "not_in":
+        return f"not ({name} != null and {name} in {json.dumps(list(values))})"
+    if op == "in":
+        return f"({name} != null and {name} in {json.dumps(list(values))})"
+    return f"{name} != true"  # not_true
+
+
 def zen_content() -> str:
     """One JDM graph: input → three first-hit decision tables (reason, variant, channel) → output."""
     def table(id_, rules, out):
@@ -125,8 +150,7 @@ def zen_content() -> str:
 
     elig = [("blocked == true", "blocked")] + [(" and ".join(_zen_text(*a) for a in atoms), r) for atoms, r in ELIGIBILITY]
     pers = [(" and ".join(_zen_text(*a) for a in atoms), v) for atoms, v in personalization()]
-    chan = [(f"{CONTACT[c]} != null and not (subscription_{c} != null and "
-             f"subscription_{c} in {json.dumps(list(BLOCKED))})", c) for c in CHANNELS]
+    chan = [(" and ".join(_zen_check(*check) for check in channel_checks(c)), c) for c in CHANNELS]
     nodes = [{"id": "in", "type": "inputNode", "name": "in", "position": {"x": 0, "y": 0}},
              table("elig", elig, "reason"), table("pers", pers, "variant"), table("chan", chan, "channel"),
              {"id": "out", "type": "outputNode", "name": "out", "position": {"x": 0, "y": 0}}]
@@ -143,8 +167,8 @@ def _zen_decision(res: dict) -> Decision:
 
 
 def zen_rows(rows: list[dict]) -> list[dict]:
-    """Rows as zen wants them: ``subscription.x`` keys renamed (dots are paths in zen)."""
-    return [{k.replace("subscription.", "subscription_"): v for k, v in r.items()} for r in rows]
+    """Rows as zen wants them: dotted keys (``subscription.x``, ``handle_error.x``) renamed (dots are paths in zen)."""
+    return [{k.replace(".", "_"): v for k, v in r.items()} for r in rows]
 
 
 def zen_peer(batch: bool) -> Callable[[list[dict]], list[Decision]]:

@@ -1,5 +1,6 @@
 """Herald's engine: the public API plugins and adapters use (and the only one plugins may import)."""
 
+from engine.columnar.contacts import valid_emails
 from engine.contracts import (
     ActiveOptimizer,
     Channel,
@@ -54,6 +55,7 @@ from engine.model import (
     Schedule,
     TraceStep,
 )
+from engine.phones import PHONE_TYPE_NAMES, SMS_TYPE_NAMES
 from engine.reachability import (
     ContactReach,
     ContactReachability,
@@ -84,6 +86,7 @@ __all__ = [
     "LedgerStore", "SendContext", "SendRequest", "SendResult", "Transport", "transport_send",
     "ActiveOptimizer", "ColumnarChannel", "ColumnarContext", "ColumnarOptimizer", "RuleKind", "ValidatingOptimizer",
     "is_active",
+    "PHONE_TYPE_NAMES", "SMS_TYPE_NAMES", "valid_emails",
 ]
 
 

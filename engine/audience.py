@@ -29,12 +29,15 @@ from email_validator import EmailNotValidError, validate_email
 from engine.errors import AudienceError, Problem
 from engine.facts import zone
 from engine.fields import FieldCatalogue, coerce
-from engine.model import SUBSCRIPTION_STATUSES, Customer
-from engine.reachability import HANDLE_ERROR
+from engine.model import EMPTY, SUBSCRIPTION_STATUSES, Customer
+from engine.phones import type_name
+from engine.reachability import HANDLE_ERROR, HANDLE_TYPE
 from engine.sourcefile import MAX_DEPTH, too_deep
 
 MAX_REPORTED = 50
-RESERVED = f"the {HANDLE_ERROR}* attributes are Herald's own (why a handle is malformed); rename the column"
+RESERVED = (f"the {HANDLE_ERROR}* and {HANDLE_TYPE}* attributes are Herald's own (why a handle is malformed, "
+            "a phone number's line type); rename the column")
+OWN = (HANDLE_ERROR, HANDLE_TYPE)
 _PHONE_ERRORS = {
     phonenumbers.NumberParseException.TOO_SHORT_NSN: "is too short",
     phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "is too short",
@@ -43,13 +46,15 @@ _PHONE_ERRORS = {
 }
 
 
-def normalise_phone(text: str, name: str = "phone") -> str:
-    """E.164 form of an international number (``+`` and country code required); ``ValueError`` otherwise,
-    with our own words (``phone '0812345678' is not in international form (+ and country code)``)."""
-    if not text.strip().startswith("+"):
+def normalise_phone(text: str, name: str = "phone", region: str | None = None) -> str:
+    """E.164 form of a valid number; ``ValueError`` otherwise, in our own words. Without ``region`` the number
+    must be in international form (``+`` and country code: ``phone '0812345678' is not in international form
+    (+ and country code)``); with one (an ISO code such as ``GB``), a number without ``+`` is read as that
+    region's national form."""
+    if region is None and not text.strip().startswith("+"):
         raise ValueError(f"{name} {text!r} is not in international form (+ and country code)")
     try:
-        number = phonenumbers.parse(text, None)
+        number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as exc:
         raise ValueError(f"{name} {text!r} {_PHONE_ERRORS.get(exc.error_type, 'is not a phone number')}") from None
     if not phonenumbers.is_valid_number(number):
@@ -57,9 +62,9 @@ def normalise_phone(text: str, name: str = "phone") -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def normalise_whatsapp(text: str) -> str:
+def normalise_whatsapp(text: str, region: str | None = None) -> str:
     """:func:`normalise_phone` for the ``whatsapp`` attribute."""
-    return normalise_phone(text, "whatsapp")
+    return normalise_phone(text, "whatsapp", region)
 
 
 def normalise_email(text: str) -> str:
@@ -67,7 +72,12 @@ def normalise_email(text: str) -> str:
     try:
         return validate_email(text, check_deliverability=False).normalized
     except EmailNotValidError:
-        raise ValueError(f"email {text!r} is not a valid address: {_email_fault(text)}") from None
+        raise ValueError(email_error(text)) from None
+
+
+def email_error(text: str) -> str:
+    """The message of an address email-validator refuses (what :func:`normalise_email` raises)."""
+    return f"email {text!r} is not a valid address: {_email_fault(text)}"
 
 
 def _email_fault(text: str) -> str:
@@ -89,6 +99,20 @@ def _email_fault(text: str) -> str:
 
 #: Contact attributes checked and normalised on the way in (a malformed one is marked, see the module doc).
 CHECKERS = {"phone": normalise_phone, "whatsapp": normalise_whatsapp, "email": normalise_email}
+#: The checked attributes holding phone numbers: read with the catalogue's default region, line type recorded.
+PHONES = {"phone": "phone", "whatsapp": "whatsapp"}
+
+
+def check_handle(name: str, value: str, region: str | None) -> tuple[dict[str, Any], str | None]:
+    """(attributes to set, error) for the contact attribute ``name``: the normalised value (and a phone
+    number's ``handle_type``), or the value as read and why it is malformed."""
+    try:
+        if name in PHONES:
+            number = normalise_phone(value, PHONES[name], region)
+            return {name: number, HANDLE_TYPE + name: type_name(number)}, None
+        return {name: CHECKERS[name](value)}, None
+    except ValueError as exc:
+        return {name: value}, str(exc)
 
 
 @dataclass
@@ -136,7 +160,7 @@ class FreeKinds:
         """``customer``, or the Problem of its first free attribute of another kind than before."""
         found = {}
         for name, value in customer.attributes.items():
-            if name in self._types or name.startswith(("subscription.", HANDLE_ERROR)):
+            if name in self._types or name.startswith(("subscription.", *OWN)):
                 continue
             kind = _kind(value)
             first = self._seen.get(name)
@@ -176,6 +200,7 @@ def merge_customers(earlier: Customer, later: Customer) -> Customer:
     for key in later.attributes:
         if key in CHECKERS:
             attrs.pop(HANDLE_ERROR + key, None)
+            attrs.pop(HANDLE_TYPE + key, None)
     attrs.update(later.attributes)
     return Customer(earlier.id, attrs)
 
@@ -189,17 +214,19 @@ def iter_rows(path: str | Path, catalogue: FieldCatalogue) -> Iterator[Customer 
 def numbered_rows(path: str | Path, catalogue: FieldCatalogue) -> Iterator[tuple[int, Customer | Problem]]:
     """(line, Customer) per good row and (line, Problem) per bad row."""
     p = Path(path)
-    types = catalogue.customer_types()
+    types, regions = catalogue.customer_types(), catalogue.regions
     if p.suffix.lower() in (".jsonl", ".ndjson"):
-        yield from _jsonl(p, types)
+        yield from _jsonl(p, types, regions)
     elif p.suffix.lower() == ".csv":
-        yield from _csv(p, types)
+        yield from _csv(p, types, regions)
     else:
         raise AudienceError([Problem("audience files are .csv or .jsonl", "format", str(p))])
 
 
-def make_customer(raw: Mapping[str, Any], types: Mapping[str, str], file: str, line: int) -> Customer | Problem:
-    """Type-check one row's attributes; the first bad value becomes a Problem naming the column."""
+def make_customer(raw: Mapping[str, Any], types: Mapping[str, str], file: str, line: int,
+                  regions: Mapping[str, str] = EMPTY) -> Customer | Problem:
+    """Type-check one row's attributes; the first bad value becomes a Problem naming the column.
+    ``regions``: contact attribute → the region numbers without ``+`` are read in."""
     cid = raw.get("id")
     if cid is None or (isinstance(cid, str) and not cid.strip()):
         return Problem("the id is missing", "missing_id", file, line, path="id")
@@ -211,7 +238,7 @@ def make_customer(raw: Mapping[str, Any], types: Mapping[str, str], file: str, l
             continue
         name = key.removeprefix("customer.")
         ftype = types.get(name) or ("string" if name.startswith("subscription.") else None)
-        if name.startswith(HANDLE_ERROR):
+        if name.startswith(OWN):
             return Problem(RESERVED, "reserved", file, line, path=name)
         if ftype is not None:
             try:
@@ -230,10 +257,11 @@ def make_customer(raw: Mapping[str, Any], types: Mapping[str, str], file: str, l
         if name.startswith("subscription.") and value not in SUBSCRIPTION_STATUSES:
             return Problem(status_error(value), "status", file, line, path=name)
         if name in CHECKERS:
-            try:
-                value = CHECKERS[name](str(value))
-            except ValueError as exc:
-                attrs[HANDLE_ERROR + name] = str(exc)
+            checked, error = check_handle(name, str(value), regions.get(name))
+            attrs.update(checked)
+            if error is not None:
+                attrs[HANDLE_ERROR + name] = error
+            continue
         attrs[name] = value
     return Customer(str(cid).strip(), attrs)
 
@@ -275,7 +303,7 @@ def check_utf8(p: Path) -> None:
             offset += len(chunk)
 
 
-def _csv(p: Path, types: Mapping[str, str]) -> Iterator[tuple[int, Customer | Problem]]:
+def _csv(p: Path, types: Mapping[str, str], regions: Mapping[str, str]) -> Iterator[tuple[int, Customer | Problem]]:
     check_utf8(p)
     fh = p.open(encoding="utf-8-sig", newline="")
     with fh:
@@ -312,10 +340,10 @@ def _csv(p: Path, types: Mapping[str, str]) -> Iterator[tuple[int, Customer | Pr
             if len(row) != len(header):
                 yield start, Problem(f"expected {len(header)} columns, found {len(row)}", "columns", str(p), start)
                 continue
-            yield start, make_customer(dict(zip(header, row, strict=True)), types, str(p), start)
+            yield start, make_customer(dict(zip(header, row, strict=True)), types, str(p), start, regions)
 
 
-def _jsonl(p: Path, types: Mapping[str, str]) -> Iterator[tuple[int, Customer | Problem]]:
+def _jsonl(p: Path, types: Mapping[str, str], regions: Mapping[str, str]) -> Iterator[tuple[int, Customer | Problem]]:
     check_utf8(p)
     fh = p.open(encoding="utf-8-sig")
     with fh:
@@ -341,7 +369,7 @@ def _jsonl(p: Path, types: Mapping[str, str]) -> Iterator[tuple[int, Customer | 
             if bad is not None:  # checked before flattening: an object id would become id.<key> attributes
                 yield n, Problem(bad, "id_type", str(p), n, path="id")
                 continue
-            yield n, make_customer(_flat(obj), types, str(p), n)
+            yield n, make_customer(_flat(obj), types, str(p), n, regions)
 
 
 def _no_constant(name: str) -> Any:

@@ -46,9 +46,13 @@ BUILTIN_FIELDS: tuple[FieldSpec, ...] = (
 
 
 class FieldCatalogue:
-    """Looks up field specs by path; ``*`` in a declared path matches one segment."""
+    """Looks up field specs by path; ``*`` in a declared path matches one segment.
 
-    def __init__(self, specs: Iterable[FieldSpec]):
+    ``regions`` maps a phone attribute (``phone``, ``whatsapp``) to the region (ISO code) the audience
+    readers read its numbers without ``+`` in: the ``default_region`` of the channels using it."""
+
+    def __init__(self, specs: Iterable[FieldSpec], regions: Mapping[str, str] | None = None):
+        self.regions: Mapping[str, str] = dict(regions or {})
         self._exact: dict[str, FieldSpec] = {}
         self._wild: list[FieldSpec] = []
         for spec in specs:
@@ -116,15 +120,17 @@ def load_org_fields(path: str | Path) -> list[FieldSpec]:
     return specs
 
 
-def build_catalogue(plugin_fields: Iterable[FieldSpec] = (), org_fields: Iterable[FieldSpec] = ()) -> FieldCatalogue:
-    """Built-in fields, then plugin fields, then org fields (a later one may not redefine an earlier one)."""
+def build_catalogue(plugin_fields: Iterable[FieldSpec] = (), org_fields: Iterable[FieldSpec] = (),
+                    regions: Mapping[str, str] | None = None) -> FieldCatalogue:
+    """Built-in fields, then plugin fields, then org fields (a later one may not redefine an earlier one);
+    ``regions``: see :class:`FieldCatalogue`."""
     seen: dict[str, FieldSpec] = {}
     for spec in (*BUILTIN_FIELDS, *plugin_fields, *org_fields):
         prior = seen.get(spec.path)
         if prior is not None and prior.type != spec.type:
             raise ValueError(f"field {spec.path} declared as {prior.type} and as {spec.type}")
         seen[spec.path] = spec
-    return FieldCatalogue(seen.values())
+    return FieldCatalogue(seen.values(), regions)
 
 
 #: The text forms of numbers (ASCII digits only: no ``1_000``, no ``٣``, no ``inf``/``nan``), shared with the

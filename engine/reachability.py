@@ -40,6 +40,10 @@ _OPEN_S = pl.Series(_OPEN, dtype=pl.String)
 #: Attribute prefix of the reasons the audience reader found a contact handle malformed:
 #: ``handle_error.phone`` = "phone '+1555' is not a valid number" (the handle itself is kept as read).
 HANDLE_ERROR = "handle_error."
+#: Attribute prefix of the line type the audience reader found for a valid phone number:
+#: ``handle_type.phone`` = ``mobile`` (a ``phonenumbers.PhoneNumberType`` name in lower case), so channels
+#: that need a mobile number trust the reader instead of parsing the number again.
+HANDLE_TYPE = "handle_type."
 
 
 def handle_error(customer: Customer, contact: str) -> str | None:
@@ -114,6 +118,33 @@ def check_each(predicate: Callable[[str], object]) -> Callable[[pl.Expr], pl.Exp
     return build
 
 
+def typed_or_checked(contact: str, kinds: tuple[str, ...], predicate: Callable[[str], object] | None
+                     ) -> Callable[[pl.Expr], pl.Expr]:
+    """An expression builder for a phone attribute: where the audience reader recorded the number's line type
+    (``handle_type.<contact>``), the handle is valid exactly when that type is one of ``kinds`` (the reader
+    already checked the number: no second parse); where it did not (a frame built otherwise), ``predicate``
+    decides, once per distinct value."""
+    kind = fact_column(f"customer.{HANDLE_TYPE}{contact}", scalar_if_missing=True)
+
+    def untyped(s: pl.Series) -> pl.Series:
+        parts = s.struct.unnest()
+        value, typed = parts.to_series(0), parts.to_series(1)
+        need = typed.is_null() & value.is_not_null() & (value.str.len_bytes() > 0)
+        if predicate is None or not need.any():
+            return pl.Series([None] * s.len(), dtype=pl.Boolean)
+        uniq = value.filter(need).unique().to_list()
+        verdicts = [bool(predicate(v)) for v in uniq]
+        return value.set(~need, None).replace_strict(uniq, verdicts, default=None, return_dtype=pl.Boolean)
+
+    def build(column: pl.Expr) -> pl.Expr:
+        known = kind.is_in(pl.Series(kinds, dtype=pl.String).implode())
+        checked = pl.struct(column.alias("v"), kind.cast(pl.String).alias("k")).map_batches(
+            untyped, return_dtype=pl.Boolean, is_elementwise=True)
+        return pl.coalesce(pl.when(kind.is_not_null()).then(known), checked)
+
+    return build
+
+
 def ordered_reachability(customer: Customer, channel: str, has_contact: bool,
                          valid: Callable[[], bool] | None = None) -> Reachability:
     """The reachability order for one customer, given whether it has a contact handle and a check of that
@@ -175,7 +206,9 @@ class ContactReach:
     ``channel`` names the recorded status (``subscription.<channel>``), ``contact`` the attribute holding
     the handle (``phone``, ``email`` …). ``valid`` checks a handle (given as a string); ``valid_expr`` is the
     same check on the contact column (a string column, read only where it holds a handle) and defaults to
-    ``valid`` applied value by value. Without ``valid`` every handle is taken as well-formed. ``rule`` states
+    ``valid`` applied value by value. For a phone attribute, ``kinds`` (line types such as ``mobile``) makes
+    the column check trust the reader (:func:`typed_or_checked`): a number it typed is valid when its type is
+    one of them, and ``valid`` is asked only for numbers it did not type. Without ``valid`` every handle is taken as well-formed. ``rule`` states
     the handle rule in words, for the reason of an ``invalid`` answer (:meth:`reason`). A handle the audience
     reader marked malformed (``handle_error.<contact>``) is ``invalid`` whatever ``valid`` says.
 
@@ -189,6 +222,7 @@ class ContactReach:
     valid: Callable[[str], object] | None = None
     valid_expr: Callable[[pl.Expr], pl.Expr] | None = None
     rule: str | None = None
+    kinds: tuple[str, ...] | None = None
     # the attribute names :meth:`of` reads, built once (it runs per recipient and channel)
     _recorded: str = field(init=False, repr=False, compare=False)
     _marked: str = field(init=False, repr=False, compare=False)
@@ -237,8 +271,11 @@ class ContactReach:
 
     def _valid_expr(self, column: pl.Expr) -> pl.Expr:
         build = self.valid_expr or (check_each(self.valid) if self.valid is not None else None)
+        if self.kinds is not None and self.valid_expr is None:
+            build = typed_or_checked(self.contact, self.kinds, self.valid)
         ok = handle_ok_expr(self.contact)
-        return ok if build is None else ok & build(column)
+        # a handle the reader marked malformed is not checked again (nor parsed)
+        return ok if build is None else ok & build(pl.when(ok).then(column))
 
     def expr(self) -> pl.Expr:
         """The status string per row of a frame with ``customer.<contact>`` and

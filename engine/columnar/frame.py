@@ -22,18 +22,20 @@ from typing import Any
 import polars as pl
 
 from engine.audience import (
+    OWN,
+    PHONES,
     RESERVED,
     duplicate_problem,
     raise_bad_rows,
     read_audience,
     status_error,
 )
-from engine.columnar.contacts import normalise_emails, normalise_phones, normalise_whatsapps, per_unique
+from engine.columnar.contacts import check_phones, normalise_emails, per_unique
 from engine.errors import AudienceError, Problem
 from engine.facts import zone
 from engine.fields import DATE_TEXT, EXACT_FLOAT, INTEGER_TEXT, NUMBER_TEXT, FieldCatalogue, coerce
 from engine.model import CONTACT_FIELDS, SUBSCRIPTION_STATUSES, Customer
-from engine.reachability import HANDLE_ERROR
+from engine.reachability import HANDLE_ERROR, HANDLE_TYPE
 from engine.sourcefile import MAX_DEPTH
 
 ID = "customer.id"
@@ -43,7 +45,7 @@ _DTYPES: dict[str, pl.DataType] = {"string": pl.String, "integer": pl.Int64, "nu
 _WIDE = (pl.Int128, pl.UInt64)
 _PY_ONLY_SPACE = "[\x1c-\x1f]"  # white space to Python's str.strip, not to Rust's
 _BOOL = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False, "y": True, "n": False}
-_CHECKS = {"phone": normalise_phones, "whatsapp": normalise_whatsapps, "email": normalise_emails}
+_CHECKS = ("phone", "whatsapp", "email")
 
 
 @dataclass
@@ -70,14 +72,15 @@ def read_frame(path: str | Path, catalogue: FieldCatalogue, *, keep_valid: bool 
         raise AudienceError([Problem("file not found", "not_found", str(p))])
     try:
         if suffix == ".parquet":
-            frame, problems = _typed(_flatten(pl.read_parquet(p)), types, str(p), rows_are_lines=True)
+            frame, problems = _typed(_flatten(pl.read_parquet(p)), types, str(p), rows_are_lines=True,
+                                     regions=catalogue.regions)
             if not merge_duplicates:
                 problems = _with_duplicates(frame.get_column(ID), problems, str(p))
             if problems:
                 frame = _drop_rows(frame, problems, keep_valid, str(p))
         elif suffix in (".csv", ".jsonl", ".ndjson"):
             raw = _read_csv(p) if suffix == ".csv" else _read_jsonl(p, types)
-            frame, problems = _typed(raw, types, str(p), rows_are_lines=False)
+            frame, problems = _typed(raw, types, str(p), rows_are_lines=False, regions=catalogue.regions)
             if not merge_duplicates and frame.get_column(ID).is_duplicated().any():
                 raise _Bad("repeated ids")
         else:
@@ -115,7 +118,7 @@ def merge_rows(frame: pl.DataFrame) -> pl.DataFrame:
     ``handle_error`` mark comes from the row its handle comes from), as ``engine.audience.merge_customers``."""
     if not frame.get_column(ID).is_duplicated().any():
         return frame
-    marks = {f"customer.{HANDLE_ERROR}{c}": f"customer.{c}" for c in _CHECKS}
+    marks = {f"customer.{own}{c}": f"customer.{c}" for c in _CHECKS for own in OWN}
 
     def last(name: str) -> pl.Expr:
         handle = marks.get(name)
@@ -220,9 +223,10 @@ def _flatten(df: pl.DataFrame, prefix: str = "") -> pl.DataFrame:
     return pl.DataFrame(cols, height=df.height)
 
 
-def _typed(raw: pl.DataFrame, types: Mapping[str, str], file: str, *, rows_are_lines: bool
-           ) -> tuple[pl.DataFrame, list[Problem]]:
-    """The ``customer.*`` frame and the problems, column by column (first bad column of a row wins)."""
+def _typed(raw: pl.DataFrame, types: Mapping[str, str], file: str, *, rows_are_lines: bool,
+           regions: Mapping[str, str]) -> tuple[pl.DataFrame, list[Problem]]:
+    """The ``customer.*`` frame and the problems, column by column (first bad column of a row wins).
+    ``regions``: phone attribute → the region numbers without ``+`` are read in."""
     raw = raw.rename({c: c.removeprefix("customer.") for c in raw.columns if c.startswith("customer.")})
     if "id" not in raw.columns:
         raise AudienceError([Problem("no id column; columns are " + ", ".join(raw.columns), "missing_id_column", file, 1)])
@@ -242,20 +246,27 @@ def _typed(raw: pl.DataFrame, types: Mapping[str, str], file: str, *, rows_are_l
             s = pl.select(pl.when(s == "").then(None).otherwise(s)).to_series()
         ftype = types.get(name) or ("string" if name.startswith("subscription.") else None)
         value, err, code = s, None, "type"
-        if name.startswith(HANDLE_ERROR):  # refused where set; the column itself is not read
+        if name.startswith(OWN):  # refused where set; the column itself is not read
             errors.append((name, "reserved", pl.select(pl.when(s.is_not_null()).then(pl.lit(RESERVED))).to_series()))
             continue
         if ftype is not None:
             value, err = _coerce(s, ftype)
         elif s.dtype.is_float() and not s.is_finite().fill_null(True).all():
             err = _python(s, "number")[1]  # a free attribute: finite numbers only, as ``engine.audience``
+        elif s.dtype.is_integer() and not _exact(s):
+            err = _python(s, "number")[1]  # a free attribute: whole numbers a number holds exactly
         if name == "timezone":
             value, err, code = _check_zone(value, err)
         if name.startswith("subscription."):
             value, err, code = _check_status(value, err)
         if name in _CHECKS and (err is None or err.null_count() == err.len()):
             text = value.cast(pl.String)
-            good, mark = _CHECKS[name](text)
+            if name in PHONES:
+                good, mark, kind = check_phones(text, regions.get(name), PHONES[name])
+                if kind.null_count() < kind.len():
+                    cols.append(kind.alias(f"customer.{HANDLE_TYPE}{name}"))
+            else:
+                good, mark = normalise_emails(text)
             value = pl.select(pl.coalesce(good, text)).to_series()
             if mark.null_count() < mark.len():
                 cols.append(mark.alias(f"customer.{HANDLE_ERROR}{name}"))

@@ -14,6 +14,7 @@ from typing import Any
 import polars as pl
 
 from engine import (
+    PHONE_TYPE_NAMES,
     ContactReach,
     Creative,
     Customer,
@@ -65,7 +66,9 @@ class CallTask:
         self.cost = setting.number(settings, "cost", 0.5)
         self.queues = setting.texts(settings, "queues", None)
         self.region = setting.region(settings)
-        self._reach = ContactReach(self.name, "phone", valid=lambda v: e164_number(v, self.region) is not None,
+        #: the audience reader reads numbers without + in this region (``engine.runtime.contact_regions``)
+        self.contact_regions = {"phone": self.region} if self.region else {}
+        self._reach = ContactReach(self.name, "phone", kinds=PHONE_TYPE_NAMES, valid=lambda v: e164_number(v, self.region) is not None,
                                    rule="a valid phone number in international form (+ and country code)")
 
     def sample_creatives(self) -> list[Mapping[str, Any]]:

@@ -44,6 +44,7 @@ from engine import (
     render_content,
     transport_send,
     unknown_keys,
+    valid_emails,
 )
 from plugins.channels import setting_checks as setting
 
@@ -101,7 +102,7 @@ def normalized_email(value: str) -> str | None:
         return None
 
 
-_REACH = ContactReach("email", "email", valid=lambda v: normalized_email(v) is not None,
+_REACH = ContactReach("email", "email", valid=lambda v: normalized_email(v) is not None, valid_expr=valid_emails,
                       rule="name@domain.tld: one @, no spaces, a domain name with a dot")
 
 

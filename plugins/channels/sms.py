@@ -31,6 +31,7 @@ import phonenumbers
 import polars as pl
 
 from engine import (
+    SMS_TYPE_NAMES,
     ContactReach,
     Creative,
     Customer,
@@ -190,7 +191,9 @@ class Sms:
         self.max_segments = setting.whole(settings, "max_segments", 6)
         self.short_link_length = setting.whole(settings, "short_link_length", 23)
         self.region = setting.region(settings)
-        self._reach = ContactReach(self.name, "phone", valid=lambda v: sms_number(v, self.region) is not None,
+        #: the audience reader reads numbers without + in this region (``engine.runtime.contact_regions``)
+        self.contact_regions = {"phone": self.region} if self.region else {}
+        self._reach = ContactReach(self.name, "phone", kinds=SMS_TYPE_NAMES, valid=lambda v: sms_number(v, self.region) is not None,
                                    rule="a mobile number in international form (+ and country code); "
                                         "landlines, toll-free and premium numbers cannot take SMS")
         self.tags = {"optout": setting.text(settings, "optout_text", "Reply STOP to opt out")}
@@ -302,6 +305,12 @@ class Sms:
         status = self._reach.expr()
         dnd = fact_column("customer.dnd", pl.Boolean).eq_missing(True) & pl.lit(not message.delivery.send_to_dnd)
         return pl.when(status.is_in(_REACHABLE) & dnd).then(pl.lit(Reachability.DND.value)).otherwise(status)
+
+    def reachable_expr(self, message: Message) -> pl.Expr:
+        """Whether ``reachability_expr`` is a reachable status, one Boolean per row (the bulk plan's form):
+        reachable over ``phone`` (the reader's line type trusted) and not held back by DND."""
+        dnd = fact_column("customer.dnd", pl.Boolean, scalar_if_missing=True).eq_missing(True)
+        return self._reach.reachable_expr() & ~(dnd & pl.lit(not message.delivery.send_to_dnd))
 
     async def send(self, payload: Mapping[str, Any], ctx: SendContext) -> SendResult:
         """Send the gateway request to ``payload["to"]`` through ``ctx.transport``."""

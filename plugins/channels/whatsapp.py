@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import polars as pl
 
 from engine import (
+    PHONE_TYPE_NAMES,
     ContactReach,
     Creative,
     Customer,
@@ -100,7 +101,9 @@ class WhatsApp:
     def __init__(self, settings: Mapping[str, Any]):
         self.cost = setting.number(settings, "cost", 0.005)
         self.region = setting.region(settings)
-        self._reach = ContactReach(self.name, "whatsapp", valid=lambda v: wa_number(v, self.region) is not None,
+        #: the audience reader reads numbers without + in this region (``engine.runtime.contact_regions``)
+        self.contact_regions = {"whatsapp": self.region} if self.region else {}
+        self._reach = ContactReach(self.name, "whatsapp", kinds=PHONE_TYPE_NAMES, valid=lambda v: wa_number(v, self.region) is not None,
                                    rule="a valid phone number in international form (+ and country code)")
         registry = setting.mapping(settings, "templates", of="template name → its approved fields")
         self.templates = ({str(k): dict(setting.mapping(registry, k, of="language, category, body and status",

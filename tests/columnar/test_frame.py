@@ -27,10 +27,12 @@ def test_csv_jsonl_parquet_equal_the_row_reader(herald, tmp_path):
     got = read_frame(EXAMPLES / "audience.csv", herald.catalogue).frame
     assert _customers(got) == want
     jsonl = tmp_path / "a.jsonl"
-    jsonl.write_text("".join(json.dumps({"id": c.id, **c.attributes}) + "\n" for c in want))
+    own = ("handle_error.", "handle_type.")  # the reader's own attributes are not input
+    jsonl.write_text("".join(json.dumps({"id": c.id, **{k: v for k, v in c.attributes.items() if not k.startswith(own)}})
+                             + "\n" for c in want))
     assert _customers(read_frame(jsonl, herald.catalogue).frame) == want
     parquet = tmp_path / "a.parquet"
-    got.write_parquet(parquet)
+    got.drop([c for c in got.columns if c.startswith(tuple(f"customer.{o}" for o in own))]).write_parquet(parquet)
     assert _customers(read_frame(parquet, herald.catalogue).frame) == want
 
 

@@ -25,8 +25,8 @@ def test_rows_are_typed_and_contacts_normalised(tmp_path, catalogue):
     c1, c2 = read_audience(path, catalogue).customers
     assert c1.id == "c1" and c1.attributes == {
         "tier": "gold", "points": 120, "affinities": ["shoes", "bags"], "dnd": True, "timezone": "Asia/Kolkata",
-        "phone": "+919812345678", "email": "Asha@example.com", "subscription.sms": "unsubscribed",
-        "last_purchase_date": "2026-05-01"}
+        "phone": "+919812345678", "handle_type.phone": "mobile", "email": "Asha@example.com",
+        "subscription.sms": "unsubscribed", "last_purchase_date": "2026-05-01"}
     assert c2.attributes == {}
 
 
@@ -159,7 +159,8 @@ def test_merge_duplicates_later_non_empty_values_win(tmp_path, catalogue):
     customers, rejected = row
     assert rejected == []
     assert customers == [
-        ("c1", {"tier": "gold", "points": 20, "phone": "+919812345678"}),  # the later valid phone clears the mark
+        ("c1", {"tier": "gold", "points": 20, "phone": "+919812345678",  # the later valid phone clears the mark
+                "handle_type.phone": "mobile"}),
         ("c2", {"tier": "bronze", "phone": "12345",
                 "handle_error.phone": "phone '12345' is not in international form (+ and country code)"})]
 
@@ -201,5 +202,5 @@ def test_a_handle_error_column_in_the_file_is_refused(tmp_path, catalogue):
     path = write(tmp_path, "id,handle_error.phone\nc1,fine really\n")
     row, columnar = both_readers(path, catalogue)
     assert row == columnar and row[0] == "refused"
-    assert row[1][0].endswith("a.csv:2: handle_error.phone: the handle_error.* attributes are Herald's own "
-                              "(why a handle is malformed); rename the column")
+    assert row[1][0].endswith("a.csv:2: handle_error.phone: the handle_error.* and handle_type.* attributes are "
+                              "Herald's own (why a handle is malformed, a phone number's line type); rename the column")
