@@ -21,6 +21,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check engine plugins service tests benchmarks examples
 
 test: lint
+	$(BIN)/pyright --pythonpath $(BIN)/python
 	$(BIN)/python -m pytest
 
 # mutation testing (mutmut) of the evaluators, rule loader, pipeline, sms and coupon; scores in tests/MUTATION.md

@@ -1,6 +1,7 @@
 """Herald's engine: the public API plugins and adapters use (and the only one plugins may import)."""
 
-from engine.columnar.contacts import valid_emails
+from typing import TYPE_CHECKING
+
 from engine.contracts import (
     ActiveOptimizer,
     Channel,
@@ -41,6 +42,7 @@ from engine.events import EngineEvent
 from engine.facts import zone
 from engine.fields import coerce as coerce_value
 from engine.hookspecs import hookimpl
+from engine.lazy import lazy
 from engine.model import (
     CONTACT_FIELDS,
     Campaign,
@@ -67,6 +69,7 @@ from engine.reachability import (
     ordered_reachability,
     ordered_reachability_expr,
     unreachable_reason,
+    valid_emails,
 )
 from engine.scheduling import defer_for_quiet_hours, local_send_time, parse_hhmm
 from engine.stores import InMemoryLedgerStore, LedgerEntry, LedgerFull, LedgerInfo, LedgerStore
@@ -86,8 +89,12 @@ __all__ = [
     "LedgerStore", "SendContext", "SendRequest", "SendResult", "Transport", "transport_send",
     "ActiveOptimizer", "ColumnarChannel", "ColumnarContext", "ColumnarOptimizer", "RuleKind", "ValidatingOptimizer",
     "is_active",
-    "PHONE_TYPE_NAMES", "SMS_TYPE_NAMES", "valid_emails",
+    "PHONE_TYPE_NAMES", "SMS_TYPE_NAMES", "lazy", "valid_emails",
 ]
+
+
+if TYPE_CHECKING:
+    from engine.columnar.context import ColumnarContext
 
 
 def __getattr__(name: str) -> object:

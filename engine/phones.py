@@ -23,10 +23,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
 import phonenumbers
-import polars as pl
 from phonenumbers import PhoneMetadata, PhoneNumberType
+
+from engine.lazy import lazy
+
+if TYPE_CHECKING:
+    import polars as pl
+else:  # imported when a frame is first used
+    pl = lazy("polars")
 
 #: number type codes (``PhoneNumberType`` values); ``UNKNOWN`` means "not a valid number"
 UNKNOWN = PhoneNumberType.UNKNOWN
@@ -198,8 +205,11 @@ NATIONAL_FORM = r"^[(]?[0-9][0-9 ().\-]*$"
 
 def _possible_after_strip(n: pl.Expr, meta: PhoneMetadata) -> pl.Expr:
     """``_test_number_length(n, meta)`` is IS_POSSIBLE or TOO_LONG: when ``parse`` keeps a stripped prefix."""
-    lengths = sorted(meta.general_desc.possible_length)
-    local = list(meta.general_desc.possible_length_local_only or ())
+    general = meta.general_desc
+    if general is None:  # no number of the region is possible
+        return pl.lit(False)
+    lengths = sorted(general.possible_length)
+    local = list(general.possible_length_local_only or ())
     size = n.str.len_bytes()
     return ~size.is_in(local) & (size.is_in(lengths) | (size > lengths[-1]))
 
@@ -210,7 +220,8 @@ def international_from_national(values: pl.Series, region: str) -> pl.Series:
     own conditions); every other value unchanged (values starting with the international prefix or the
     country code, or whose prefix parse might keep, stay as they are: the caller parses them)."""
     meta = PhoneMetadata.metadata_for_region(region.upper(), None)
-    if meta is None or meta.national_prefix_transform_rule or not meta.general_desc.possible_length:
+    if meta is None or meta.general_desc is None or meta.national_prefix_transform_rule \
+            or not meta.general_desc.possible_length:
         return values
     npp = meta.national_prefix_for_parsing or ""
     if npp and not npp.isdigit():  # only a literal national prefix ("0", "1"): regex prefixes are parsed

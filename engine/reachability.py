@@ -24,18 +24,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import phonenumbers
-import polars as pl
-import polars.selectors as cs
 
+from engine.lazy import lazy
 from engine.model import SUBSCRIPTION_STATUSES, Customer, Reachability
+
+if TYPE_CHECKING:
+    import polars as pl
+    import polars.selectors as cs
+    from polars._typing import PolarsDataType
+else:  # polars is imported when a frame is first used, not with the plugins
+    pl, cs = lazy("polars"), lazy("polars.selectors")
 
 _OPEN = tuple(r.value for r in Reachability if r.reachable)
 #: recorded ``subscription.<channel>`` value -> (its status, whether that status is reachable)
 _RECORDED = {s: (Reachability(s), Reachability(s).reachable) for s in SUBSCRIPTION_STATUSES}
-_STATES_S = pl.Series(SUBSCRIPTION_STATUSES, dtype=pl.String)
-_OPEN_S = pl.Series(_OPEN, dtype=pl.String)
 
 #: Attribute prefix of the reasons the audience reader found a contact handle malformed:
 #: ``handle_error.phone`` = "phone '+1555' is not a valid number" (the handle itself is kept as read).
@@ -76,7 +81,8 @@ def unreachable_reason(channel: object, customer: Customer, message: object, sta
         return None
     own = getattr(channel, "reachability_reason", None)
     if callable(own):
-        return own(customer, message)
+        found = own(customer, message)
+        return None if found is None else str(found)
     name = str(getattr(channel, "name", ""))
     return recorded_reason(customer, name) or {
         Reachability.CONTACT_UNAVAILABLE: "no contact handle for this channel",
@@ -85,11 +91,12 @@ def unreachable_reason(channel: object, customer: Customer, message: object, sta
     }.get(status, str(status))
 
 
-def fact_column(path: str, dtype: pl.DataType = pl.String, *, scalar_if_missing: bool = False) -> pl.Expr:
-    """The frame column ``path`` as ``dtype``; all nulls when the frame has no such column.
+def fact_column(path: str, dtype: PolarsDataType | None = None, *, scalar_if_missing: bool = False) -> pl.Expr:
+    """The frame column ``path`` as ``dtype`` (default: String); all nulls when the frame has no such column.
 
     With ``scalar_if_missing`` a missing column is one null (broadcast by ``with_columns``), which avoids
     copying a present column (for plans that combine it with other columns, like the bulk plan)."""
+    dtype = pl.String if dtype is None else dtype
     none = pl.lit(None, dtype) if scalar_if_missing else pl.repeat(None, pl.len(), dtype=dtype)
     return pl.coalesce(cs.by_name(path, require_all=False).cast(dtype), none)
 
@@ -160,7 +167,7 @@ def ordered_reachability(customer: Customer, channel: str, has_contact: bool,
 def _recorded_status(channel: str, *, scalar_if_missing: bool = False) -> pl.Expr:
     """The recorded status string: ``valid`` when null, ``invalid`` when outside the closed set."""
     recorded = fact_column(f"customer.subscription.{channel}", scalar_if_missing=scalar_if_missing)
-    known = recorded.is_in(_STATES_S.implode())
+    known = recorded.is_in(pl.Series(SUBSCRIPTION_STATUSES, dtype=pl.String).implode())
     return pl.when(recorded.is_null()).then(pl.lit(Reachability.VALID.value)).when(known).then(recorded) \
         .otherwise(pl.lit(Reachability.INVALID.value))
 
@@ -171,7 +178,7 @@ def ordered_reachability_expr(channel: str, has_contact: pl.Expr, valid: pl.Expr
     (only read on rows that have a contact)."""
     status = _recorded_status(channel)
     # plain ``is_in`` on the string column (no Enum cast): the cheap form
-    blocked = ~status.is_in(_OPEN_S.implode())
+    blocked = ~status.is_in(pl.Series(_OPEN, dtype=pl.String).implode())
     order = pl.when(~has_contact).then(pl.lit(Reachability.CONTACT_UNAVAILABLE.value)).when(blocked).then(status)
     if valid is not None:
         order = order.when(~valid).then(pl.lit(Reachability.INVALID.value))
@@ -321,3 +328,11 @@ class ContactReachability:
     def reachable_expr(self, message: object) -> pl.Expr:
         """Whether ``reachability_expr`` is a reachable status, one Boolean per row (the bulk plan's form)."""
         return self.reach.reachable_expr()
+
+
+def valid_emails(column: pl.Expr) -> pl.Expr:
+    """True where a String column holds an address email-validator accepts (syntax only): the e-mail
+    channel's column check (:func:`engine.columnar.contacts.valid_emails`, imported on first use)."""
+    from engine.columnar.contacts import valid_emails as verdicts
+
+    return verdicts(column)

@@ -17,19 +17,39 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Iterator, Mapping
-from functools import lru_cache
-from typing import Any
-
-from liquid import Environment, RenderContext, StrictDefaultUndefined
-from liquid.builtin.expressions import FilteredExpression, Path
-from liquid.builtin.output import OutputNode
-from liquid.exceptions import LiquidError
+from functools import cache, lru_cache
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import TemplateError
+from engine.lazy import lazy
 from engine.model import Issue
 
-_ENV = Environment(undefined=StrictDefaultUndefined, autoescape=False)
-_HTML_ENV = Environment(undefined=StrictDefaultUndefined, autoescape=True)
+if TYPE_CHECKING:
+    import liquid
+    from liquid import Environment
+    from liquid.exceptions import LiquidError
+else:  # python-liquid is imported when a template is first parsed, not with the plugins
+    liquid = lazy("liquid")
+
+
+@cache
+def _env(html: bool = False) -> Environment:
+    """The strict Liquid environment (``html``: output values autoescaped)."""
+    return liquid.Environment(undefined=liquid.StrictDefaultUndefined, autoescape=html)
+
+
+def _liquid_error() -> type[LiquidError]:
+    """python-liquid's error class (looked up when an ``except`` clause is reached)."""
+    from liquid.exceptions import LiquidError
+
+    return LiquidError
+
+
+def _nodes() -> Any:
+    """python-liquid's parse-tree classes this module inspects."""
+    from liquid.builtin import expressions, output
+
+    return expressions, output
 #: Filters a creative may not use: ``safe`` would let customer data into HTML unescaped.
 FORBIDDEN_FILTERS = frozenset({"safe"})
 #: Tags that need template files, which Herald does not load.
@@ -43,8 +63,8 @@ def parse(source: str, html: bool = False) -> Any:
     :param html: parse for an HTML field (output values are autoescaped when rendered).
     """
     try:
-        return (_HTML_ENV if html else _ENV).from_string(source)
-    except LiquidError as exc:
+        return _env(html).from_string(source)
+    except _liquid_error() as exc:
         raise TemplateError(_describe(exc)) from None
 
 
@@ -55,7 +75,7 @@ def render(source: str, context: Mapping[str, Any], *, html: bool = False) -> st
     """
     try:
         return str(parse(source, html).render(**context))
-    except LiquidError as exc:
+    except _liquid_error() as exc:
         raise TemplateError(_describe(exc)) from None
 
 
@@ -64,7 +84,7 @@ def variables(source: str) -> frozenset[str]:
     """The dotted paths of the global variables ``source`` reads (loop variables excluded)."""
     try:
         return frozenset(parse(source).global_variable_paths(include_partials=False))
-    except LiquidError as exc:
+    except _liquid_error() as exc:
         raise TemplateError(_describe(exc)) from None
 
 
@@ -157,7 +177,7 @@ def _filter_and_tag_problems(text: str) -> list[tuple[str, str]]:
         if name in FORBIDDEN_FILTERS:
             out.append(("unsafe_filter", f"the {name!r} filter is not allowed: customer data is always escaped "
                                          f"in HTML; write literal HTML in the template instead ({where})"))
-        elif name not in _ENV.filters:
+        elif name not in _env().filters:
             out.append(("unknown_filter", f"unknown filter {name!r} ({where})"))
     for name, spans in analysis.tags.items():
         if name in UNSUPPORTED_TAGS:
@@ -213,11 +233,11 @@ def tag_outputs(source: str, tag: str) -> tuple[int, list[tuple[str, str]]]:
     block tag may not.
     """
     template = parse(source)
-    static = RenderContext(template)
+    static = liquid.RenderContext(template)
     clean = 0
     bad: list[tuple[str, str]] = []
     for node in template.nodes:
-        if isinstance(node, OutputNode) and _plain_output(node.expression, tag):
+        if isinstance(node, _nodes()[1].OutputNode) and _plain_output(node.expression, tag):
             clean += 1
             continue
         for inner, index in _uses(node, tag, static):
@@ -226,11 +246,11 @@ def tag_outputs(source: str, tag: str) -> tuple[int, list[tuple[str, str]]]:
 
 
 def _plain_output(expression: Any, tag: str) -> bool:
-    return (type(expression) is FilteredExpression and not expression.filters
-            and isinstance(expression.left, Path) and list(expression.left.path) == [tag])
+    return (type(expression) is _nodes()[0].FilteredExpression and not expression.filters
+            and isinstance(expression.left, _nodes()[0].Path) and list(expression.left.path) == [tag])
 
 
-def _uses(node: Any, tag: str, static: RenderContext) -> Iterator[tuple[Any, int]]:
+def _uses(node: Any, tag: str, static: liquid.RenderContext) -> Iterator[tuple[Any, int]]:
     """(node, source index) of every read or binding of ``tag`` in ``node`` and below it."""
     bound = [*node.template_scope(), *node.block_scope()]
     for name in bound:
@@ -244,8 +264,8 @@ def _uses(node: Any, tag: str, static: RenderContext) -> Iterator[tuple[Any, int
         yield from _uses(child, tag, static)
 
 
-def _paths(expression: Any) -> Iterator[Path]:
-    if isinstance(expression, Path):
+def _paths(expression: Any) -> Iterator[Any]:
+    if isinstance(expression, _nodes()[0].Path):
         yield expression
     for child in expression.children():
         yield from _paths(child)
@@ -258,7 +278,7 @@ def _classify(source: str, tag: str, top: Any, inner: Any, index: int) -> tuple[
         return ("rebound_required_tag", f"{shown} may not be re-assigned or used as a loop variable "
                                         f"({_position(source, -1 - index)})")
     where = _position(source, index)
-    if top is inner and isinstance(top, OutputNode):
+    if top is inner and isinstance(top, _nodes()[1].OutputNode):
         return ("filtered_required_tag", f"{shown} must be output as is, without filters or conditions: "
                                          f"write {shown} ({where})")
     name = getattr(top.token, "value", "") or "tag"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -20,6 +20,9 @@ from engine.evaluators.columnar import fired_expr, when_condition
 from engine.model import Message, Reachability
 from engine.registry import Registry
 from engine.rulefiles.ir import Always
+
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType
 
 INCLUDED, REASON, VARIANT, CHANNELS, SEND_AT = "_included", "_reason", "_variant", "_channels", "_send_at"
 CHANNEL_CODE, CHANNEL_TABLE = "_channel_code", "channel_table"
@@ -142,7 +145,7 @@ class ColumnarContext:
         outcome = self.kind(kind).outcome
         return [outcome([])[key], *(outcome([r.then])[key] for r in rs.rules)]
 
-    def outcome(self, kind: str, key: str, dtype: pl.DataType | None = None) -> pl.Expr:
+    def outcome(self, kind: str, key: str, dtype: PolarsDataType | None = None) -> pl.Expr:
         """One key of the ruleset's outcome (its kind's ``outcome``) per row, from the recorded fired rules;
         ``dtype`` is the values' type (inferred when not given)."""
         rs = self.message.rulesets[kind]

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -38,8 +38,11 @@ from engine.model import CONTACT_FIELDS, SUBSCRIPTION_STATUSES, Customer
 from engine.reachability import HANDLE_ERROR, HANDLE_TYPE
 from engine.sourcefile import MAX_DEPTH
 
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType
+
 ID = "customer.id"
-_DTYPES: dict[str, pl.DataType] = {"string": pl.String, "integer": pl.Int64, "number": pl.Float64,
+_DTYPES: dict[str, PolarsDataType] = {"string": pl.String, "integer": pl.Int64, "number": pl.Float64,
                                    "boolean": pl.Boolean, "date": pl.String, "datetime": pl.String,
                                    "list": pl.List(pl.String)}
 _WIDE = (pl.Int128, pl.UInt64)
@@ -232,7 +235,7 @@ def _typed(raw: pl.DataFrame, types: Mapping[str, str], file: str, *, rows_are_l
         raise AudienceError([Problem("no id column; columns are " + ", ".join(raw.columns), "missing_id_column", file, 1)])
     ids = raw.get_column("id")
     cid = ids.cast(pl.String).str.strip_chars()
-    errors: list[tuple[str, str, pl.Series]] = [("id", "missing_id", pl.when(cid.is_null() | (cid == ""))
+    errors: list[tuple[str, str, pl.Series | pl.Expr]] = [("id", "missing_id", pl.when(cid.is_null() | (cid == ""))
                                                 .then(pl.lit("the id is missing")).otherwise(None).alias("e"))]
     if not (ids.dtype == pl.String or ids.dtype.is_integer() or ids.dtype == pl.Null):  # as engine.audience
         kind = f"an id is text or a whole number, not {ids.dtype} ({'Parquet' if rows_are_lines else 'JSON'} type)"
@@ -414,7 +417,7 @@ def frame_from_customers(customers: Iterable[Customer], types: Mapping[str, str]
     return pl.DataFrame(cols, height=len(customers))
 
 
-def _infer(key: str, values: list[Any], types: Mapping[str, str]) -> pl.DataType:
+def _infer(key: str, values: list[Any], types: Mapping[str, str]) -> PolarsDataType:
     kinds = {type(v) for v in values if v is not None}
     if key in types and types[key] != "number":
         return _DTYPES[types[key]]
@@ -434,7 +437,7 @@ def _infer(key: str, values: list[Any], types: Mapping[str, str]) -> pl.DataType
 def complete(frame: pl.DataFrame, types: Mapping[str, str], channels: Iterable[str] = ()) -> pl.DataFrame:
     """Add the columns channels and steps read, as nulls, where the audience has none: every catalogue
     attribute, contact handles, ``dnd``, ``blocked``, ``timezone`` and ``subscription.<channel>``."""
-    want: dict[str, pl.DataType] = {f"customer.{k}": _DTYPES[t] for k, t in types.items()}
+    want: dict[str, PolarsDataType] = {f"customer.{k}": _DTYPES[t] for k, t in types.items()}
     want.update({f"customer.{k}": pl.String for k in (*CONTACT_FIELDS, "timezone")})
     want.update({"customer.dnd": pl.Boolean, "customer.blocked": pl.Boolean})
     want.update({f"customer.subscription.{c}": pl.String for c in channels})

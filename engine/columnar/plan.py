@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
@@ -82,7 +83,7 @@ def candidate_channels(message: Message, registry: Registry) -> list[str]:
 def zone_table(zones: list[str | None], at: datetime, message: Message, default_tz: str) -> dict[str, list[Any]]:
     """The local send time for each zone name (unknown or null → the default zone) and the ``time.*`` facts
     at that planned send instant; ``at`` is "now" (it picks a recurring schedule's next run)."""
-    default = zone(default_tz) or zone("UTC")
+    default = zone(default_tz) or ZoneInfo("UTC")
     base = run_time(message.schedule, at, message.campaign)
     out: dict[str, list[Any]] = {k: [] for k in (*_TIME_TYPES, SEND_AT)}
     for name in zones:

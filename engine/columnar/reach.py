@@ -5,6 +5,7 @@ else (the documented slow path) its ``reachability(customer, message)`` called o
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import polars as pl
 
@@ -23,12 +24,13 @@ def reach_exprs(channels: Sequence[str], message: Message, registry: Registry, s
         if name not in registry.channels:
             continue
         channel = registry.channel(name)
-        fast = getattr(channel, "reachable_expr", None)
-        if callable(fast):  # the optional Boolean form: no status strings built
+        fast: Any = getattr(channel, "reachable_expr", None)
+        if fast is not None:  # the optional Boolean form: no status strings built
             out[name] = fast(message).fill_null(False)
             continue
-        make = getattr(channel, "reachability_expr", None)
-        if callable(make):
+        make: Any = getattr(channel, "reachability_expr", None)
+        status: pl.Expr
+        if make is not None:
             status = make(message)
         elif slow:
             status = per_row_status(channel, message, schema)
@@ -38,7 +40,7 @@ def reach_exprs(channels: Sequence[str], message: Message, registry: Registry, s
     return out
 
 
-def per_row_status(channel: object, message: Message, schema: Mapping[str, pl.DataType]) -> pl.Expr:
+def per_row_status(channel: Any, message: Message, schema: Mapping[str, pl.DataType]) -> pl.Expr:
     """The slow path: build a Customer per row and ask ``channel.reachability`` (exact, ~µs per row)."""
     names = [n for n in schema if n.startswith(_PREFIX)]
 

@@ -18,9 +18,8 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
 from email_validator import EmailNotValidError, validate_email
 
 from engine import (
@@ -35,6 +34,7 @@ from engine import (
     e164_number,
     fact_column,
     hookimpl,
+    lazy,
     nonempty,
     ordered_reachability,
     ordered_reachability_expr,
@@ -43,6 +43,11 @@ from engine import (
     unknown_keys,
 )
 from plugins.channels import setting_checks as setting
+
+if TYPE_CHECKING:
+    import polars as pl
+else:  # imported when a frame is first used
+    pl = lazy("polars")
 
 PLATFORMS = {"facebook": "meta", "instagram": "meta", "google": "google", "youtube": "google"}
 MIN_AUDIENCE = {"meta": 100, "google": 1000}

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
-
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
 from engine import (
     PHONE_TYPE_NAMES,
@@ -25,11 +23,17 @@ from engine import (
     SendResult,
     e164_number,
     hookimpl,
+    lazy,
     render_content,
     transport_send,
     unknown_keys,
 )
 from plugins.channels import setting_checks as setting
+
+if TYPE_CHECKING:
+    import polars as pl
+else:  # imported when a frame is first used
+    pl = lazy("polars")
 
 OUTCOME_TYPES = ("choice", "text", "number", "boolean", "date")
 _HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")

@@ -25,10 +25,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import phonenumbers
-import polars as pl
 
 from engine import (
     SMS_TYPE_NAMES,
@@ -42,11 +41,17 @@ from engine import (
     SendResult,
     fact_column,
     hookimpl,
+    lazy,
     render_content,
     transport_send,
     unknown_keys,
 )
 from plugins.channels import setting_checks as setting
+
+if TYPE_CHECKING:
+    import polars as pl
+else:  # imported when a frame is first used
+    pl = lazy("polars")
 
 # GSM 03.38 basic character set, and the extension table (each extension character costs two septets).
 GSM7_BASIC = frozenset(

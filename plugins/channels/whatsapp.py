@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import polars as pl
 
 from engine import (
     PHONE_TYPE_NAMES,
@@ -36,11 +34,17 @@ from engine import (
     SendResult,
     e164_number,
     hookimpl,
+    lazy,
     render_content,
     transport_send,
     unknown_keys,
 )
 from plugins.channels import setting_checks as setting
+
+if TYPE_CHECKING:
+    import polars as pl
+else:  # imported when a frame is first used
+    pl = lazy("polars")
 
 CATEGORIES = ("utility", "marketing", "authentication")
 NAME = re.compile(r"[a-z0-9_]+")

@@ -55,6 +55,8 @@ def test_the_wheel_holds_the_samples(wheel):
         assert f"herald_samples/{sample}" in names
     for module in ("service/cli.py", "engine/explain.py", "engine/columnar/plan.py", "plugins/channels/sms.py"):
         assert module in names
+    for package in ("engine", "plugins", "service"):  # typed packages (PEP 561): checkers read their hints
+        assert f"{package}/py.typed" in names
 
 
 def test_herald_demo_runs_from_the_installed_wheel(wheel, tmp_path):

@@ -128,6 +128,21 @@ def test_a_wrong_choice_is_refused_with_the_choices():
     assert result.exit_code == 2 and "'table', 'json', 'ndjson'" in result.output
 
 
+def test_polars_is_imported_only_when_an_audience_is_read():
+    """Start-up: listing plugins reads no frame and parses no template, so the two heaviest libraries stay
+    unloaded (``engine.lazy``); checking a message parses its templates (liquid) but reads no audience;
+    evaluating an audience loads polars."""
+    code = ("import sys; from service.cli import main\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
+            "print('RESULT', code, 'polars' in sys.modules, 'liquid' in sys.modules, file=sys.stderr)")
+    for args in (["plugins"], ["message", "check", MESSAGE], ["evaluate", "-m", MESSAGE, "-a", AUDIENCE, "--at", AT, "--summary"]):
+        proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT)
+        result = proc.stderr.strip().splitlines()[-1].split()
+        expected = {"plugins": ["RESULT", "0", "False", "False"], "message": ["RESULT", "0", "False", "True"],
+                    "evaluate": ["RESULT", "0", "True", "True"]}[args[0]]
+        assert result == expected, (args, proc.stderr)
+
+
 def test_help_does_not_import_the_engine_or_polars():
     code = "import sys, service.cli; print('polars' in sys.modules, 'engine' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
