@@ -26,6 +26,7 @@ import polars as pl
 
 from engine import (
     PHONE_TYPE_NAMES,
+    ContactField,
     ContactReach,
     Creative,
     Customer,
@@ -36,9 +37,12 @@ from engine import (
     SendResult,
     e164_number,
     hookimpl,
+    phone_line_type,
     render_content,
     transport_send,
     unknown_keys,
+    whatsapp_number,
+    whatsapp_numbers,
 )
 from plugins.channels import setting_checks as setting
 
@@ -101,8 +105,6 @@ class WhatsApp:
     def __init__(self, settings: Mapping[str, Any]):
         self.cost = setting.number(settings, "cost", 0.005)
         self.region = setting.region(settings)
-        #: the audience reader reads numbers without + in this region (``engine.runtime.contact_regions``)
-        self.contact_regions = {"whatsapp": self.region} if self.region else {}
         self._reach = ContactReach(self.name, "whatsapp", kinds=PHONE_TYPE_NAMES, valid=lambda v: wa_number(v, self.region) is not None,
                                    rule="a valid phone number in international form (+ and country code)")
         registry = setting.mapping(settings, "templates", of="template name → its approved fields")
@@ -238,3 +240,12 @@ class WhatsApp:
 def register_channels(register, settings):
     """Register the WhatsApp channel."""
     register(WhatsApp(settings))
+
+
+@hookimpl
+def register_contact_fields(register, settings):
+    """Register ``whatsapp`` (read in the ``default_region`` setting when numbers have no ``+``)."""
+    register(ContactField("whatsapp", "WhatsApp number, E.164", normalise=whatsapp_number,
+                          normalise_column=whatsapp_numbers, handle_type=phone_line_type,
+                          region=setting.region(settings),
+                          rule="a valid phone number in international form (+ and country code)"))
