@@ -72,3 +72,16 @@ def test_the_column_form_trusts_the_readers_line_type():
                           "customer.phone": ["+447400123456", "+447400123456", "+442079460958"],
                           "customer.handle_type.phone": ["fixed_line", None, None]})
     assert frame.select(sms.reachability_expr(message)).to_series().to_list() == ["invalid", "valid", "invalid"]
+
+
+def test_the_ad_channels_region_reads_phone_numbers_too():
+    """The ad channels match on ``phone`` and register it with their ``default_region``: the readers read
+    numbers without + there, and a different region on SMS is refused like any two channels disagreeing."""
+    herald = Herald.build(DEFAULT_PLUGINS, settings={"plugins.channels.ads": {"default_region": "IN"}},
+                          entry_points=False)
+    assert herald.catalogue.regions == {"phone": "IN"}
+    with pytest.raises(PluginConflict, match="registered by plugin 'plugins.channels.sms' and by plugin "
+                                             "'plugins.channels.ads' reading numbers without \\+ in different"):
+        Herald.build(DEFAULT_PLUGINS, settings={"plugins.channels.sms": {"default_region": "GB"},
+                                                "plugins.channels.ads": {"default_region": "IN"}},
+                     entry_points=False)
