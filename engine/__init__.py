@@ -7,6 +7,7 @@ from engine.contracts import (
     Channel,
     ColumnarChannel,
     ColumnarOptimizer,
+    ContactField,
     DecisionDraft,
     EvaluationContext,
     Evaluator,
@@ -41,10 +42,18 @@ from engine.errors import (
 from engine.events import EngineEvent
 from engine.facts import zone
 from engine.fields import coerce as coerce_value
+from engine.handles import (
+    email_address,
+    email_addresses,
+    phone_line_type,
+    phone_number,
+    phone_numbers,
+    whatsapp_number,
+    whatsapp_numbers,
+)
 from engine.hookspecs import hookimpl
 from engine.lazy import lazy
 from engine.model import (
-    CONTACT_FIELDS,
     Campaign,
     Creative,
     Customer,
@@ -79,7 +88,7 @@ from engine.validation import unknown_keys
 
 __all__ = [
     "ContactReachability",
-    "CONTACT_FIELDS", "Campaign", "Channel", "ContactReach", "Creative", "Customer", "Decision", "DecisionDraft",
+    "Campaign", "ContactField", "Channel", "ContactReach", "Creative", "Customer", "Decision", "DecisionDraft",
     "DeliverySettings", "EngineError", "EngineEvent", "EvaluationContext", "EvaluationError", "Evaluator",
     "FieldSpec", "FiredRule", "IncentiveSpec", "IncentiveType", "Issue", "Message", "MessageFileError",
     "ModeError", "Optimizer", "PluginConflict", "Problem", "Reachability", "RuleFileError", "Schedule", "TemplateError",
@@ -90,6 +99,8 @@ __all__ = [
     "ActiveOptimizer", "ColumnarChannel", "ColumnarContext", "ColumnarOptimizer", "RuleKind", "ValidatingOptimizer",
     "is_active",
     "PHONE_TYPE_NAMES", "SMS_TYPE_NAMES", "lazy", "valid_emails",
+    "email_address", "email_addresses", "phone_line_type", "phone_number", "phone_numbers", "whatsapp_number",
+    "whatsapp_numbers",
 ]
 
 

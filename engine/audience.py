@@ -9,9 +9,11 @@ Customer ids are unique: a repeated id is a bad row (``id 'c42' also on line 3``
 first occurrence is kept), unless ``merge_duplicates`` is set: then the rows of one id become one customer,
 at the first row's place, each later row's non-empty values replacing the earlier ones (empty cells and
 missing keys keep what an earlier row gave). ``subscription.<channel>`` values must be one of
-``engine.model.SUBSCRIPTION_STATUSES``. A malformed phone, WhatsApp number or e-mail address does not make
-the row bad: the value is kept as read and ``handle_error.<attribute>`` holds the reason, so the channels
-using it answer ``invalid`` for that customer (``engine.reachability``).
+``engine.model.SUBSCRIPTION_STATUSES``. The contact fields the plugins register (``catalogue.contacts``:
+phone, WhatsApp number, e-mail address …) are normalised; a malformed one does not make the row bad: the
+value is kept as read and ``handle_error.<attribute>`` holds the reason, so the channels using it answer
+``invalid`` for that customer (``engine.reachability``). A valid one's type, when the field has one (a phone
+number's line type), is recorded in ``handle_type.<attribute>``.
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ from typing import Any
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+from engine.contracts import ContactField
 from engine.errors import AudienceError, Problem
 from engine.facts import zone
 from engine.fields import FieldCatalogue, coerce
 from engine.model import EMPTY, SUBSCRIPTION_STATUSES, Customer
-from engine.phones import type_name
 from engine.reachability import HANDLE_ERROR, HANDLE_TYPE
 from engine.sourcefile import MAX_DEPTH, too_deep
 
@@ -97,22 +99,24 @@ def _email_fault(text: str) -> str:
     return "the rule is name@domain.tld, letters, digits and . _ + - before the @, a domain name after it"
 
 
-#: Contact attributes checked and normalised on the way in (a malformed one is marked, see the module doc).
-CHECKERS = {"phone": normalise_phone, "whatsapp": normalise_whatsapp, "email": normalise_email}
-#: The checked attributes holding phone numbers: read with the catalogue's default region, line type recorded.
-PHONES = {"phone": "phone", "whatsapp": "whatsapp"}
-
-
-def check_handle(name: str, value: str, region: str | None) -> tuple[dict[str, Any], str | None]:
-    """(attributes to set, error) for the contact attribute ``name``: the normalised value (and a phone
-    number's ``handle_type``), or the value as read and why it is malformed."""
+def normalised_handle(contact: ContactField, value: str) -> tuple[str | None, str | None]:
+    """(the normalised handle, None), or (None, why it is malformed) for a value of a contact field."""
     try:
-        if name in PHONES:
-            number = normalise_phone(value, PHONES[name], region)
-            return {name: number, HANDLE_TYPE + name: type_name(number)}, None
-        return {name: CHECKERS[name](value)}, None
+        return contact.check(value), None
     except ValueError as exc:
-        return {name: value}, str(exc)
+        return None, str(exc) or f"{contact.name} {value!r} is malformed"
+
+
+def check_handle(contact: ContactField, value: str) -> tuple[dict[str, Any], str | None]:
+    """(attributes to set, error) for a value of a registered contact field: the normalised value (and its
+    ``handle_type``, a phone number's line type), or the value as read and why it is malformed."""
+    name = contact.name
+    handle, error = normalised_handle(contact, value)
+    if handle is None:
+        return {name: value}, error
+    if contact.handle_type is None:
+        return {name: handle}, None
+    return {name: handle, HANDLE_TYPE + name: contact.handle_type(handle)}, None
 
 
 @dataclass
@@ -195,10 +199,10 @@ def duplicate_problem(cid: str, file: str, line: int, first: int) -> Problem:
 
 def merge_customers(earlier: Customer, later: Customer) -> Customer:
     """One customer from two rows of the same id: the later row's values win (a missing value keeps the
-    earlier one); a contact handle carries its own ``handle_error`` mark along."""
+    earlier one); a contact handle carries its own ``handle_error`` and ``handle_type`` marks along."""
     attrs = dict(earlier.attributes)
     for key in later.attributes:
-        if key in CHECKERS:
+        if not key.startswith(OWN):
             attrs.pop(HANDLE_ERROR + key, None)
             attrs.pop(HANDLE_TYPE + key, None)
     attrs.update(later.attributes)
@@ -214,19 +218,19 @@ def iter_rows(path: str | Path, catalogue: FieldCatalogue) -> Iterator[Customer 
 def numbered_rows(path: str | Path, catalogue: FieldCatalogue) -> Iterator[tuple[int, Customer | Problem]]:
     """(line, Customer) per good row and (line, Problem) per bad row."""
     p = Path(path)
-    types, regions = catalogue.customer_types(), catalogue.regions
+    types, contacts = catalogue.customer_types(), catalogue.contacts
     if p.suffix.lower() in (".jsonl", ".ndjson"):
-        yield from _jsonl(p, types, regions)
+        yield from _jsonl(p, types, contacts)
     elif p.suffix.lower() == ".csv":
-        yield from _csv(p, types, regions)
+        yield from _csv(p, types, contacts)
     else:
         raise AudienceError([Problem("audience files are .csv or .jsonl", "format", str(p))])
 
 
 def make_customer(raw: Mapping[str, Any], types: Mapping[str, str], file: str, line: int,
-                  regions: Mapping[str, str] = EMPTY) -> Customer | Problem:
+                  contacts: Mapping[str, ContactField] = EMPTY) -> Customer | Problem:
     """Type-check one row's attributes; the first bad value becomes a Problem naming the column.
-    ``regions``: contact attribute → the region numbers without ``+`` are read in."""
+    ``contacts``: the contact fields to normalise (``catalogue.contacts``), by attribute name."""
     cid = raw.get("id")
     if cid is None or (isinstance(cid, str) and not cid.strip()):
         return Problem("the id is missing", "missing_id", file, line, path="id")
@@ -256,8 +260,9 @@ def make_customer(raw: Mapping[str, Any], types: Mapping[str, str], file: str, l
             return Problem(f"unknown IANA time zone {value!r}", "timezone", file, line, path=name)
         if name.startswith("subscription.") and value not in SUBSCRIPTION_STATUSES:
             return Problem(status_error(value), "status", file, line, path=name)
-        if name in CHECKERS:
-            checked, error = check_handle(name, str(value), regions.get(name))
+        contact = contacts.get(name)
+        if contact is not None:
+            checked, error = check_handle(contact, str(value))
             attrs.update(checked)
             if error is not None:
                 attrs[HANDLE_ERROR + name] = error
@@ -303,7 +308,7 @@ def check_utf8(p: Path) -> None:
             offset += len(chunk)
 
 
-def _csv(p: Path, types: Mapping[str, str], regions: Mapping[str, str]) -> Iterator[tuple[int, Customer | Problem]]:
+def _csv(p: Path, types: Mapping[str, str], contacts: Mapping[str, ContactField]) -> Iterator[tuple[int, Customer | Problem]]:
     check_utf8(p)
     fh = p.open(encoding="utf-8-sig", newline="")
     with fh:
@@ -340,10 +345,10 @@ def _csv(p: Path, types: Mapping[str, str], regions: Mapping[str, str]) -> Itera
             if len(row) != len(header):
                 yield start, Problem(f"expected {len(header)} columns, found {len(row)}", "columns", str(p), start)
                 continue
-            yield start, make_customer(dict(zip(header, row, strict=True)), types, str(p), start, regions)
+            yield start, make_customer(dict(zip(header, row, strict=True)), types, str(p), start, contacts)
 
 
-def _jsonl(p: Path, types: Mapping[str, str], regions: Mapping[str, str]) -> Iterator[tuple[int, Customer | Problem]]:
+def _jsonl(p: Path, types: Mapping[str, str], contacts: Mapping[str, ContactField]) -> Iterator[tuple[int, Customer | Problem]]:
     check_utf8(p)
     fh = p.open(encoding="utf-8-sig")
     with fh:
@@ -369,7 +374,7 @@ def _jsonl(p: Path, types: Mapping[str, str], regions: Mapping[str, str]) -> Ite
             if bad is not None:  # checked before flattening: an object id would become id.<key> attributes
                 yield n, Problem(bad, "id_type", str(p), n, path="id")
                 continue
-            yield n, make_customer(_flat(obj), types, str(p), n, regions)
+            yield n, make_customer(_flat(obj), types, str(p), n, contacts)
 
 
 def _no_constant(name: str) -> Any:

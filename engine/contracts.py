@@ -313,6 +313,64 @@ class EvaluatorSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ContactField:
+    """A customer attribute holding a contact handle (``phone``, ``email``, ``push_token`` …), registered by
+    the plugins whose channels reach customers through it (``register_contact_fields``).
+
+    The field catalogue offers it to rules as ``customer.<name>`` (a string), and both audience readers
+    normalise it: a value ``normalise`` refuses is kept as read and its reason recorded in
+    ``customer.handle_error.<name>`` (the channels reading it then answer ``invalid``: see
+    :class:`engine.ContactReach`); the row is not bad. Without the plugins registering it, a column of that
+    name is an ordinary attribute.
+
+    :param name: the attribute (lower_snake_case, without ``customer.``).
+    :param description: what the handle is, for the catalogue.
+    :param normalise: the per-value check: a handle as text → its normalised form; ``ValueError`` with a plain
+        reason that names the attribute and the value (``kakao_id 'x!' …``) otherwise. ``None``: the handle is
+        taken as read (the channel checks it itself).
+    :param normalise_column: the same over a polars String Series, vectorised: ``(normalised, errors)`` (null
+        where there is no value / no error), or ``(normalised, errors, handle_types)`` when the field has a
+        ``handle_type``. It must give ``normalise``'s answers value by value. ``None``: ``normalise`` once per
+        distinct value.
+    :param handle_type: the type of a normalised handle (a phone number's line type: ``mobile`` …), recorded in
+        ``customer.handle_type.<name>`` so that the channels' column checks trust it.
+    :param region: for phone-like fields, the region (ISO code) a number without ``+`` is read in; when set,
+        ``normalise`` and ``normalise_column`` are called with ``region=`` as a keyword argument. Plugins
+        registering one field must agree on it (one giving none takes the other's).
+    :param rule: the handle rule in words (``a phone number in international form …``).
+
+    Several plugins may register the same field when they use the same normalisers (compared by identity);
+    different ones, or two different regions, are refused naming both plugins.
+    """
+
+    name: str
+    description: str = ""
+    normalise: Callable[..., str] | None = None
+    normalise_column: Callable[..., Sequence[pl.Series]] | None = None
+    handle_type: Callable[[str], str] | None = None
+    region: str | None = None
+    rule: str | None = None
+
+    def check(self, value: str) -> str:
+        """The normalised handle (``value`` itself when the field has no normaliser); ``ValueError`` says why
+        it is malformed."""
+        if self.normalise is None:
+            return value
+        if self.region:
+            return self.normalise(value, region=self.region)
+        return self.normalise(value)
+
+    def agrees_with(self, other: ContactField) -> str | None:
+        """Why ``other`` (the same field registered by another plugin) cannot be merged with this one, or None."""
+        for member in ("normalise", "normalise_column", "handle_type"):
+            if getattr(self, member) != getattr(other, member):
+                return f"with different {member} functions"
+        if self.region and other.region and self.region != other.region:
+            return f"reading numbers without + in different regions ({self.region}, {other.region})"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class FieldSpec:
     """A field rules may test: its path (``customer.tier``), type and a description."""
 

@@ -1,7 +1,8 @@
 """The field catalogue: every field a rule may test, with its type.
 
-Built from the engine's own fields (contact handles, ``time.*``, ``message.*``), the fields plugins
-declare through ``register_fields``, and the org's customer attributes (``rules/fields.yaml``).
+Built from the engine's own fields (``customer.id``, ``time.*``, ``message.*`` …), the contact fields and
+fields plugins register (``register_contact_fields``, ``register_fields``), and the org's customer attributes
+(``rules/fields.yaml``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-from engine.contracts import FieldSpec
+from engine.contracts import ContactField, FieldSpec
 from engine.errors import Problem, RuleFileError, ValidationFailed
 from engine.sourcefile import read_source
 
@@ -21,13 +23,6 @@ FIELD_TYPES = ("string", "integer", "number", "boolean", "date", "datetime", "li
 
 BUILTIN_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("customer.id", "string", "the customer's external id"),
-    FieldSpec("customer.phone", "string", "mobile number, E.164"),
-    FieldSpec("customer.email", "string", "e-mail address"),
-    FieldSpec("customer.push_token", "string", "mobile push token"),
-    FieldSpec("customer.line_id", "string", "LINE user id"),
-    FieldSpec("customer.viber_id", "string", "Viber user id"),
-    FieldSpec("customer.wechat_openid", "string", "WeChat openid"),
-    FieldSpec("customer.whatsapp", "string", "WhatsApp number, E.164"),
     FieldSpec("customer.timezone", "string", "IANA time zone"),
     FieldSpec("customer.language", "string", "preferred language (BCP 47)"),
     FieldSpec("customer.dnd", "boolean", "on the do-not-disturb registry"),
@@ -48,11 +43,11 @@ BUILTIN_FIELDS: tuple[FieldSpec, ...] = (
 class FieldCatalogue:
     """Looks up field specs by path; ``*`` in a declared path matches one segment.
 
-    ``regions`` maps a phone attribute (``phone``, ``whatsapp``) to the region (ISO code) the audience
-    readers read its numbers without ``+`` in: the ``default_region`` of the channels using it."""
+    ``contacts`` are the registered contact fields by attribute name (what the audience readers normalise;
+    each is also a ``customer.<name>`` string field)."""
 
-    def __init__(self, specs: Iterable[FieldSpec], regions: Mapping[str, str] | None = None):
-        self.regions: Mapping[str, str] = dict(regions or {})
+    def __init__(self, specs: Iterable[FieldSpec], contacts: Iterable[ContactField] = ()):
+        self.contacts: Mapping[str, ContactField] = MappingProxyType({c.name: c for c in contacts})
         self._exact: dict[str, FieldSpec] = {}
         self._wild: list[FieldSpec] = []
         for spec in specs:
@@ -62,6 +57,11 @@ class FieldCatalogue:
                 self._wild.append(spec)
             else:
                 self._exact[spec.path] = spec
+
+    @property
+    def regions(self) -> Mapping[str, str]:
+        """Phone-like contact attribute → the region its numbers without ``+`` are read in (where one is set)."""
+        return {name: c.region for name, c in self.contacts.items() if c.region}
 
     def lookup(self, path: str) -> FieldSpec | None:
         """The spec of ``path``, or ``None`` when the catalogue does not know it."""
@@ -121,16 +121,22 @@ def load_org_fields(path: str | Path) -> list[FieldSpec]:
 
 
 def build_catalogue(plugin_fields: Iterable[FieldSpec] = (), org_fields: Iterable[FieldSpec] = (),
-                    regions: Mapping[str, str] | None = None) -> FieldCatalogue:
-    """Built-in fields, then plugin fields, then org fields (a later one may not redefine an earlier one);
-    ``regions``: see :class:`FieldCatalogue`."""
-    seen: dict[str, FieldSpec] = {}
-    for spec in (*BUILTIN_FIELDS, *plugin_fields, *org_fields):
+                    contacts: Iterable[ContactField] = ()) -> FieldCatalogue:
+    """Built-in fields, then contact fields (``customer.<name>``, strings), then plugin fields, then org fields
+    (a later one may not give an earlier one another type; a contact field may not be a built-in one).
+    ``contacts``: the registry's (``registry.contacts.values()``)."""
+    contacts = tuple(contacts)
+    seen: dict[str, FieldSpec] = {s.path: s for s in BUILTIN_FIELDS}
+    for c in contacts:
+        if f"customer.{c.name}" in seen:
+            raise ValueError(f"contact field {c.name}: customer.{c.name} is one of the engine's own fields")
+    contact_specs = [FieldSpec(f"customer.{c.name}", "string", c.description) for c in contacts]
+    for spec in (*contact_specs, *plugin_fields, *org_fields):
         prior = seen.get(spec.path)
         if prior is not None and prior.type != spec.type:
             raise ValueError(f"field {spec.path} declared as {prior.type} and as {spec.type}")
         seen[spec.path] = spec
-    return FieldCatalogue(seen.values(), regions)
+    return FieldCatalogue(seen.values(), contacts)
 
 
 #: The text forms of numbers (ASCII digits only: no ``1_000``, no ``٣``, no ``inf``/``nan``), shared with the

@@ -18,6 +18,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 if TYPE_CHECKING:
     from engine.contracts import (
         Channel,
+        ContactField,
         DecisionDraft,
         EvaluatorSpec,
         FieldSpec,
@@ -74,6 +75,22 @@ def register_rule_kinds(register: Callable[[RuleKind], None], settings: Mapping[
 
     :param register: records the kind under its ``name``; duplicates raise ``PluginConflict``.
     :param settings: this plugin's settings block.
+    """
+
+
+@hookspec
+def register_contact_fields(register: Callable[[ContactField], None], settings: Mapping[str, Any]) -> None:
+    """Register the customer attributes this plugin's channels reach customers through (``phone``, ``email``,
+    ``kakao_id`` …), by calling ``register(ContactField(...))``, with their normalisers.
+
+    The model, the field catalogue (``customer.<name>``) and both audience readers read contact fields from
+    the registry only: a reader normalises a registered field's values and marks a malformed one in
+    ``customer.handle_error.<name>``; a column no loaded plugin registers is an ordinary attribute.
+
+    :param register: records the field with this plugin as an owner. Several plugins may register one field
+        (SMS and call tasks both read ``phone``) when their normalisers are the same functions; a field whose
+        normalisers or regions differ from another plugin's raises ``PluginConflict`` naming both plugins.
+    :param settings: this plugin's settings block (e.g. the ``default_region`` phone numbers are read in).
     """
 
 

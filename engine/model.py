@@ -11,20 +11,6 @@ from typing import Any, Literal
 
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 
-#: Customer attributes with a meaning the engine and channels rely on (all others are free attributes).
-CONTACT_FIELDS: Mapping[str, str] = MappingProxyType(
-    {
-        "phone": "mobile number, E.164",
-        "email": "e-mail address",
-        "push_token": "mobile push registration token",
-        "line_id": "LINE user id",
-        "viber_id": "Viber user id",
-        "wechat_openid": "WeChat openid",
-        "whatsapp": "WhatsApp number, E.164",
-    }
-)
-
-
 class Reachability(StrEnum):
     """What a channel knows about reaching one customer.
 
@@ -72,7 +58,8 @@ SUBSCRIPTION_STATUSES: tuple[str, ...] = tuple(r.value for r in Reachability if 
 class Customer:
     """One recipient: an external id and flat attributes (``tier``, ``phone``, ``subscription.sms`` …).
 
-    Attribute keys are field paths without the ``customer.`` prefix; ``None`` means missing.
+    Attribute keys are field paths without the ``customer.`` prefix; ``None`` means missing. Contact handles
+    are the attributes plugins register as contact fields (``engine.ContactField``; ``registry.contacts``).
     """
 
     id: str

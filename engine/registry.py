@@ -6,14 +6,23 @@ import difflib
 import logging
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 import pluggy
 
 from engine import hookspecs
-from engine.contracts import Channel, Evaluator, EvaluatorSpec, FieldSpec, IncentiveType, Optimizer, RuleKind
+from engine.contracts import (
+    Channel,
+    ContactField,
+    Evaluator,
+    EvaluatorSpec,
+    FieldSpec,
+    IncentiveType,
+    Optimizer,
+    RuleKind,
+)
 from engine.errors import PluginConflict, PluginSettingsError, UnknownReference
 from engine.events import EngineEvent
 from engine.model import Customer, Issue, Message
@@ -27,15 +36,22 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 @dataclass(frozen=True, slots=True)
 class Registered(Generic[T]):
-    """A registered object and the name of the plugin that registered it."""
+    """A registered object and the name of the plugin that registered it (``also``: the other plugins that
+    registered the same object, for contact fields several channels share)."""
 
     obj: T
     owner: str
+    also: tuple[str, ...] = ()
+
+    @property
+    def owners(self) -> tuple[str, ...]:
+        """Every plugin that registered the object, in registration order."""
+        return (self.owner, *self.also)
 
 
 class Registry:
-    """The channels, incentive types, optimizers, rule kinds, fields and evaluators the plugins registered.
-    Read-only.
+    """The channels, incentive types, optimizers, rule kinds, contact fields, fields and evaluators the plugins
+    registered. Read-only.
 
     Build it with :meth:`Registry.build`; runtime hooks (``enrich_facts``, ``check_delivery``,
     ``engine_event``) are called through :attr:`hook`. ``ledger`` is the default store of incentive
@@ -52,8 +68,13 @@ class Registry:
         evaluators: Mapping[str, Registered[EvaluatorSpec]] | None = None,
         ledger: LedgerStore | None = None,
         rule_kinds: Mapping[str, Registered[RuleKind]] | None = None,
+        contact_fields: Mapping[str, Registered[ContactField]] | None = None,
     ):
         self._pm = pm
+        #: contact attribute name → the field and the plugins that registered it, sorted by name
+        self.contact_fields = MappingProxyType(dict(sorted((contact_fields or {}).items())))
+        #: contact attribute name → ContactField: what the field catalogue and the audience readers take
+        self.contacts: Mapping[str, ContactField] = MappingProxyType({n: r.obj for n, r in self.contact_fields.items()})
         #: rule kind name → the kind, sorted by pipeline order (then name)
         self.rule_kinds = MappingProxyType(dict(sorted((rule_kinds or {}).items(),
                                                        key=lambda kv: (kv[1].obj.order, kv[0]))))
@@ -95,6 +116,7 @@ class Registry:
         settings = settings or {}
         found: dict[str, dict[str, Registered[Any]]] = {}
         views: dict[str, SettingsView] = {}
+        shared: dict[str, list[tuple[str, ContactField]]] = {}  # contact field → (plugin, its registration)
         for hook_name, kind, key, proto in (
             ("register_channels", "channel", "name", Channel),
             ("register_incentives", "incentive type", "kind", IncentiveType),
@@ -102,10 +124,11 @@ class Registry:
             ("register_fields", "field", "path", FieldSpec),
             ("register_evaluators", "evaluator", "name", EvaluatorSpec),
             ("register_rule_kinds", "rule kind", "name", RuleKind),
+            ("register_contact_fields", "contact field", "name", ContactField),
         ):
             items: dict[str, Registered[Any]] = {}
             for impl in getattr(pm.hook, hook_name).get_hookimpls():
-                register = _registrar(items, impl.plugin_name, kind, key, proto)
+                register = _registrar(items, impl.plugin_name, kind, key, proto, shared)
                 view = views.setdefault(impl.plugin_name, SettingsView(settings.get(impl.plugin_name, {})))
                 args = {"register": register, "settings": view}
                 try:
@@ -124,6 +147,7 @@ class Registry:
             evaluators=found["register_evaluators"],
             ledger=ledger,
             rule_kinds=found["register_rule_kinds"],
+            contact_fields=found["register_contact_fields"],
         )
         registry.settings_warnings = settings_warnings(settings, views, [n for n, _ in pm.list_name_plugin()])
         return registry
@@ -152,7 +176,7 @@ class Registry:
 
     def left_out_giving(self, what: str, name: str) -> LeftOut | None:
         """The left-out plugin (see :attr:`left_out`) that would have registered ``what`` (``channel``,
-        ``incentive type``, ``optimizer`` or ``rule kind``) ``name``; ``None`` when none would."""
+        ``incentive type``, ``optimizer``, ``rule kind`` or ``contact field``) ``name``; ``None`` when none would."""
         return next((self.left_out[p] for p, gives in self._gives().items() if name in gives.get(what, ())), None)
 
     def left_out_names(self, what: str) -> set[str]:
@@ -188,6 +212,7 @@ class Registry:
         out += [(n, "field", r.owner) for n, r in self.fields.items()]
         out += [(n, "evaluator", r.owner) for n, r in self.evaluators.items()]
         out += [(n, f"rule_kind:{r.obj.order}", r.owner) for n, r in self.rule_kinds.items()]
+        out += [(n, "contact", owner) for n, r in self.contact_fields.items() for owner in r.owners]
         return sorted(out, key=lambda row: (row[1].split(":")[0], row[0]))
 
     def emit(self, event: EngineEvent) -> None:
@@ -279,7 +304,7 @@ def _registered_by(plugin: LeftOut) -> dict[str, set[str]]:
     except Exception:
         return {}
     return {"channel": set(reg.channels), "incentive type": set(reg.incentives), "optimizer": set(reg.optimizers),
-            "rule kind": set(reg.rule_kinds)}
+            "rule kind": set(reg.rule_kinds), "contact field": set(reg.contact_fields)}
 
 
 def unknown_kind(name: object, kinds: Mapping[str, Any]) -> str:
@@ -288,7 +313,8 @@ def unknown_kind(name: object, kinds: Mapping[str, Any]) -> str:
 
 
 def _registrar(
-    items: dict[str, Registered[Any]], owner: str, kind: str, key: str, proto: type
+    items: dict[str, Registered[Any]], owner: str, kind: str, key: str, proto: type,
+    shared: dict[str, list[tuple[str, ContactField]]],
 ) -> Callable[[Any], None]:
     def register(obj: Any) -> None:
         if not isinstance(obj, proto):
@@ -297,6 +323,10 @@ def _registrar(
         name = getattr(obj, key)
         if kind != "field" and not _NAME.match(str(name)):
             raise PluginConflict(f"plugin {owner!r} registered {kind} {name!r}: names are lower_snake_case")
+        if kind == "contact field":
+            shared.setdefault(name, [])
+            items[name] = _shared_contact(shared[name], obj, owner)
+            return
         if name in items:
             raise PluginConflict(
                 f"{kind} {name!r} is registered twice: by plugin {items[name].owner!r} and by plugin {owner!r}"
@@ -304,6 +334,24 @@ def _registrar(
         items[name] = Registered(obj, owner)
 
     return register
+
+
+def _shared_contact(prior: list[tuple[str, ContactField]], field: ContactField, owner: str) -> Registered[ContactField]:
+    """The contact field once ``owner`` registered it too (``prior``: the earlier registrations, extended): one
+    field when all agree, with the region of whichever gives one; ``PluginConflict`` naming both plugins."""
+    for other, earlier in prior:
+        why = earlier.agrees_with(field)
+        if why is not None:
+            hint = "; give them the same default_region" if "region" in why else ""
+            raise PluginConflict(f"contact field {field.name!r} is registered by plugin {other!r} and by plugin "
+                                 f"{owner!r} {why}{hint}")
+    if owner in (o for o, _ in prior):
+        raise PluginConflict(f"contact field {field.name!r} is registered twice by plugin {owner!r}")
+    prior.append((owner, field))
+    region = next((f.region for _, f in prior if f.region), None)
+    first = prior[0][1]
+    merged = first if first.region == region else replace(first, region=region)
+    return Registered(merged, prior[0][0], tuple(o for o, _ in prior[1:]))
 
 
 def _members(proto: type) -> list[str]:

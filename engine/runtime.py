@@ -76,22 +76,6 @@ def find_fields_file(start: str | Path) -> Path | None:
     return None
 
 
-def contact_regions(registry: Registry) -> dict[str, str]:
-    """Phone attribute → the region its numbers without ``+`` are read in, from the channels' optional
-    ``contact_regions`` (``{"phone": "GB"}``: their ``default_region`` setting). Two channels reading one
-    attribute in different regions is a configuration error (``ValueError`` naming both)."""
-    out: dict[str, tuple[str, str]] = {}
-    for name, entry in registry.channels.items():
-        for attribute, region in (getattr(entry.obj, "contact_regions", None) or {}).items():
-            if not region:
-                continue
-            prior = out.setdefault(attribute, (str(region).upper(), name))
-            if prior[0] != str(region).upper():
-                raise ValueError(f"channels {prior[1]} and {name} read {attribute} numbers without + in different "
-                                 f"regions ({prior[0]}, {str(region).upper()}); give them the same default_region")
-    return {attribute: region for attribute, (region, _) in out.items()}
-
-
 @dataclass(frozen=True)
 class Herald:
     """A configured engine: the plugin registry and the field catalogue rules are checked against.
@@ -120,7 +104,7 @@ class Herald:
         settings = load_settings() if settings is None else settings
         registry = Registry.build(make_plugin_manager(defaults, entry_points=entry_points), settings)
         org = load_org_fields(fields_file) if fields_file else []
-        return cls(registry, build_catalogue((r.obj for r in registry.fields.values()), org, contact_regions(registry)))
+        return cls(registry, build_catalogue((r.obj for r in registry.fields.values()), org, registry.contacts.values()))
 
     def with_fields_for(self, path: str | Path) -> Herald:
         """The same engine with the org field catalogue found for ``path`` (see :func:`find_fields_file`)."""
@@ -128,7 +112,7 @@ class Herald:
         if found is None:
             return self
         org = load_org_fields(found)
-        catalogue = build_catalogue((r.obj for r in self.registry.fields.values()), org, self.catalogue.regions)
+        catalogue = build_catalogue((r.obj for r in self.registry.fields.values()), org, self.registry.contacts.values())
         return Herald(self.registry, catalogue, self.loaded)
 
     def load_ruleset(self, path: str | Path) -> Ruleset:

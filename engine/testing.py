@@ -142,11 +142,12 @@ class _Wrapper:
 
 
 def catalogue_for(registry: Registry) -> Any:
-    """Built-in fields, the registry's plugin fields and the kit's few org fields (``KIT_FIELDS``)."""
+    """Built-in fields, the registry's contact fields and plugin fields, and the kit's few org fields
+    (``KIT_FIELDS``)."""
     from engine.contracts import FieldSpec
 
     org = [FieldSpec(f"customer.{k}", t) for k, t in KIT_FIELDS.items()]  # type: ignore[arg-type]
-    return build_catalogue((r.obj for r in registry.fields.values()), org)
+    return build_catalogue((r.obj for r in registry.fields.values()), org, registry.contacts.values())
 
 
 def sample_creatives(channel: Any, fallback: Iterable[Any] = ()) -> list[Creative]:

@@ -792,8 +792,8 @@ def plugins(
     fields: Annotated[Path | None, typer.Option("--fields", metavar="FILE", help="the org's fields.yaml (default: HERALD_FIELDS, "
                                                  "else the nearest fields.yaml in or above the current folder)")] = None,
 ) -> None:
-    """List every registered channel, incentive type and optimizer with its owning plugin, and every field
-    rules may test (the field catalogue) with its type and where it comes from."""
+    """List every registered channel, incentive type, optimizer, rule kind and contact field with its owning
+    plugin, and every field rules may test (the field catalogue) with its type and where it comes from."""
     from engine.fields import BUILTIN_FIELDS
     from engine.runtime import find_fields_file
 
@@ -808,8 +808,9 @@ def plugins(
     org_file = fields or find_fields_file(Path.cwd())
     catalogue = Table("field", "type", "from", "description")
     for spec in sorted(herald.catalogue, key=lambda s: s.path):
-        owner = herald.registry.fields.get(spec.path)
-        source = "engine" if spec.path in builtin else owner.owner if owner else str(org_file)
+        contact = spec.path.removeprefix("customer.")  # a contact field's name has no dot: others miss
+        owner = herald.registry.fields.get(spec.path) or herald.registry.contact_fields.get(contact)
+        source = "engine" if spec.path in builtin else ", ".join(owner.owners) if owner else str(org_file)
         catalogue.add_row(safe(spec.path), spec.type, safe(source), safe(spec.description))
     out.print(catalogue)
 

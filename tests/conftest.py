@@ -33,8 +33,9 @@ def kinds(registry):
 
 @pytest.fixture
 def catalogue(registry):
-    """Built-in fields, plugin fields and the sample org fields of rules/fields.yaml."""
-    return build_catalogue((r.obj for r in registry.fields.values()), load_org_fields(RULES / "fields.yaml"))
+    """Built-in fields, the plugins' contact fields and fields, and the sample org fields of rules/fields.yaml."""
+    return build_catalogue((r.obj for r in registry.fields.values()), load_org_fields(RULES / "fields.yaml"),
+                           registry.contacts.values())
 
 
 @pytest.fixture

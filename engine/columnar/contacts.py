@@ -12,11 +12,12 @@ email-validator with generated addresses.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import polars as pl
 
-from engine.audience import email_error, normalise_email, normalise_phone
+from engine.audience import email_error, normalise_email, normalise_phone, normalised_handle
+from engine.contracts import ContactField
 from engine.phones import TYPE_NAMES, UNKNOWN, classify_international, type_name
 
 _LOCAL = r"^[A-Za-z0-9+_-]+(\.[A-Za-z0-9+_-]+)*$"
@@ -178,3 +179,26 @@ def valid_emails(column: pl.Expr) -> pl.Expr:
     """True where a String column holds an address email-validator accepts (syntax only): :func:`email_verdicts`
     over the column. The e-mail channel's column check (no per-row Python)."""
     return column.map_batches(email_verdicts, return_dtype=pl.Boolean, is_elementwise=True)
+
+
+def check_contact(contact: ContactField, s: pl.Series) -> tuple[pl.Series, pl.Series, pl.Series | None]:
+    """(normalised handles, error messages, handle types or None) for a String series of a registered contact
+    field, with :func:`engine.audience.check_handle`'s answers: the field's ``normalise_column`` when it has one
+    (called with ``region=`` when the field has a region), else its ``normalise`` once per distinct value;
+    handle types from the column form, else from ``handle_type`` once per distinct normalised handle."""
+    found: Sequence[pl.Series]
+    if contact.normalise_column is not None:
+        found = (contact.normalise_column(s, region=contact.region) if contact.region
+                 else contact.normalise_column(s))
+    else:
+        uniq = s.drop_nulls().unique().to_list()
+        results = [normalised_handle(contact, v) for v in uniq]
+        found = (s.replace_strict(uniq, [r[0] for r in results], default=None, return_dtype=pl.String),
+                 s.replace_strict(uniq, [r[1] for r in results], default=None, return_dtype=pl.String))
+    good, bad = found[0], found[1]
+    kinds = found[2] if len(found) > 2 else None
+    if kinds is None and contact.handle_type is not None:
+        handles = good.drop_nulls().unique().to_list()
+        kinds = good.replace_strict(handles, [contact.handle_type(h) for h in handles], default=None,
+                                    return_dtype=pl.String)
+    return good, bad, kinds

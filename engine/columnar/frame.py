@@ -9,7 +9,8 @@ reported with their row number (1 = the first row) as the line.
 
 The rules are those of ``engine.audience``: repeated ids are bad rows unless ``merge_duplicates`` (then
 merged the same way, vectorised), ``subscription.<channel>`` values are a closed set, and a malformed
-phone, WhatsApp number or e-mail address is kept as read with its reason in ``customer.handle_error.<name>``.
+value of a registered contact field (``catalogue.contacts``: phone, WhatsApp number, e-mail address …) is kept
+as read with its reason in ``customer.handle_error.<name>``.
 """
 
 from __future__ import annotations
@@ -23,18 +24,18 @@ import polars as pl
 
 from engine.audience import (
     OWN,
-    PHONES,
     RESERVED,
     duplicate_problem,
     raise_bad_rows,
     read_audience,
     status_error,
 )
-from engine.columnar.contacts import check_phones, normalise_emails, per_unique
+from engine.columnar.contacts import check_contact, per_unique
+from engine.contracts import ContactField
 from engine.errors import AudienceError, Problem
 from engine.facts import zone
 from engine.fields import DATE_TEXT, EXACT_FLOAT, INTEGER_TEXT, NUMBER_TEXT, FieldCatalogue, coerce
-from engine.model import CONTACT_FIELDS, SUBSCRIPTION_STATUSES, Customer
+from engine.model import SUBSCRIPTION_STATUSES, Customer
 from engine.reachability import HANDLE_ERROR, HANDLE_TYPE
 from engine.sourcefile import MAX_DEPTH
 
@@ -48,7 +49,6 @@ _DTYPES: dict[str, PolarsDataType] = {"string": pl.String, "integer": pl.Int64, 
 _WIDE = (pl.Int128, pl.UInt64)
 _PY_ONLY_SPACE = "[\x1c-\x1f]"  # white space to Python's str.strip, not to Rust's
 _BOOL = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False, "y": True, "n": False}
-_CHECKS = ("phone", "whatsapp", "email")
 
 
 @dataclass
@@ -76,14 +76,14 @@ def read_frame(path: str | Path, catalogue: FieldCatalogue, *, keep_valid: bool 
     try:
         if suffix == ".parquet":
             frame, problems = _typed(_flatten(pl.read_parquet(p)), types, str(p), rows_are_lines=True,
-                                     regions=catalogue.regions)
+                                     contacts=catalogue.contacts)
             if not merge_duplicates:
                 problems = _with_duplicates(frame.get_column(ID), problems, str(p))
             if problems:
                 frame = _drop_rows(frame, problems, keep_valid, str(p))
         elif suffix in (".csv", ".jsonl", ".ndjson"):
             raw = _read_csv(p) if suffix == ".csv" else _read_jsonl(p, types)
-            frame, problems = _typed(raw, types, str(p), rows_are_lines=False, regions=catalogue.regions)
+            frame, problems = _typed(raw, types, str(p), rows_are_lines=False, contacts=catalogue.contacts)
             if not merge_duplicates and frame.get_column(ID).is_duplicated().any():
                 raise _Bad("repeated ids")
         else:
@@ -121,7 +121,8 @@ def merge_rows(frame: pl.DataFrame) -> pl.DataFrame:
     ``handle_error`` mark comes from the row its handle comes from), as ``engine.audience.merge_customers``."""
     if not frame.get_column(ID).is_duplicated().any():
         return frame
-    marks = {f"customer.{own}{c}": f"customer.{c}" for c in _CHECKS for own in OWN}
+    marks = {c: f"customer.{c.removeprefix('customer.').removeprefix(own)}" for c in frame.columns
+             for own in OWN if c.startswith(f"customer.{own}")}
 
     def last(name: str) -> pl.Expr:
         handle = marks.get(name)
@@ -227,9 +228,9 @@ def _flatten(df: pl.DataFrame, prefix: str = "") -> pl.DataFrame:
 
 
 def _typed(raw: pl.DataFrame, types: Mapping[str, str], file: str, *, rows_are_lines: bool,
-           regions: Mapping[str, str]) -> tuple[pl.DataFrame, list[Problem]]:
+           contacts: Mapping[str, ContactField]) -> tuple[pl.DataFrame, list[Problem]]:
     """The ``customer.*`` frame and the problems, column by column (first bad column of a row wins).
-    ``regions``: phone attribute → the region numbers without ``+`` are read in."""
+    ``contacts``: the contact fields to normalise, by attribute name."""
     raw = raw.rename({c: c.removeprefix("customer.") for c in raw.columns if c.startswith("customer.")})
     if "id" not in raw.columns:
         raise AudienceError([Problem("no id column; columns are " + ", ".join(raw.columns), "missing_id_column", file, 1)])
@@ -262,14 +263,13 @@ def _typed(raw: pl.DataFrame, types: Mapping[str, str], file: str, *, rows_are_l
             value, err, code = _check_zone(value, err)
         if name.startswith("subscription."):
             value, err, code = _check_status(value, err)
-        if name in _CHECKS and (err is None or err.null_count() == err.len()):
+        contact = contacts.get(name)
+        if contact is not None and (contact.normalise is not None or contact.handle_type is not None) \
+                and (err is None or err.null_count() == err.len()):
             text = value.cast(pl.String)
-            if name in PHONES:
-                good, mark, kind = check_phones(text, regions.get(name), PHONES[name])
-                if kind.null_count() < kind.len():
-                    cols.append(kind.alias(f"customer.{HANDLE_TYPE}{name}"))
-            else:
-                good, mark = normalise_emails(text)
+            good, mark, kind = check_contact(contact, text)
+            if kind is not None and kind.null_count() < kind.len():
+                cols.append(kind.alias(f"customer.{HANDLE_TYPE}{name}"))
             value = pl.select(pl.coalesce(good, text)).to_series()
             if mark.null_count() < mark.len():
                 cols.append(mark.alias(f"customer.{HANDLE_ERROR}{name}"))
@@ -436,9 +436,10 @@ def _infer(key: str, values: list[Any], types: Mapping[str, str]) -> PolarsDataT
 
 def complete(frame: pl.DataFrame, types: Mapping[str, str], channels: Iterable[str] = ()) -> pl.DataFrame:
     """Add the columns channels and steps read, as nulls, where the audience has none: every catalogue
-    attribute, contact handles, ``dnd``, ``blocked``, ``timezone`` and ``subscription.<channel>``."""
+    attribute (the registered contact fields among them), ``dnd``, ``blocked``, ``timezone`` and
+    ``subscription.<channel>``."""
     want: dict[str, PolarsDataType] = {f"customer.{k}": _DTYPES[t] for k, t in types.items()}
-    want.update({f"customer.{k}": pl.String for k in (*CONTACT_FIELDS, "timezone")})
+    want["customer.timezone"] = pl.String
     want.update({"customer.dnd": pl.Boolean, "customer.blocked": pl.Boolean})
     want.update({f"customer.subscription.{c}": pl.String for c in channels})
     missing = [pl.lit(None, dtype).alias(name) for name, dtype in want.items() if name not in frame.columns]

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from email_validator import EmailNotValidError, validate_email
 
 from engine import (
+    ContactField,
     Creative,
     Customer,
     Issue,
@@ -32,12 +33,17 @@ from engine import (
     SendResult,
     check_each,
     e164_number,
+    email_address,
+    email_addresses,
     fact_column,
     hookimpl,
     lazy,
     nonempty,
     ordered_reachability,
     ordered_reachability_expr,
+    phone_line_type,
+    phone_number,
+    phone_numbers,
     render_content,
     transport_send,
     unknown_keys,
@@ -203,3 +209,13 @@ def register_channels(register, settings):
     region = setting.region(settings)
     for name in PLATFORMS:
         register(AdChannel(name, setting.mapping(settings, name, of="cost and min_audience") or {}, region))
+
+
+@hookimpl
+def register_contact_fields(register, settings):
+    """Register the handles ad platforms match on: ``email`` and ``phone`` (read in ``default_region``)."""
+    register(ContactField("email", "e-mail address", normalise=email_address, normalise_column=email_addresses,
+                          rule="name@domain.tld: one @, no spaces, a domain name with a dot"))
+    register(ContactField("phone", "phone number, E.164", normalise=phone_number, normalise_column=phone_numbers,
+                          handle_type=phone_line_type, region=setting.region(settings),
+                          rule="a valid phone number in international form (+ and country code)"))

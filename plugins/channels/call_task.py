@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import (
     PHONE_TYPE_NAMES,
+    ContactField,
     ContactReach,
     Creative,
     Customer,
@@ -24,6 +25,9 @@ from engine import (
     e164_number,
     hookimpl,
     lazy,
+    phone_line_type,
+    phone_number,
+    phone_numbers,
     render_content,
     transport_send,
     unknown_keys,
@@ -70,8 +74,6 @@ class CallTask:
         self.cost = setting.number(settings, "cost", 0.5)
         self.queues = setting.texts(settings, "queues", None)
         self.region = setting.region(settings)
-        #: the audience reader reads numbers without + in this region (``engine.runtime.contact_regions``)
-        self.contact_regions = {"phone": self.region} if self.region else {}
         self._reach = ContactReach(self.name, "phone", kinds=PHONE_TYPE_NAMES, valid=lambda v: e164_number(v, self.region) is not None,
                                    rule="a valid phone number in international form (+ and country code)")
 
@@ -178,3 +180,11 @@ def _outcome_issues(outcomes: Any) -> list[Issue]:
 def register_channels(register, settings):
     """Register the call-task channel."""
     register(CallTask(settings))
+
+
+@hookimpl
+def register_contact_fields(register, settings):
+    """Register ``phone`` (read in the ``default_region`` setting when numbers have no ``+``)."""
+    register(ContactField("phone", "phone number, E.164", normalise=phone_number, normalise_column=phone_numbers,
+                          handle_type=phone_line_type, region=setting.region(settings),
+                          rule="a valid phone number in international form (+ and country code)"))

@@ -33,6 +33,7 @@ from urllib.parse import urlencode, urlsplit
 from email_validator import EmailNotValidError, validate_email
 
 from engine import (
+    ContactField,
     ContactReach,
     ContactReachability,
     Creative,
@@ -40,6 +41,8 @@ from engine import (
     Message,
     SendContext,
     SendResult,
+    email_address,
+    email_addresses,
     hookimpl,
     render_content,
     transport_send,
@@ -259,3 +262,10 @@ def _from_header(name: str | None, address: str | None) -> str | None:
 def register_channels(register, settings):
     """Register the e-mail channel."""
     register(Email(settings))
+
+
+@hookimpl
+def register_contact_fields(register):
+    """Register ``email`` (syntax checked and normalised by the audience readers)."""
+    register(ContactField("email", "e-mail address", normalise=email_address, normalise_column=email_addresses,
+                          rule="name@domain.tld: one @, no spaces, a domain name with a dot"))

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from engine import (
+    ContactField,
     ContactReach,
     ContactReachability,
     Creative,
@@ -139,3 +140,9 @@ class Line(ContactReachability):
 def register_channels(register, settings):
     """Register the LINE channel."""
     register(Line(settings))
+
+
+@hookimpl
+def register_contact_fields(register):
+    """Register ``line_id`` (taken as read; the channel checks it: ``_REACH.rule``)."""
+    register(ContactField("line_id", "LINE user id", rule=_REACH.rule))

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from engine import (
+    ContactField,
     ContactReach,
     ContactReachability,
     Creative,
@@ -200,3 +201,9 @@ def _platform_issues(value: Any, where: str, fields: Mapping[str, type]) -> list
 def register_channels(register, settings):
     """Register the mobile push channel."""
     register(Push(settings))
+
+
+@hookimpl
+def register_contact_fields(register):
+    """Register ``push_token`` (taken as read; the channel checks it: ``_REACH.rule``)."""
+    register(ContactField("push_token", "mobile push registration token", rule=_REACH.rule))

@@ -31,6 +31,7 @@ import phonenumbers
 
 from engine import (
     SMS_TYPE_NAMES,
+    ContactField,
     ContactReach,
     Creative,
     Customer,
@@ -42,6 +43,9 @@ from engine import (
     fact_column,
     hookimpl,
     lazy,
+    phone_line_type,
+    phone_number,
+    phone_numbers,
     render_content,
     transport_send,
     unknown_keys,
@@ -196,8 +200,6 @@ class Sms:
         self.max_segments = setting.whole(settings, "max_segments", 6)
         self.short_link_length = setting.whole(settings, "short_link_length", 23)
         self.region = setting.region(settings)
-        #: the audience reader reads numbers without + in this region (``engine.runtime.contact_regions``)
-        self.contact_regions = {"phone": self.region} if self.region else {}
         self._reach = ContactReach(self.name, "phone", kinds=SMS_TYPE_NAMES, valid=lambda v: sms_number(v, self.region) is not None,
                                    rule="a mobile number in international form (+ and country code); "
                                         "landlines, toll-free and premium numbers cannot take SMS")
@@ -386,3 +388,11 @@ def _dlt_templates(dlt: Mapping[str, Any]) -> dict[str, DltTemplate]:
 def register_channels(register, settings):
     """Register the SMS channel."""
     register(Sms(settings))
+
+
+@hookimpl
+def register_contact_fields(register, settings):
+    """Register ``phone`` (read in the ``default_region`` setting when numbers have no ``+``)."""
+    register(ContactField("phone", "phone number, E.164", normalise=phone_number, normalise_column=phone_numbers,
+                          handle_type=phone_line_type, region=setting.region(settings),
+                          rule="a valid phone number in international form (+ and country code)"))

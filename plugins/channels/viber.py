@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from engine import (
+    ContactField,
     ContactReach,
     ContactReachability,
     Creative,
@@ -136,3 +137,9 @@ class Viber(ContactReachability):
 def register_channels(register, settings):
     """Register the Viber channel."""
     register(Viber(settings))
+
+
+@hookimpl
+def register_contact_fields(register):
+    """Register ``viber_id`` (taken as read; the channel checks it: ``_REACH.rule``)."""
+    register(ContactField("viber_id", "Viber user id", rule=_REACH.rule))

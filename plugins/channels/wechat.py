@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from engine import (
+    ContactField,
     ContactReach,
     ContactReachability,
     Creative,
@@ -143,3 +144,9 @@ class WeChat(ContactReachability):
 def register_channels(register, settings):
     """Register the WeChat channel."""
     register(WeChat(settings))
+
+
+@hookimpl
+def register_contact_fields(register):
+    """Register ``wechat_openid`` (taken as read; the channel checks it: ``_REACH.rule``)."""
+    register(ContactField("wechat_openid", "WeChat openid", rule=_REACH.rule))

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from engine import (
     PHONE_TYPE_NAMES,
+    ContactField,
     ContactReach,
     Creative,
     Customer,
@@ -35,9 +36,12 @@ from engine import (
     e164_number,
     hookimpl,
     lazy,
+    phone_line_type,
     render_content,
     transport_send,
     unknown_keys,
+    whatsapp_number,
+    whatsapp_numbers,
 )
 from plugins.channels import setting_checks as setting
 
@@ -105,8 +109,6 @@ class WhatsApp:
     def __init__(self, settings: Mapping[str, Any]):
         self.cost = setting.number(settings, "cost", 0.005)
         self.region = setting.region(settings)
-        #: the audience reader reads numbers without + in this region (``engine.runtime.contact_regions``)
-        self.contact_regions = {"whatsapp": self.region} if self.region else {}
         self._reach = ContactReach(self.name, "whatsapp", kinds=PHONE_TYPE_NAMES, valid=lambda v: wa_number(v, self.region) is not None,
                                    rule="a valid phone number in international form (+ and country code)")
         registry = setting.mapping(settings, "templates", of="template name → its approved fields")
@@ -242,3 +244,12 @@ class WhatsApp:
 def register_channels(register, settings):
     """Register the WhatsApp channel."""
     register(WhatsApp(settings))
+
+
+@hookimpl
+def register_contact_fields(register, settings):
+    """Register ``whatsapp`` (read in the ``default_region`` setting when numbers have no ``+``)."""
+    register(ContactField("whatsapp", "WhatsApp number, E.164", normalise=whatsapp_number,
+                          normalise_column=whatsapp_numbers, handle_type=phone_line_type,
+                          region=setting.region(settings),
+                          rule="a valid phone number in international form (+ and country code)"))

@@ -229,6 +229,24 @@ def test_plugins_lists_the_field_catalogue_with_types_and_origin(monkeypatch, sa
     assert "plugins.channels.sms" in result.stdout
 
 
+def test_plugins_lists_contact_fields_with_every_owning_plugin(monkeypatch, samples):
+    monkeypatch.chdir(samples)
+    result = runner.invoke(app, ["plugins"], env={"COLUMNS": "300"}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    listed = [tuple(c.strip() for c in line.split("│")[1:4]) for line in result.stdout.splitlines()
+              if line.count("│") == 4]
+    assert [row for row in listed if row[1] == "contact"] == [
+        ("email", "contact", "plugins.channels.email"), ("email", "contact", "plugins.channels.ads"),
+        ("line_id", "contact", "plugins.channels.line"), ("phone", "contact", "plugins.channels.sms"),
+        ("phone", "contact", "plugins.channels.call_task"), ("phone", "contact", "plugins.channels.ads"),
+        ("push_token", "contact", "plugins.channels.push"), ("viber_id", "contact", "plugins.channels.viber"),
+        ("wechat_openid", "contact", "plugins.channels.wechat"), ("whatsapp", "contact", "plugins.channels.whatsapp")]
+    fields = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:5]]
+              for line in result.stdout.splitlines() if line.count("│") == 5}
+    assert fields["customer.phone"] == ["string", "plugins.channels.sms, plugins.channels.call_task, "
+                                        "plugins.channels.ads", "phone number, E.164"]
+
+
 def test_plugins_takes_a_fields_file(tmp_path):
     fields = tmp_path / "f.yaml"
     fields.write_text("customer:\n  shoe_size: {type: integer, description: EU size}\n")

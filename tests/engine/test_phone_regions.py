@@ -10,6 +10,7 @@ import pytest
 from engine.audience import read_audience
 from engine.columnar import read_frame
 from engine.columnar.decisions import customer_of
+from engine.errors import PluginConflict
 from engine.model import Reachability
 from engine.runtime import Herald
 from plugins import DEFAULT_PLUGINS
@@ -54,7 +55,9 @@ def test_sms_takes_the_national_mobile_and_refuses_the_landline(tmp_path):
 
 
 def test_channels_disagreeing_on_the_region_is_refused():
-    with pytest.raises(ValueError, match="sms and call_task read phone numbers without \\+ in different regions"):
+    with pytest.raises(PluginConflict, match="contact field 'phone' is registered by plugin 'plugins.channels.sms' "
+                       "and by plugin 'plugins.channels.call_task' reading numbers without \\+ in different regions "
+                       "\\(GB, IN\\); give them the same default_region"):
         Herald.build(DEFAULT_PLUGINS, settings={"plugins.channels.sms": {"default_region": "GB"},
                                                 "plugins.channels.call_task": {"default_region": "IN"}},
                      entry_points=False)
@@ -69,3 +72,16 @@ def test_the_column_form_trusts_the_readers_line_type():
                           "customer.phone": ["+447400123456", "+447400123456", "+442079460958"],
                           "customer.handle_type.phone": ["fixed_line", None, None]})
     assert frame.select(sms.reachability_expr(message)).to_series().to_list() == ["invalid", "valid", "invalid"]
+
+
+def test_the_ad_channels_region_reads_phone_numbers_too():
+    """The ad channels match on ``phone`` and register it with their ``default_region``: the readers read
+    numbers without + there, and a different region on SMS is refused like any two channels disagreeing."""
+    herald = Herald.build(DEFAULT_PLUGINS, settings={"plugins.channels.ads": {"default_region": "IN"}},
+                          entry_points=False)
+    assert herald.catalogue.regions == {"phone": "IN"}
+    with pytest.raises(PluginConflict, match="registered by plugin 'plugins.channels.sms' and by plugin "
+                                             "'plugins.channels.ads' reading numbers without \\+ in different"):
+        Herald.build(DEFAULT_PLUGINS, settings={"plugins.channels.sms": {"default_region": "GB"},
+                                                "plugins.channels.ads": {"default_region": "IN"}},
+                     entry_points=False)

@@ -27,7 +27,7 @@ def warnings_for(env: dict[str, str], entry_points: bool = False) -> tuple[str, 
 def herald_with(env: dict[str, str]) -> Herald:
     registry = Registry.build(make_plugin_manager(DEFAULT_PLUGINS, entry_points=True, env=env))
     return Herald(registry, build_catalogue((r.obj for r in registry.fields.values()),
-                                            load_org_fields(RULES / "fields.yaml")))
+                                            load_org_fields(RULES / "fields.yaml"), registry.contacts.values()))
 
 
 def refusal(herald: Herald, path) -> MessageFileError:

@@ -162,6 +162,36 @@ def test_hook_register_rule_kinds_records_the_owner_and_refuses_clashes():
         registry_with(plugin("odd", register_rule_kinds=lambda register: register({"name": "x"})))
 
 
+def test_hook_register_contact_fields_shares_a_field_between_agreeing_plugins_only():
+    from engine import ContactField
+
+    def loft(value):
+        return value.strip().lower()
+
+    def other(value):
+        return value
+
+    field = ContactField("loft_id", "pigeon loft", normalise=loft)
+    reg = registry_with(plugin("lofts", register_contact_fields=lambda register: register(field)),
+                        plugin("racing", register_contact_fields=lambda register: register(
+                            ContactField("loft_id", "racing loft", normalise=loft, region="GB"))))
+    assert reg.contact_fields["loft_id"].owners == ("lofts", "racing")
+    assert reg.contacts["loft_id"].region == "GB" and reg.contacts["loft_id"].description == "pigeon loft"
+    assert [r for r in reg.rows() if r[1] == "contact"] == [("loft_id", "contact", "lofts"),
+                                                             ("loft_id", "contact", "racing")]
+    catalogue = build_catalogue(contacts=reg.contacts.values())
+    assert catalogue.lookup("customer.loft_id").type == "string" and catalogue.regions == {"loft_id": "GB"}
+    with pytest.raises(PluginConflict, match="contact field 'loft_id' is registered by plugin 'lofts' and by plugin "
+                                             "'racing' with different normalise functions"):
+        registry_with(plugin("lofts", register_contact_fields=lambda register: register(field)),
+                      plugin("racing", register_contact_fields=lambda register: register(
+                          ContactField("loft_id", normalise=other))))
+    with pytest.raises(PluginConflict, match="plugin 'odd' registered contact field 'Loft': names are lower_snake"):
+        registry_with(plugin("odd", register_contact_fields=lambda register: register(ContactField("Loft"))))
+    with pytest.raises(ValueError, match="customer.timezone is one of the engine's own fields"):
+        build_catalogue(contacts=[ContactField("timezone")])
+
+
 def test_hook_enrich_facts_adds_facts_rules_can_use():
     from engine.rulefiles.ir import Cmp, Rule, Ruleset
 

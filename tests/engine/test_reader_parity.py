@@ -19,9 +19,13 @@ from engine.columnar import read_frame
 from engine.columnar.decisions import customer_of
 from engine.errors import AudienceError
 from engine.fields import build_catalogue, load_org_fields
+from engine.plugin_manager import make_plugin_manager
+from engine.registry import Registry
+from plugins import DEFAULT_PLUGINS
 from tests.conftest import RULES
 
-CATALOGUE = build_catalogue(org_fields=load_org_fields(RULES / "fields.yaml"))
+CATALOGUE = build_catalogue(org_fields=load_org_fields(RULES / "fields.yaml"), contacts=Registry.build(
+    make_plugin_manager(DEFAULT_PLUGINS, entry_points=False)).contacts.values())
 COLUMNS = ["tier", "points", "lifetime_value", "dnd", "affinities", "last_purchase_date", "signup_at",
            "subscription.sms", "phone", "email", "timezone", "note"]  # note: a free attribute
 TEXT = ["gold", "", " ", "1", "1.0", "1.5", "-0", "+5", " 7 ", "1_000", "\u0663", "\uff11\uff12", "1e3", "1e400",

@@ -131,7 +131,7 @@ CUSTOMERS = [
 def herald_with(*extra) -> Herald:
     registry = Registry.build(make_plugin_manager((*DEFAULT_PLUGINS, *extra), entry_points=False))
     return Herald(registry, build_catalogue((r.obj for r in registry.fields.values()),
-                                            load_org_fields(RULES / "fields.yaml")))
+                                            load_org_fields(RULES / "fields.yaml"), registry.contacts.values()))
 
 
 def files(tmp_path: Path, rules: str = RULES_FILE, message: str = MESSAGE_FILE) -> Path:
