@@ -1,0 +1,1 @@
+"""Built-in incentives plugins (each module is one plugin listed in ``plugins.DEFAULT_PLUGINS``)."""
