@@ -1,1 +1,1 @@
-"""Built-in incentives plugins (each module is one plugin listed in ``plugins.DEFAULT_PLUGINS``)."""
+"""The built-in incentive-type plugins; ``plugins.DEFAULT_PLUGINS`` lists the modules that are plugins."""

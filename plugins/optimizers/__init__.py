@@ -1,1 +1,1 @@
-"""Built-in optimizers plugins (each module is one plugin listed in ``plugins.DEFAULT_PLUGINS``)."""
+"""The built-in optimizer plugins; ``plugins.DEFAULT_PLUGINS`` lists the modules that are plugins."""
