@@ -257,31 +257,45 @@ def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
     return out
 
 
+#: the condition union's discriminator tags: pydantic puts the chosen one in an error's location
+#: (``when.not.not.field.eqq``), where it is no key of the file
+_CONDITION_TAGS = {"all", "any", "not", "always", "field"}
+
+
 def _pydantic_problem(src: SourceData, err: Mapping[str, Any]) -> Problem:
     loc = tuple(err["loc"])
     data_loc: list[Any] = []
+    rest: list[Any] = []  # the parts of loc not in the file (a missing key)
     node: Any = src.data
+    tag_next = False  # the next part of loc names the union member of a condition
     for part in loc:
+        if tag_next and part in _CONDITION_TAGS:
+            tag_next = False
+            continue
         key = "in" if part == "in_" else ("not" if part == "not_" else part)
         if isinstance(node, dict) and key in node:
             node = node[key]
+            tag_next = key in ("when", "not")
             data_loc.append(key)
         elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
             node = node[key]
+            tag_next = bool(data_loc) and data_loc[-1] in ("all", "any")
             data_loc.append(key)
+        else:
+            rest.append(key)
     label = ""
     if len(data_loc) >= 2 and data_loc[0] == "rules" and isinstance(data_loc[1], int):
         rule = src.data["rules"][data_loc[1]]
         rid = rule.get("id") if isinstance(rule, dict) else None
         label = str(rid) if rid else f"rules[{data_loc[1]}]"
-        rest = _loc(data_loc[2:])
-        where = f"{label}:{rest}" if rest else label
+        inner = _loc(data_loc[2:])
+        where = f"{label}:{inner}" if inner else label
     else:
         where = _loc(data_loc)
     msg = plain_message(err) or err["msg"].removeprefix("Value error, ")
     missing = err["type"] == "missing"
     if missing:
-        msg = f"{_loc(loc[len(data_loc):]) or loc[-1]}: field required"
+        msg = f"{_loc(rest) or loc[-1]}: field required"
     elif err["type"] == "extra_forbidden":
         msg = f"unknown key {loc[-1]!r}"
     return src.problem(msg, data_loc, err["type"], where)
