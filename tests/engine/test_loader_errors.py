@@ -290,3 +290,108 @@ def test_example_facts_that_fit_load_with_the_examples(catalogue, kinds):
                               "expect": {"fired": ["gold"]}},)
     assert (ruleset.name, ruleset.kind, ruleset.hit_policy, ruleset.source) == ("p13n", "personalization", "first",
                                                                                "t.yaml")
+
+
+# --- every problem at once, each at its place -------------------------------------------------------------
+
+def test_an_unknown_kind_and_schema_errors_are_reported_together(catalogue, kinds):
+    text = GOOD.replace("kind: personalization", "kind: personalisation").replace("hit_policy: first\n",
+                                                                                  "hit_policy: first\ncolour: red\n")
+    assert printed(text, catalogue, kinds) == [
+        "r.yaml:2:1: kind: unknown rule kind 'personalisation'; registered: audience_filter, channel_priority, "
+        "eligibility, personalization",
+        "r.yaml:4:1: colour: unknown key 'colour'"]
+
+
+def test_a_duplicate_id_not_on_the_first_line_of_its_rule_and_the_rules_after_it(catalogue, kinds):
+    text = GOOD.replace("  - id: default\n    priority: 100\n", "  - priority: 100\n    id: gold\n") + (
+        "  - id: third\n    priority: 200\n    when: {field: customer.nope, eq: 1}\n    then: {variant: x}\n")
+    exc = error(text, catalogue, kinds)
+    assert [(str(p), p.code) for p in exc.problems] == [
+        ("r.yaml:10:5: gold:id: duplicate rule id (first used by rules[0])", "duplicate_id"),
+        ("r.yaml:15:12: third:when: unknown field 'customer.nope' (did you mean 'customer.phone'?)", "unknown_field")]
+
+
+def test_unknown_channels_are_reported_with_the_problems_of_earlier_rules(catalogue, kinds):
+    text = CHANNELS.replace("CHANNELS", "[sms]").replace("when: {always: true}", "when: {field: customer.nope, eq: 1}")
+    text += "  - id: s\n    priority: 2\n    when: {always: true}\n    then: {channels: [owl]}\n"
+    exc = error(text, catalogue, kinds, channels={"sms"})
+    assert [(str(p), p.code) for p in exc.problems] == [
+        ("r.yaml:6:12: r:when: unknown field 'customer.nope' (did you mean 'customer.phone'?)", "unknown_field"),
+        ("r.yaml:11:23: s:then.channels[0]: unknown channel 'owl'; registered: sms", "unknown_channel")]
+
+
+def test_example_problems_are_reported_with_the_rules_problems(catalogue, kinds):
+    text = GOOD.replace("customer.tier", "customer.nope") + (
+        "tests:\n  - given: {customer: {teir: gold, zzqqxx: 1}, time: {local_hour: x}}\n"
+        "    expect: {fired: [gold]}\n")
+    assert printed(text, catalogue, kinds) == [
+        "r.yaml:7:12: gold:when: unknown field 'customer.nope' (did you mean 'customer.phone'?)",
+        "r.yaml:14:24: tests[0].given.customer.teir: unknown field 'customer.teir' (did you mean 'customer.tier'?)",
+        "r.yaml:14:36: tests[0].given.customer.zzqqxx: unknown field 'customer.zzqqxx'; declare customer fields in "
+        "rules/fields.yaml",
+        "r.yaml:14:55: tests[0].given.time.local_hour: expected a number, got 'x'"]
+
+
+def test_an_empty_customer_in_an_example_does_not_hide_the_facts_after_it(catalogue, kinds):
+    text = GOOD + "tests:\n  - given: {customer: {}, time: {local_hour: x}}\n    expect: {fired: [gold]}\n"
+    assert printed(text, catalogue, kinds) == ["r.yaml:14:34: tests[0].given.time.local_hour: expected a number, got 'x'"]
+
+
+# --- schema errors: where pydantic's location lands in the file -------------------------------------------
+
+def test_an_unknown_key_in_a_comparison_inside_any_or_all(catalogue, kinds):
+    assert printed(when("{any: [{always: true}, {field: customer.tier, eqq: a}]}"), catalogue, kinds) == [
+        "r.yaml:7:57: gold:when.any[1].eqq: unknown key 'eqq'"]
+    assert printed(when("{all: [{field: customer.tier, eqq: a}]}"), catalogue, kinds) == [
+        "r.yaml:7:41: gold:when.all[0].eqq: unknown key 'eqq'"]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (GOOD.replace("rules:\n", "rules: 5\nx:\n"), [("r.yaml:4:1: rules: Input should be a valid list", "list_type"),
+                                                  ("r.yaml:5:1: x: unknown key 'x'", "extra_forbidden")]),
+    ("ruleset: p\nkind: personalization\nrules: [5]\n", [
+        ("r.yaml:3:9: rules[0]: Input should be a valid dictionary or instance of RuleModel", "model_type")]),
+    (GOOD + "field: x\n", [("r.yaml:13:1: field: unknown key 'field'", "extra_forbidden")]),
+    (GOOD.replace("    then: {variant: gold}\n", ""), [("r.yaml:5:5: gold: then: field required", "missing")]),
+    (when("{field: customer.tier, eq: gold, ne: silver}"), [
+        ("r.yaml:7:5: gold:when: a comparison needs exactly one operator of eq, ne, lt, lte, gt, gte, in, not_in, "
+         "between, contains, contains_any, matches, exists, missing; got ['eq', 'ne']", "value_error")]),
+    (when("{foo: 1}"), [("r.yaml:7:5: gold:when: a condition is one of {all: [...]}, {any: [...]}, {not: ...}, "
+                         "{always: true} or {field: ..., <op>: ...}", "condition")]),
+    (when("{field: customer.tier, not_in: a}"), [("r.yaml:7:34: gold:when.not_in: Input should be a valid list",
+                                                  "list_type")]),
+])
+def test_schema_errors_in_full(catalogue, kinds, text, expected):
+    assert [(str(p), p.code) for p in error(text, catalogue, kinds).problems] == expected
+
+
+# --- the entry points ---------------------------------------------------------------------------------------
+
+def test_data_in_memory_loads_like_text_and_names_its_source(catalogue, kinds):
+    import yaml
+
+    data = yaml.safe_load(GOOD)
+    assert load_ruleset_data(data, catalogue, kinds=kinds).rules == load_ruleset_data(GOOD, catalogue, kinds=kinds).rules
+    with pytest.raises(RuleFileError) as info:
+        load_ruleset_data({**data, "colour": 1}, catalogue, kinds=kinds)
+    assert str(info.value).splitlines() == ["<api>: invalid rule file", "  <api>: colour: unknown key 'colour'"]
+    with pytest.raises(RuleFileError) as info:
+        load_ruleset_data({**data, "colour": 1}, catalogue, kinds=kinds, source="api.json")
+    assert str(info.value).splitlines()[0] == "api.json: invalid rule file"
+
+
+def test_without_a_catalogue_rules_may_test_the_built_in_fields_only(kinds):
+    assert load_ruleset_data(GOOD.replace("customer.tier", "customer.id"), kinds=kinds).rules[0].when == Cmp(
+        "customer.id", "eq", "gold")
+    with pytest.raises(RuleFileError, match="unknown field 'customer.tier'"):
+        load_ruleset_data(GOOD, kinds=kinds)
+
+
+def test_a_rule_file_names_only_registered_channels(tmp_path, catalogue, kinds):
+    path = tmp_path / "ch.yaml"
+    path.write_text(CHANNELS.replace("CHANNELS", "[sms, owl]"), encoding="utf-8")
+    with pytest.raises(RuleFileError) as info:
+        load_ruleset(path, catalogue, kinds=kinds, channels={"sms"})
+    assert [str(p) for p in info.value.problems] == [f"{path}:7:28: r:then.channels[1]: unknown channel 'owl'; "
+                                                     "registered: sms"]
