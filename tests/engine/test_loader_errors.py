@@ -86,6 +86,9 @@ def test_a_hit_policy_the_kind_does_not_take(catalogue, kinds):
     assert str(exc).splitlines()[0] == "r.yaml: 1 problem(s) in ruleset p13n"
     assert [(str(p), p.code) for p in exc.problems] == [
         ("r.yaml:3:1: hit_policy: a personalization ruleset takes hit_policy first, not collect", "hit_policy")]
+    other = {**kinds, "personalization": replace(kinds["personalization"], hit_policies=("first", "unique"))}
+    assert [str(p) for p in error(GOOD.replace("hit_policy: first", "hit_policy: collect"), catalogue, other).problems
+            ] == ["r.yaml:3:1: hit_policy: a personalization ruleset takes hit_policy first or unique, not collect"]
     two = {**kinds, "personalization": replace(kinds["personalization"], hit_policies=("first", "collect"))}
     assert load_ruleset_data(GOOD, catalogue, kinds=two).hit_policy == "first"
 
@@ -111,7 +114,8 @@ def test_data_in_memory_too_deep_is_a_rule_file_error(catalogue, kinds):
     with pytest.raises(RuleFileError) as info:
         load_ruleset_data({"ruleset": "x", "kind": "personalization", "rules": [], "x": deep}, catalogue,
                           kinds=kinds, source="api.json")
-    assert str(info.value).startswith("api.json")
+    assert str(info.value).splitlines()[0] == "api.json: refused"
+    assert [p.code for p in info.value.problems] == ["too_deep"]
 
 
 # --- rules --------------------------------------------------------------------------------------------------
