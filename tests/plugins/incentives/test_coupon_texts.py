@@ -237,3 +237,12 @@ def test_codes_already_held_count_against_the_space_left_and_under_a_cap(registr
             assert coupon.prepare(spec, c, refused) == [Issue(
                 "length", "code_space_too_small", "numeric codes of length 4 allow only 10000 distinct codes, 3 already "
                 "taken: too few for 9998 recipients; use longer codes, the alphanumeric alphabet or a cap")]
+
+
+def test_the_sample_settings_are_valid_and_the_invalid_samples_fail_where_they_say():
+    coupon = Coupon()
+    for spec in coupon.sample_specs():
+        assert found(spec) == [], spec
+    assert [s["source"] for s in coupon.sample_specs()] == ["generated", "list", "common"]
+    for spec, path in coupon.sample_invalid_specs():
+        assert [i.path for i in found(spec) if i.is_error] == [path], spec
