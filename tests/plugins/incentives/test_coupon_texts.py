@@ -82,6 +82,10 @@ def found(spec, msg=None) -> list[Issue]:
         Issue("cap", "guessable_codes", "the cap of 101 is more than 1% of the 10000 possible codes: codes become "
               "guessable; use longer codes", "warning")]),
     ({"alphabet": "numeric", "length": 4, "cap": 100, "expiry": {"days": 7}}, []),
+    ({"source": "common", "code": "SALE20", "cap": 1, "expiry": {"days": 7}}, []),
+    ({"source": "common", "code": "SALE20\n", "expiry": {"days": 7}}, [
+        Issue("code", "required", "a common-code series needs the code, without spaces")]),
+    ({"expiry": 5}, [Issue("expiry", "invalid", "expiry is exactly one of {date}, {days} or {with_campaign: true}")]),
 ])
 def test_settings_issues_in_full(spec, expected):
     assert found(spec) == expected
@@ -186,6 +190,8 @@ def test_the_series_a_message_draws_from_and_what_sharing_messages_must_agree_on
         "series 'summer-sale'", {"source": "generated", "cap": None, "alphabet": "alphanumeric", "length": 7})
     assert coupon.shared({"series": "vip", "source": "list", "codes": ["A"], "cap": 1}, message()) == (
         "series 'vip'", {"source": "list", "cap": 1, "codes": ["A"]})
+    assert coupon.shared({"alphabet": "numeric", "length": 9}, message())[1] == {
+        "source": "generated", "cap": None, "alphabet": "numeric", "length": 9}
     assert coupon.shared({"source": "common", "code": "S"}, message()) == (
         "series 'summer-sale'", {"source": "common", "cap": None, "code": "S"})
 
@@ -215,6 +221,10 @@ def test_a_series_conflict_names_both_messages_and_every_difference(registry):
                                                    "for 10001 recipients; use longer codes, the alphanumeric alphabet or a cap"),
     ({"alphabet": "numeric", "length": 4, "cap": 100}, 1_000_000, None),
     ({"source": "list", "codes": ["A"]}, 5, None),  # a list series is refused one by one, not up front
+    ({"length": 4}, 923_522, "alphanumeric codes of length 4 allow only 923521 distinct codes: too few for 923522 "
+                             "recipients; use longer codes, the alphanumeric alphabet or a cap"),
+    ({"alphabet": "numeric"}, 10**7 + 1, "numeric codes of length 7 allow only 10000000 distinct codes: too few for "
+                                         "10000001 recipients; use longer codes, the alphanumeric alphabet or a cap"),
 ])
 def test_the_code_space_against_the_audience(registry, spec, audience, expected):
     spec = {**spec, "expiry": {"days": 3}}
@@ -246,3 +256,34 @@ def test_the_sample_settings_are_valid_and_the_invalid_samples_fail_where_they_s
     assert [s["source"] for s in coupon.sample_specs()] == ["generated", "list", "common"]
     for spec, path in coupon.sample_invalid_specs():
         assert [i.path for i in found(spec) if i.is_error] == [path], spec
+
+
+def test_a_preview_gives_a_common_code_to_everyone_without_a_cap(registry):
+    spec = {"source": "common", "code": "SALE20", "expiry": {"days": 3}}
+    c = ctx(message(**spec), registry, preview=True)
+    assert [registry.incentive("coupon").reserve(spec, Customer(x), c, AT)["code"] for x in ("ana", "ben", "cai")] == [
+        "SALE20"] * 3
+
+
+def test_only_a_real_grant_is_issued_or_released(registry):
+    spec = {"expiry": {"with_campaign": True}}
+    msg, coupon = message(**spec), registry.incentive("coupon")
+    at = IncentiveContext(msg, registry.ledger, AT)
+    grant = coupon.reserve(spec, Customer("ana"), ctx(msg, registry, preview=False), AT)
+    for fake in ({k: v for k, v in grant.items() if k != "preview"}, {**grant, "preview": True}):
+        with pytest.raises(KeyError, match=r"^'a preview grant cannot be issued'$"):
+            asyncio.run(coupon.issue(spec, fake, at))
+        coupon.release(spec, fake, at)
+        assert coupon.reservations(spec, msg, registry.ledger) == 1
+    issued = asyncio.run(coupon.issue(spec, grant, at))
+    assert issued == {"code": grant["code"], "series": "summer-sale", "message": "summer-sale", "customer": "ana",
+                      "status": "issued", "issued_on": "2026-07-04", "expires_on": "2026-08-31"}
+
+
+def test_releasing_a_generated_code_frees_the_code(registry):
+    spec = {"expiry": {"days": 3}}
+    msg, coupon = message(**spec), registry.incentive("coupon")
+    grant = coupon.reserve(spec, Customer("ana"), ctx(msg, registry, preview=False), AT)
+    assert registry.ledger.info(("coupon", "summer-sale")).items == 1
+    coupon.release(spec, grant, IncentiveContext(msg, registry.ledger, AT))
+    assert registry.ledger.info(("coupon", "summer-sale")).items == 0
