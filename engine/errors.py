@@ -37,8 +37,9 @@ class ValidationFailed(EngineError):
 
     def __init__(self, problems: Sequence[Problem], summary: str | None = None):
         self.problems = tuple(problems)
-        head = summary or f"{len(self.problems)} problem(s)"
-        super().__init__(head + "\n" + "\n".join(f"  {p}" for p in self.problems))
+        #: the first line of the message (the problems follow, one a line)
+        self.summary = summary or f"{len(self.problems)} problem(s)"
+        super().__init__(self.summary + "\n" + "\n".join(f"  {p}" for p in self.problems))
 
 
 class RuleFileError(ValidationFailed):

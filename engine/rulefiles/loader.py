@@ -37,7 +37,7 @@ def load_ruleset(
     try:
         src = read_source(path)
     except ValidationFailed as exc:
-        raise RuleFileError(exc.problems, str(exc).split("\n", 1)[0]) from None
+        raise RuleFileError(exc.problems, exc.summary) from None
     return _load(src, catalogue, kinds, channels)
 
 
@@ -51,7 +51,7 @@ def load_ruleset_data(
             check_depth(data, source)
         src = parse_text(data, source) if isinstance(data, str) else SourceData(data, source)
     except ValidationFailed as exc:
-        raise RuleFileError(exc.problems, str(exc).split("\n", 1)[0]) from None
+        raise RuleFileError(exc.problems, exc.summary) from None
     return _load(src, catalogue, kinds, channels)
 
 
@@ -67,7 +67,7 @@ def _load(src: SourceData, catalogue: FieldCatalogue | None, kinds: Mapping[str,
     problems: list[Problem] = []
     given = src.data.get("kind")
     if isinstance(given, str) and given not in kinds:
-        problems.append(src.problem(unknown_kind(given, kinds), ("kind",), "unknown_kind", "kind"))
+        problems.append(src.problem(unknown_kind(given, kinds), ("kind",), "unknown_kind"))
     try:
         model = RuleFile.model_validate(src.data)
     except ValidationError as exc:
@@ -78,7 +78,7 @@ def _load(src: SourceData, catalogue: FieldCatalogue | None, kinds: Mapping[str,
     if model.hit_policy not in kind.hit_policies:
         problems.append(src.problem(
             f"a {kind.name} ruleset takes hit_policy {' or '.join(kind.hit_policies)}, not {model.hit_policy}",
-            ("hit_policy",), "hit_policy", "hit_policy"))
+            ("hit_policy",), "hit_policy"))
 
     seen: dict[str, int] = {}
     rules: list[tuple[int, Rule]] = []
@@ -125,19 +125,18 @@ def _given_problems(given: Mapping[str, Any], src: SourceData, loc: tuple[Any, .
         if isinstance(value, Mapping) and value and cat.lookup(path) is None:
             out += _given_problems(value, src, where, cat, f"{path}.")
             continue
-        label = f"{_loc(loc)}.{key}"
         spec = cat.lookup(path)
         if spec is None:
             if isinstance(value, Mapping):
                 continue  # ``customer: {}``: no facts
             hint = cat.suggest(path)
             out.append(src.problem(f"unknown field {path!r}" + (f" (did you mean {hint!r}?)" if hint else
-                                   "; declare customer fields in rules/fields.yaml"), where, "unknown_field", label))
+                                   "; declare customer fields in rules/fields.yaml"), where, "unknown_field"))
             continue
         try:
             coerce(spec.type, value)
         except ValueError as exc:
-            out.append(src.problem(str(exc), where, "type", label))
+            out.append(src.problem(str(exc), where, "type"))
     return out
 
 
@@ -194,10 +193,9 @@ def _to_ir(cond: Any, src: SourceData, loc: tuple[Any, ...], label: str, cat: Fi
     op, value = cond.operator
     where = f"{label}:{_loc(loc[2:])}"
 
-    def bad(msg: str, code: str, key: str = op) -> Cmp:
-        problems.append(src.problem(msg,
-                                    (*loc, "in" if key == "in" else key), code, where))
-        return Cmp(cond.field, op, value)
+    def bad(msg: str, code: str, key: str = op) -> Condition:
+        problems.append(src.problem(msg, (*loc, key), code, where))
+        return Not(Always())  # a placeholder (never "always": no shadowing); the load fails anyway
 
     spec = cat.lookup(cond.field)
     if spec is None:
@@ -257,31 +255,43 @@ def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
     return out
 
 
+#: the condition union's discriminator tags: pydantic puts the chosen one in an error's location
+#: (``when.not.not.field.eqq``), where it is no key of the file
+_CONDITION_TAGS = {"all", "any", "not", "always", "field"}
+
+
 def _pydantic_problem(src: SourceData, err: Mapping[str, Any]) -> Problem:
     loc = tuple(err["loc"])
     data_loc: list[Any] = []
+    rest: list[Any] = []  # the parts of loc not in the file (a missing key)
     node: Any = src.data
+    tag_next = False  # the next part of loc names the union member of a condition
     for part in loc:
-        key = "in" if part == "in_" else ("not" if part == "not_" else part)
-        if isinstance(node, dict) and key in node:
-            node = node[key]
-            data_loc.append(key)
-        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
-            node = node[key]
-            data_loc.append(key)
-    label = ""
+        if tag_next and part in _CONDITION_TAGS:
+            tag_next = False
+            continue
+        # pydantic names fields by their alias (``in``, ``not``), as the file spells them
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            tag_next = part in ("when", "not")
+            data_loc.append(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            tag_next = data_loc[-1] in ("all", "any")  # the root is a mapping: a list has a parent key
+            data_loc.append(part)
+        else:
+            rest.append(part)
+    where = None  # outside a rule: the path in the file
     if len(data_loc) >= 2 and data_loc[0] == "rules" and isinstance(data_loc[1], int):
         rule = src.data["rules"][data_loc[1]]
         rid = rule.get("id") if isinstance(rule, dict) else None
         label = str(rid) if rid else f"rules[{data_loc[1]}]"
-        rest = _loc(data_loc[2:])
-        where = f"{label}:{rest}" if rest else label
-    else:
-        where = _loc(data_loc)
+        inner = _loc(data_loc[2:])
+        where = f"{label}:{inner}" if inner else label
     msg = plain_message(err) or err["msg"].removeprefix("Value error, ")
     missing = err["type"] == "missing"
     if missing:
-        msg = f"{_loc(loc[len(data_loc):]) or loc[-1]}: field required"
+        msg = f"{_loc(rest)}: field required"  # the missing key is never in the file
     elif err["type"] == "extra_forbidden":
         msg = f"unknown key {loc[-1]!r}"
     return src.problem(msg, data_loc, err["type"], where)

@@ -140,7 +140,7 @@ def sender_id_problems(sender: str) -> list[str]:
 def _valid_any(digits: str) -> bool:
     """Whether ``+digits`` is a valid phone number of any type (a long code may be a landline)."""
     try:
-        return phonenumbers.is_valid_number(phonenumbers.parse("+" + digits, None))
+        return phonenumbers.is_valid_number(phonenumbers.parse("+" + digits))
     except phonenumbers.NumberParseException:
         return False
 
@@ -270,12 +270,11 @@ class Sms:
             return [Issue("dlt_template_id", "dlt_unknown_template", f"DLT template {wanted!r} is not registered")]
         candidates = [self.dlt_templates[wanted]] if wanted else list(self.dlt_templates.values())
         matched = next(((t, m) for t in candidates if (m := t.match(text))), None)
-        issues = []
         if sender is None:
-            issues.append(Issue("sender_id", "required", "DLT mode needs a registered sender id (header)"))
+            issues = [Issue("sender_id", "required", "DLT mode needs a registered sender id (header)")]
         else:
             category = matched[0].category if matched else None
-            issues += [Issue("sender_id", "dlt_header", m) for m in dlt_header_problems(str(sender), category)]
+            issues = [Issue("sender_id", "dlt_header", m) for m in dlt_header_problems(str(sender), category)]
         if matched is None:
             which = f"DLT template {wanted}" if wanted else "any registered DLT template"
             return [Issue("body", "dlt_template_mismatch",
@@ -327,8 +326,9 @@ class Sms:
         """A gateway request: to (E.164), from, text, encoding and segments (counted on the text as sent,
         tracked links shortened when the message uses tiny URLs); DLT ids when DLT mode is on."""
         text = render_content(creative.content["body"], context)
-        enc, units, parts = segments(self.as_sent(text, bool(context.get("delivery", {}).get("tiny_url"))))
-        defaults = context.get("delivery", {}).get("sender", {})
+        delivery = context["delivery"]  # engine.rendering.render_context always sets sender and tiny_url
+        enc, units, parts = segments(self.as_sent(text, delivery["tiny_url"]))
+        defaults = delivery["sender"]
         sender = creative.content.get("sender_id") or defaults.get("sender_id")
         phone = context["customer"].get("phone")
         payload: dict[str, Any] = {"to": sms_number(str(phone), self.region) or phone, "from": sender,
@@ -343,20 +343,20 @@ class Sms:
     def compliance(self, payload: Mapping[str, Any], context: Mapping[str, Any], *, preview: bool = True) -> list[Issue]:
         """What the rendered SMS breaks: the opt-out text missing, more segments than allowed, and in DLT mode
         a text no registered template matches or a variable longer than 30 characters."""
-        text = str(payload.get("text", ""))
+        text = payload["text"]  # the payload is this channel's own ``render`` output
         issues = []
         if self.optout_text not in text:
             issues.append(Issue("text", "compliance", f"the rendered text lacks the opt-out text {self.tags['optout']!r}"))
-        if payload.get("segments", 0) > self.max_segments:
+        if payload["segments"] > self.max_segments:
             issues.append(Issue("text", "too_long", f"the rendered text is {payload['units']} {payload['encoding']} "
                                 f"characters, {payload['segments']} segments; the maximum is {self.max_segments}"))
         if self.dlt_templates is not None:
-            issues += self._dlt_rendered_issues(text, payload, bool(context.get("delivery", {}).get("tiny_url")))
+            issues += self._dlt_rendered_issues(text, payload, context["delivery"]["tiny_url"])
         return issues
 
     def _dlt_rendered_issues(self, text: str, payload: Mapping[str, Any], tiny_url: bool) -> list[Issue]:
         assert self.dlt_templates is not None
-        template = self.dlt_templates.get(payload.get("dlt", {}).get("template_id") or "")
+        template = self.dlt_templates.get(payload["dlt"]["template_id"])  # render always names it (or None)
         match = template.match(text) if template else None
         if template is None or match is None:
             return [Issue("text", "dlt_template_mismatch", "the rendered text matches no registered DLT template "

@@ -133,14 +133,14 @@ def space_of(spec: Mapping[str, Any]) -> int | None:
     return None if spec.get("source") == "common" else code_space(spec)
 
 
-def shortage(spec: Mapping[str, Any], key: tuple[str, str], info: LedgerInfo | None, pending: int = 0) -> str | None:
+def shortage(spec: Mapping[str, Any], key: tuple[str, str], info: LedgerInfo | None, pending: int) -> str | None:
     """Why one more new grant is impossible after ``pending`` more (a preview's tally), or ``None``."""
     entries, items = (info.entries, info.items) if info is not None else (0, 0)
     cap, space = cap_of(spec), space_of(spec)
     if cap is not None and entries + pending >= cap:
         return full_text(spec, key, "cap")
     if space is not None and items + pending >= space:
-        return full_text(spec, key, "items")
+        return exhausted_text(spec)
     return None
 
 
