@@ -283,8 +283,8 @@ def test_dlt_mode_without_templates_matches_no_body():
 
 
 def test_settings_errors_name_the_setting_and_the_allowed_values():
-    with pytest.raises(ValueError, match=r"^sms optout_text must be a non-empty text$"):
+    with pytest.raises(ValueError, match=r"^optout_text: must be a non-empty text, not ''$"):
         Sms({"optout_text": ""})
-    with pytest.raises(ValueError, match=r"^DLT template 7: category must be one of promotional, service_explicit, "
-                                         r"service_implicit, transactional$"):
+    with pytest.raises(ValueError, match=r"^dlt\.templates\[0\]\.category: must be one of promotional, service_explicit, "
+                                         r"service_implicit, transactional, not 'marketing'$"):
         Sms({"dlt": {"templates": [{"id": "7", "category": "marketing", "body": "x"}]}})
