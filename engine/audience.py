@@ -26,15 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import phonenumbers
-from email_validator import EmailNotValidError, validate_email
 
 from engine.contracts import ContactField
 from engine.errors import AudienceError, Problem
 from engine.facts import zone
 from engine.fields import FieldCatalogue, coerce
+from engine.lazy import lazy
 from engine.model import EMPTY, SUBSCRIPTION_STATUSES, Customer
 from engine.reachability import HANDLE_ERROR, HANDLE_TYPE
 from engine.sourcefile import MAX_DEPTH, too_deep
+
+email_validator = lazy("email_validator")  # imported on first use (start-up)
 
 MAX_REPORTED = 50
 RESERVED = (f"the {HANDLE_ERROR}* and {HANDLE_TYPE}* attributes are Herald's own (why a handle is malformed, "
@@ -72,8 +74,8 @@ def normalise_whatsapp(text: str, region: str | None = None) -> str:
 def normalise_email(text: str) -> str:
     """The normalised address (syntax checked, no DNS look-up); ``ValueError`` otherwise, in our words."""
     try:
-        return validate_email(text, check_deliverability=False).normalized
-    except EmailNotValidError:
+        return email_validator.validate_email(text, check_deliverability=False).normalized
+    except email_validator.EmailNotValidError:
         raise ValueError(email_error(text)) from None
 
 

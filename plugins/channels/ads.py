@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from email_validator import EmailNotValidError, validate_email
-
 from engine import (
     ContactField,
     Creative,
@@ -55,6 +53,8 @@ if TYPE_CHECKING:
 else:  # imported when a frame is first used
     pl = lazy("polars")
 
+email_validator = lazy("email_validator")  # imported on first use (start-up)
+
 PLATFORMS = {"facebook": "meta", "instagram": "meta", "google": "google", "youtube": "google"}
 MIN_AUDIENCE = {"meta": 100, "google": 1000}
 BATCH = 10_000
@@ -71,8 +71,8 @@ def normal_email(value: str) -> str | None:
     """The address trimmed and lower-cased, when it is a valid e-mail address; else None."""
     address = value.strip().lower()
     try:
-        validate_email(address, check_deliverability=False)
-    except EmailNotValidError:
+        email_validator.validate_email(address, check_deliverability=False)
+    except email_validator.EmailNotValidError:
         return None
     return address
 

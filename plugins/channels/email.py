@@ -30,8 +30,6 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from email_validator import EmailNotValidError, validate_email
-
 from engine import (
     ContactField,
     ContactReach,
@@ -44,12 +42,15 @@ from engine import (
     email_address,
     email_addresses,
     hookimpl,
+    lazy,
     render_content,
     transport_send,
     unknown_keys,
     valid_emails,
 )
 from plugins.channels import setting_checks as setting
+
+email_validator = lazy("email_validator")  # imported on first use (start-up)
 
 HTML_WARN_BYTES = 100 * 1024
 SUBJECT_MAX = 255
@@ -100,8 +101,8 @@ def text_to_html(text: str) -> str:
 def normalized_email(value: str) -> str | None:
     """The normalised address when ``value`` is a syntactically valid e-mail address, else None."""
     try:
-        return validate_email(value, check_deliverability=False).normalized
-    except EmailNotValidError:
+        return email_validator.validate_email(value, check_deliverability=False).normalized
+    except email_validator.EmailNotValidError:
         return None
 
 
@@ -179,8 +180,8 @@ class Email(ContactReachability):
                     issues.append(Issue("from", "required", "a from address is required (creative or delivery.senders.email)"))
                 continue
             try:
-                validate_email(str(address), check_deliverability=False)
-            except EmailNotValidError as exc:
+                email_validator.validate_email(str(address), check_deliverability=False)
+            except email_validator.EmailNotValidError as exc:
                 issues.append(Issue(key, "invalid_email", f"the {key} address {address!r} is invalid: {exc}"))
         if self.unsubscribe_secret is None:
             issues.append(Issue("", "unsubscribe_unsigned", "no unsubscribe_secret is configured for the email "
