@@ -110,9 +110,10 @@ def _email_shapes(frame: pl.DataFrame) -> pl.DataFrame:
             & ~pl.col("domain").str.contains(r"\s") & (pl.col("local").str.len_bytes() <= 64)
             & (pl.col("v").str.len_bytes() <= 254) & one_at)
     # shapes email-validator always refuses: no @, white space, an unquoted local part with a dot at an edge
-    # or two dots in a row, a domain without a dot
+    # or two dots in a row, a domain without a dot, several @ without a quoted local part
     local = pl.col("local")
     refused = (~pl.col("v").str.contains("@", literal=True) | pl.col("v").str.contains(r"\s")
+               | (pl.col("v").str.count_matches("@", literal=True) > 1) & ~pl.col("v").str.starts_with('"')
                | one_at & ~local.str.starts_with('"') & (local.str.starts_with(".") | local.str.ends_with(".")
                                                           | local.str.contains("..", literal=True))
                | one_at & ~pl.col("domain").str.contains(".", literal=True))
