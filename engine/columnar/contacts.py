@@ -42,6 +42,11 @@ def _checked(kind: str, value: str, fn: Callable[[str], str]) -> tuple[str | Non
     return hit
 
 
+def _nulls(s: pl.Series) -> pl.Series:
+    """A String series of nulls as long as ``s`` (built by polars, not from a Python list)."""
+    return pl.repeat(None, s.len(), dtype=pl.String, eager=True).alias(s.name)
+
+
 def per_unique(s: pl.Series, kind: str, fn: Callable[[str], str]) -> tuple[pl.Series, pl.Series]:
     """(normalised values, error messages) of a String series, calling ``fn`` once per distinct value."""
     uniq = s.drop_nulls().unique().to_list()
@@ -62,16 +67,21 @@ def check_phones(s: pl.Series, region: str | None = None, name: str = "phone"
     kinds = code.replace_strict(list(TYPE_NAMES), list(TYPE_NAMES.values()), default=None, return_dtype=pl.String)
     # parsed but invalid: the message needs no parse
     invalid = (code == int(UNKNOWN)).fill_null(False)
-    if invalid.any():
-        values = s.filter(invalid).unique().to_list()
-        said = s.replace_strict(values, [f"{name} {v!r} is not a valid number" for v in values], default=None,
-                                return_dtype=pl.String).set(~invalid, None)
-    else:
-        said = pl.Series(s.name, [None] * s.len(), dtype=pl.String)
+    said = _nulls(s)
+    if invalid.any():  # only the invalid rows are looked at
+        rows = invalid.arg_true()
+        sub = s.gather(rows)
+        values = sub.unique().to_list()
+        said = said.scatter(rows, sub.replace_strict(values, [f"{name} {v!r} is not a valid number" for v in values],
+                                                     return_dtype=pl.String))
     done = e164.is_not_null() | invalid
-    if not (~done & s.is_not_null()).any():
+    todo = ~done & s.is_not_null()
+    if not todo.any():
         return e164.alias(s.name), said.alias(s.name), kinds.alias(s.name)
-    good, bad = per_unique(s.set(done, None), f"{name}:{region}", lambda v: normalise_phone(v, name, region))
+    rows = todo.arg_true()  # parsed once per distinct value, on these rows only
+    sub_good, sub_bad = per_unique(s.gather(rows), f"{name}:{region}", lambda v: normalise_phone(v, name, region))
+    good = _nulls(s).scatter(rows, sub_good)
+    bad = _nulls(s).scatter(rows, sub_bad)
     extra = good.drop_nulls().unique()
     typed = classify_international(extra)  # the parsed numbers are E.164 now: typed as columns, nearly all
     names = typed.get_column("type").replace_strict(list(TYPE_NAMES), list(TYPE_NAMES.values()), default=None,
@@ -160,7 +170,7 @@ def email_verdicts(s: pl.Series) -> pl.Series:
     answers but cheaper on clean columns: a plain address (one regex) is valid exactly when its domain is
     (validated once per distinct domain); only the other values take :func:`normalise_emails`."""
     plain = (s.str.contains(_PLAIN) & (s.str.find("@", literal=True) <= 64) & (s.str.len_bytes() <= 254)).fill_null(False)
-    out = pl.Series(s.name, [False] * s.len(), dtype=pl.Boolean)
+    out = pl.repeat(False, s.len(), dtype=pl.Boolean, eager=True).alias(s.name)
     if plain.any():
         rows = plain.arg_true()
         at = s.gather(rows)
