@@ -217,6 +217,8 @@ def _possible_after_strip(n: pl.Expr, meta: PhoneMetadata) -> pl.Expr:
 def _too_long(n: pl.Expr, meta: PhoneMetadata) -> pl.Expr:
     """``_test_number_length(n, meta) == TOO_LONG`` (the general description's lengths)."""
     general = meta.general_desc
+    if general is None or not general.possible_length:
+        return pl.lit(False)
     lengths = sorted(general.possible_length)
     if lengths[0] == -1:  # INVALID_LENGTH for every number
         return pl.lit(False)
