@@ -71,7 +71,9 @@ def end_to_end(n: int, repeats: int) -> list[str]:
     lines = ["| workload | audience | output | wall s (median of 3) | peak RSS MB |", "| --- | --- | --- | ---: | ---: |"]
     env = {**os.environ, "HERALD_SETTINGS": str(WORK / "settings.yaml"), "PYTHONPATH": str(ROOT)}
     for path in (parquet, csv):
-        for label, extra in (("--summary", ["--summary", "--format", "json"]), ("NDJSON", ["--format", "ndjson"])):
+        out = WORK / "decisions.ndjson"  # NDJSON is written to a file (--output), as a campaign run would
+        for label, extra in (("--summary", ["--summary", "--format", "json"]),
+                             ("NDJSON file", ["--format", "ndjson", "--output", str(out)])):
             cmd = [*herald, "evaluate", "-m", str(message), "-a", str(path), "--at", "2026-07-04T13:30:00+00:00", *extra]
             runs = [measure(cmd, env=env) for _ in range(repeats)]
             wall = statistics.median(r[0] for r in runs)

@@ -43,8 +43,10 @@ from engine.events import EngineEvent
 from engine.facts import zone
 from engine.fields import coerce as coerce_value
 from engine.handles import (
+    EMAIL_ADDRESS,
     email_address,
     email_addresses,
+    email_handle_type,
     phone_line_type,
     phone_number,
     phone_numbers,
@@ -99,7 +101,7 @@ __all__ = [
     "ActiveOptimizer", "ColumnarChannel", "ColumnarContext", "ColumnarOptimizer", "RuleKind", "ValidatingOptimizer",
     "is_active",
     "PHONE_TYPE_NAMES", "SMS_TYPE_NAMES", "lazy", "valid_emails",
-    "email_address", "email_addresses", "phone_line_type", "phone_number", "phone_numbers", "whatsapp_number",
+    "EMAIL_ADDRESS", "email_address", "email_addresses", "email_handle_type", "phone_line_type", "phone_number", "phone_numbers", "whatsapp_number",
     "whatsapp_numbers",
 ]
 

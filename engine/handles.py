@@ -64,9 +64,25 @@ def email_address(text: str) -> str:
     return normalise_email(text)
 
 
-def email_addresses(s: pl.Series) -> tuple[pl.Series, pl.Series]:
-    """:func:`email_address` over a String series: (normalised addresses, error messages), a vectorised
-    syntax check with only the unusual addresses (and each distinct domain) going through email-validator."""
+#: the handle type the readers record (``handle_type.email``) for an address they validated and normalised
+EMAIL_ADDRESS = "address"
+
+
+def email_handle_type(address: str) -> str:
+    """The handle type of a valid, normalised address: always :data:`EMAIL_ADDRESS`. Recorded by the readers
+    in ``handle_type.<attribute>``, it marks the addresses they validated, so that the e-mail channel's
+    column check trusts them instead of validating them again."""
+    return EMAIL_ADDRESS
+
+
+def email_addresses(s: pl.Series) -> tuple[pl.Series, pl.Series, pl.Series]:
+    """:func:`email_address` over a String series: (normalised addresses, error messages, handle types:
+    :data:`EMAIL_ADDRESS` where valid), a vectorised syntax check with only the unusual addresses (and each
+    distinct domain) going through email-validator."""
+    import polars as pl
+
     from engine.columnar.contacts import normalise_emails
 
-    return normalise_emails(s)
+    good, bad = normalise_emails(s)
+    kinds = pl.select(pl.when(good.is_not_null()).then(pl.lit(EMAIL_ADDRESS))).to_series().alias(s.name)
+    return good, bad, kinds

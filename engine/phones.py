@@ -214,11 +214,25 @@ def _possible_after_strip(n: pl.Expr, meta: PhoneMetadata) -> pl.Expr:
     return ~size.is_in(local) & (size.is_in(lengths) | (size > lengths[-1]))
 
 
+def _too_long(n: pl.Expr, meta: PhoneMetadata) -> pl.Expr:
+    """``_test_number_length(n, meta) == TOO_LONG`` (the general description's lengths)."""
+    general = meta.general_desc
+    if general is None or not general.possible_length:
+        return pl.lit(False)
+    lengths = sorted(general.possible_length)
+    if lengths[0] == -1:  # INVALID_LENGTH for every number
+        return pl.lit(False)
+    local = list(general.possible_length_local_only or ())
+    size = n.str.len_bytes()
+    return ~size.is_in(local) & (size != lengths[0]) & (size > lengths[-1])
+
+
 def international_from_national(values: pl.Series, region: str) -> pl.Series:
     """Each value in ``region``'s national form rewritten as ``+<country code><national number>`` where that
     is exactly what ``phonenumbers.parse(value, region)`` reads (the national prefix stripped under parse's
     own conditions); every other value unchanged (values starting with the international prefix or the
-    country code, or whose prefix parse might keep, stay as they are: the caller parses them)."""
+    country code, or whose prefix parse might keep, stay as they are: the caller parses them). Digits starting
+with the country code (no ``+``) become ``+<digits>`` where parse reads them so (see below)."""
     meta = PhoneMetadata.metadata_for_region(region.upper(), None)
     if meta is None or meta.general_desc is None or meta.national_prefix_transform_rule \
             or not meta.general_desc.possible_length:
@@ -238,15 +252,24 @@ def international_from_national(values: pl.Series, region: str) -> pl.Series:
     national = d.str.len_bytes() >= 3  # fewer digits with separators: parse finds no number (NOT_A_NUMBER)
     if meta.international_prefix:
         national = national & ~d.str.contains(f"(?-u)^(?:{meta.international_prefix})")
-    national = national & ~d.str.starts_with(cc)
     general = f"(?-u)^(?:{meta.general_desc.national_number_pattern})$"
+    # the country code without "+": parse reads the digits after it as the national number when the whole
+    # was not viable and they are, or the whole is too long (``_maybe_extract_country_code``); only digits
+    # after it that do not start with the national prefix are decided here (parse would strip it twice)
+    with_cc = national & d.str.starts_with(cc)
+    after = d.str.slice(len(cc))
+    too_long = _too_long(d, meta)
+    swaps = (with_cc & ~(after.str.starts_with(npp) if npp else pl.lit(False))
+             & ((~d.str.contains(general) & after.str.contains(general)) | too_long))
+    national = national & ~d.str.starts_with(cc)
     rest = d.str.slice(len(npp))
     with_prefix = d.str.starts_with(npp) if npp else pl.lit(False)
     # parse strips the prefix unless the whole number was viable and the rest is not, or the rest's length
     # is not possible; then it keeps the prefix (a number the caller parses)
     keeps = (d.str.contains(general) & ~rest.str.contains(general)) | ~_possible_after_strip(rest, meta)
     nsn = pl.when(with_prefix & ~keeps).then(rest).when(~with_prefix).then(d)
-    out = sub.select(pl.when(national.fill_null(False) & nsn.is_not_null())
+    out = sub.select(pl.when(swaps.fill_null(False)).then(pl.concat_str([pl.lit("+"), d]))
+                     .when(national.fill_null(False) & nsn.is_not_null())
                      .then(pl.concat_str([pl.lit("+" + cc), nsn])).otherwise(pl.col("v")).alias("v")).to_series()
     return text.scatter(rows, out).alias(values.name)
 

@@ -102,8 +102,8 @@ class BulkStrategy(Strategy):
                 fired.append(pl.lit(table).gather(col + 1).alias(FIRED + name))
             else:
                 fired.append(col.cast(pl.List(pl.String)).alias(FIRED + name))
-        incentive = pl.Series("incentive", [None if g is None else json_text(dict(g)) for g in grants]
-                              if grants is not None else [None] * out.height, dtype=pl.String)
+        incentive = (pl.Series("incentive", [None if g is None else json_text(dict(g)) for g in grants], dtype=pl.String)
+                     if grants is not None else pl.repeat(None, out.height, dtype=pl.String, eager=True))
         schema = frame_schema(ruleset_order(message, self.registry.kinds))
         return out.select(
             "customer", "included", "excluded_reason", "variant", "channel", "fallbacks",

@@ -42,6 +42,11 @@ def _checked(kind: str, value: str, fn: Callable[[str], str]) -> tuple[str | Non
     return hit
 
 
+def _nulls(s: pl.Series) -> pl.Series:
+    """A String series of nulls as long as ``s`` (built by polars, not from a Python list)."""
+    return pl.repeat(None, s.len(), dtype=pl.String, eager=True).alias(s.name)
+
+
 def per_unique(s: pl.Series, kind: str, fn: Callable[[str], str]) -> tuple[pl.Series, pl.Series]:
     """(normalised values, error messages) of a String series, calling ``fn`` once per distinct value."""
     uniq = s.drop_nulls().unique().to_list()
@@ -62,16 +67,21 @@ def check_phones(s: pl.Series, region: str | None = None, name: str = "phone"
     kinds = code.replace_strict(list(TYPE_NAMES), list(TYPE_NAMES.values()), default=None, return_dtype=pl.String)
     # parsed but invalid: the message needs no parse
     invalid = (code == int(UNKNOWN)).fill_null(False)
-    if invalid.any():
-        values = s.filter(invalid).unique().to_list()
-        said = s.replace_strict(values, [f"{name} {v!r} is not a valid number" for v in values], default=None,
-                                return_dtype=pl.String).set(~invalid, None)
-    else:
-        said = pl.Series(s.name, [None] * s.len(), dtype=pl.String)
+    said = _nulls(s)
+    if invalid.any():  # only the invalid rows are looked at
+        rows = invalid.arg_true()
+        sub = s.gather(rows)
+        values = sub.unique().to_list()
+        said = said.scatter(rows, sub.replace_strict(values, [f"{name} {v!r} is not a valid number" for v in values],
+                                                     return_dtype=pl.String))
     done = e164.is_not_null() | invalid
-    if not (~done & s.is_not_null()).any():
+    todo = ~done & s.is_not_null()
+    if not todo.any():
         return e164.alias(s.name), said.alias(s.name), kinds.alias(s.name)
-    good, bad = per_unique(s.set(done, None), f"{name}:{region}", lambda v: normalise_phone(v, name, region))
+    rows = todo.arg_true()  # parsed once per distinct value, on these rows only
+    sub_good, sub_bad = per_unique(s.gather(rows), f"{name}:{region}", lambda v: normalise_phone(v, name, region))
+    good = _nulls(s).scatter(rows, sub_good)
+    bad = _nulls(s).scatter(rows, sub_bad)
     extra = good.drop_nulls().unique()
     typed = classify_international(extra)  # the parsed numbers are E.164 now: typed as columns, nearly all
     names = typed.get_column("type").replace_strict(list(TYPE_NAMES), list(TYPE_NAMES.values()), default=None,
@@ -110,49 +120,49 @@ def _email_shapes(frame: pl.DataFrame) -> pl.DataFrame:
             & ~pl.col("domain").str.contains(r"\s") & (pl.col("local").str.len_bytes() <= 64)
             & (pl.col("v").str.len_bytes() <= 254) & one_at)
     # shapes email-validator always refuses: no @, white space, an unquoted local part with a dot at an edge
-    # or two dots in a row, a domain without a dot
+    # or two dots in a row, a domain without a dot, several @ without a quoted local part
     local = pl.col("local")
     refused = (~pl.col("v").str.contains("@", literal=True) | pl.col("v").str.contains(r"\s")
+               | (pl.col("v").str.count_matches("@", literal=True) > 1) & ~pl.col("v").str.starts_with('"')
                | one_at & ~local.str.starts_with('"') & (local.str.starts_with(".") | local.str.ends_with(".")
                                                           | local.str.contains("..", literal=True))
                | one_at & ~pl.col("domain").str.contains(".", literal=True))
-    rest = frame.filter(~mask).with_columns(intl.fill_null(False).alias("simple"), refused.fill_null(False).alias("refused"))
-    return pl.concat([frame.filter(mask), rest])
+    rows = (~mask).arg_true()  # only the other rows take the costlier checks; the order is kept
+    rest = frame.gather(rows).select(intl.fill_null(False).alias("simple"), refused.fill_null(False).alias("refused"))
+    return frame.with_columns(frame.get_column("simple").clone().scatter(rows, rest.get_column("simple")),
+                              frame.get_column("refused").clone().scatter(rows, rest.get_column("refused")))
 
 
 def normalise_emails(s: pl.Series) -> tuple[pl.Series, pl.Series]:
     """Normalised addresses and error messages (null where fine) for a String series of addresses."""
-    frame = pl.DataFrame({"v": s}).with_row_index("_row")
-    parts = frame.select(
-        "_row", pl.col("v"),
-        pl.col("v").str.split_exact("@", 1).struct.rename_fields(["local", "domain"]).alias("p"),
+    parts = pl.DataFrame({"v": s}).select(
+        pl.col("v"), pl.col("v").str.split_exact("@", 1).struct.rename_fields(["local", "domain"]).alias("p"),
     ).unnest("p")
     parts = _email_shapes(parts)
-    fast = parts.filter("simple")
-    domains = fast.get_column("domain").unique().to_list()
+    simple = parts.get_column("simple")
+    domains = parts.get_column("domain").filter(simple).unique().to_list()
     checked = [_checked("email", f"a@{d}", normalise_email) for d in domains]
     ok_domains = [d for d, r in zip(domains, checked, strict=True) if r[0] is not None]
     norm_domains = [r[0].split("@", 1)[1] for r in checked if r[0] is not None]
-    slow = parts.filter(~pl.col("simple") | ~pl.col("domain").is_in(pl.Series(ok_domains, dtype=pl.String).implode()))
-    # refused shapes, and simple addresses whose domain failed, are invalid: the message needs no validation
-    refused_values = set(slow.filter(pl.col("refused") | pl.col("simple")).get_column("v").drop_nulls().unique().to_list())
-    slow_values = slow.get_column("v").drop_nulls().unique().to_list()
-    slow_results = [(None, email_error(v)) if v in refused_values else _checked("email", v, normalise_email)
-                    for v in slow_values]
-    slow_map_good = dict(zip(slow_values, [r[0] for r in slow_results], strict=True))
-    slow_map_bad = dict(zip(slow_values, [r[1] for r in slow_results], strict=True))
     fast_dom = pl.col("domain").replace_strict(ok_domains, norm_domains, default=None, return_dtype=pl.String)
-    decided = pl.col("simple") & fast_dom.is_not_null()
     out = parts.select(
-        "_row",
-        pl.when(decided).then(pl.concat_str([pl.col("local"), pl.lit("@"), fast_dom]))
-        .otherwise(pl.col("v").replace_strict(list(slow_map_good), list(slow_map_good.values()), default=None,
-                                              return_dtype=pl.String)).alias("good"),
-        pl.when(decided).then(pl.lit(None, pl.String))
-        .otherwise(pl.col("v").replace_strict(list(slow_map_bad), list(slow_map_bad.values()), default=None,
-                                              return_dtype=pl.String)).alias("bad"),
-    ).sort("_row")
-    return out.get_column("good").alias(s.name), out.get_column("bad").alias(s.name)
+        pl.when(pl.col("simple")).then(pl.concat_str([pl.col("local"), pl.lit("@"), fast_dom])).alias("good"),
+        pl.lit(None, pl.String).alias("bad"))
+    good, bad = out.get_column("good"), out.get_column("bad")
+    slow = good.is_null() & parts.get_column("v").is_not_null()  # not decided by its domain
+    if slow.any():
+        rows = slow.arg_true()
+        rest = parts.gather(rows)
+        # refused shapes, and simple addresses whose domain failed, are invalid: the message needs no validation
+        results: dict[str, tuple[str | None, str | None]] = {}
+        for v, known_bad in zip(rest.get_column("v").to_list(),
+                                (rest.get_column("refused") | rest.get_column("simple")).to_list(), strict=True):
+            if v not in results:
+                results[v] = (None, email_error(v)) if known_bad else _checked("email", v, normalise_email)
+        values = rest.get_column("v").to_list()
+        good = good.clone().scatter(rows, pl.Series([results[v][0] for v in values], dtype=pl.String))
+        bad = bad.clone().scatter(rows, pl.Series([results[v][1] for v in values], dtype=pl.String))
+    return good.alias(s.name), bad.alias(s.name)
 
 
 def email_verdicts(s: pl.Series) -> pl.Series:
@@ -160,7 +170,7 @@ def email_verdicts(s: pl.Series) -> pl.Series:
     answers but cheaper on clean columns: a plain address (one regex) is valid exactly when its domain is
     (validated once per distinct domain); only the other values take :func:`normalise_emails`."""
     plain = (s.str.contains(_PLAIN) & (s.str.find("@", literal=True) <= 64) & (s.str.len_bytes() <= 254)).fill_null(False)
-    out = pl.Series(s.name, [False] * s.len(), dtype=pl.Boolean)
+    out = pl.repeat(False, s.len(), dtype=pl.Boolean, eager=True).alias(s.name)
     if plain.any():
         rows = plain.arg_true()
         at = s.gather(rows)

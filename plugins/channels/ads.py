@@ -33,6 +33,7 @@ from engine import (
     e164_number,
     email_address,
     email_addresses,
+    email_handle_type,
     fact_column,
     hookimpl,
     lazy,
@@ -215,7 +216,7 @@ def register_channels(register, settings):
 def register_contact_fields(register, settings):
     """Register the handles ad platforms match on: ``email`` and ``phone`` (read in ``default_region``)."""
     register(ContactField("email", "e-mail address", normalise=email_address, normalise_column=email_addresses,
-                          rule="name@domain.tld: one @, no spaces, a domain name with a dot"))
+                          handle_type=email_handle_type, rule="name@domain.tld: one @, no spaces, a domain name with a dot"))
     register(ContactField("phone", "phone number, E.164", normalise=phone_number, normalise_column=phone_numbers,
                           handle_type=phone_line_type, region=setting.region(settings),
                           rule="a valid phone number in international form (+ and country code)"))

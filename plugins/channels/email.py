@@ -27,10 +27,11 @@ import re
 from collections.abc import Mapping
 from email.utils import formataddr
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 from engine import (
+    EMAIL_ADDRESS,
     ContactField,
     ContactReach,
     ContactReachability,
@@ -41,6 +42,8 @@ from engine import (
     SendResult,
     email_address,
     email_addresses,
+    email_handle_type,
+    fact_column,
     hookimpl,
     lazy,
     render_content,
@@ -49,6 +52,11 @@ from engine import (
     valid_emails,
 )
 from plugins.channels import setting_checks as setting
+
+if TYPE_CHECKING:
+    import polars as pl
+else:  # imported when a frame is first used
+    pl = lazy("polars")
 
 email_validator = lazy("email_validator")  # imported on first use (start-up)
 
@@ -106,7 +114,15 @@ def normalized_email(value: str) -> str | None:
         return None
 
 
-_REACH = ContactReach("email", "email", valid=lambda v: normalized_email(v) is not None, valid_expr=valid_emails,
+def valid_email_column(column: pl.Expr) -> pl.Expr:
+    """The column check of ``email``: an address the audience reader validated and normalised (it recorded
+    ``handle_type.email``) is trusted; any other (a frame built otherwise) is checked by ``valid_emails``."""
+    typed = fact_column("customer.handle_type.email", scalar_if_missing=True)
+    return (pl.when(typed.is_not_null()).then(typed == EMAIL_ADDRESS)
+            .otherwise(valid_emails(pl.when(typed.is_null()).then(column))))
+
+
+_REACH = ContactReach("email", "email", valid=lambda v: normalized_email(v) is not None, valid_expr=valid_email_column,
                       rule="name@domain.tld: one @, no spaces, a domain name with a dot")
 
 
@@ -269,4 +285,4 @@ def register_channels(register, settings):
 def register_contact_fields(register):
     """Register ``email`` (syntax checked and normalised by the audience readers)."""
     register(ContactField("email", "e-mail address", normalise=email_address, normalise_column=email_addresses,
-                          rule="name@domain.tld: one @, no spaces, a domain name with a dot"))
+                          handle_type=email_handle_type, rule="name@domain.tld: one @, no spaces, a domain name with a dot"))

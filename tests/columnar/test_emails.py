@@ -30,7 +30,8 @@ def corpus(seed: int = 11) -> list[str]:
     rng = random.Random(seed)
     out = [f"{local}@{domain}" for local in LOCALS for domain in DOMAINS[:6]]
     out += [f"{rng.choice(LOCALS)}@{domain}" for domain in DOMAINS for _ in range(4)]
-    out += ["asha", "asha@", "@example.com", "a@@example.com", "a@b@example.com", " asha@example.com",
+    out += ["asha", "asha@", "@example.com", "a@@example.com", "a@b@example.com", "a@b@c", "\"a@b\"@c@example.com",
+            "@@example.com", "a@example.com@", "x<a@b.com>", "\"a@b\"@example.com", " asha@example.com",
             "asha@example.com ", "asha@example.com\n", "ASHA@EXAMPLE.COM", "a" * 250 + "@example.com", "asha@ example.com"]
     return out
 
@@ -59,7 +60,7 @@ def test_the_common_shapes_need_no_per_value_validation(monkeypatch):
     monkeypatch.setattr(contacts, "normalise_email", lambda v: asked.append(v) or real(v))
     contacts._cache.clear()
     values = ["asha.patel7@example.com", "Jürgen.Müller@Web.DE", "asha..patel@example.com", "no-at-sign",
-              "two words@example.com", "asha@localhost"] * 3
+              "two words@example.com", "asha@localhost", "asha@@example.com", "a@b@example.com"] * 3
     good, bad = normalise_emails(pl.Series("e", values, dtype=pl.String))
     assert good.to_list()[:2] == ["asha.patel7@example.com", "Jürgen.Müller@web.de"]
     assert bad.null_count() == 6

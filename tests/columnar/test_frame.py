@@ -92,3 +92,14 @@ def test_parquet_handle_error_columns_are_refused_where_set(herald, tmp_path):
     kept = read_frame(path, herald.catalogue, keep_valid=True).frame
     assert _customers(kept)[0].attributes == {"phone": "+1555",
                                              "handle_error.phone": "phone '+1555' is not a valid number"}
+
+
+def test_repeated_ids_are_found_exactly_even_when_hashes_collide(monkeypatch):
+    from engine.columnar.frame import has_repeats
+
+    assert not has_repeats(pl.Series(["a", "b", "c", None]))
+    assert has_repeats(pl.Series(["a", "b", "a"]))
+    assert has_repeats(pl.Series(["a", None, None]))  # two missing ids are a repeat, as is_duplicated says
+    monkeypatch.setattr(pl.Series, "hash", lambda self, *a, **k: pl.Series([0] * self.len(), dtype=pl.UInt64))
+    assert not has_repeats(pl.Series(["a", "b", "c"]))  # equal hashes: the values decide
+    assert has_repeats(pl.Series(["a", "b", "b"]))

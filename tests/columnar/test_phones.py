@@ -159,3 +159,37 @@ def test_the_national_form_of_a_literal_prefix_region_is_decided_as_columns():
     got = classify_international(pl.Series(["098123 45678", "9812345678", "(0) 98123-45678", "0098123"]), "IN")
     assert got["e164"].to_list()[:3] == ["+919812345678"] * 3
     assert got["type"].to_list()[3] is None  # the international prefix 00: left to phonenumbers
+
+
+def country_code_corpus(region: str, seed: int = 7) -> list[str]:
+    """Numbers written as ``region``'s country code and digits without ``+`` (``919812345678`` for IN), and
+    mutations: a national prefix after the code, a digit added or dropped, random tails."""
+    rng = random.Random(f"cc{region}{seed}")
+    cc = str(pn.country_code_for_region(region))
+    out = []
+    for number in _examples():
+        nsn = pn.national_significant_number(number)
+        out += [cc + nsn, cc + " " + nsn, cc + "0" + nsn, cc + nsn[:-1], cc + nsn + rng.choice("0123456789"),
+                cc + cc + nsn]
+    out += [cc + "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 16))) for _ in range(800)]
+    return out
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_digits_with_the_country_code_and_no_plus_are_read_as_parse_reads_them(region):
+    values = country_code_corpus(region)
+    got = classify_international(pl.Series(values, dtype=pl.String), region)
+    wrong = []
+    for value, e164, kind in zip(values, got["e164"], got["type"], strict=True):
+        if kind is None:
+            continue
+        want = truth(value, region)
+        if (e164, kind) != want and not (kind in (UNKNOWN, NOT_PARSED) and want[1] == T.UNKNOWN):
+            wrong.append((value, e164, kind, want))
+    assert not wrong, wrong[:20]
+
+
+def test_indian_numbers_with_the_country_code_and_no_plus_are_decided_as_columns():
+    got = classify_international(pl.Series(["919812345678", "91 98123 45678", "9109812345678"]), "IN")
+    assert got["e164"].to_list()[:2] == ["+919812345678"] * 2
+    assert got["type"].to_list()[2] is None  # a national prefix after the code: left to phonenumbers

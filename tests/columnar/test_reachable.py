@@ -43,3 +43,23 @@ def test_reachable_expr_equals_reachability(name, rows):
     want = [ch.reachability(Customer("c", {k: v for k, v in ((contact, h), (f"subscription.{name}", s)) if v is not None}),
                             message).reachable for h, s in rows]
     assert got == want
+
+
+def test_the_email_column_check_trusts_the_addresses_the_reader_validated(herald, tmp_path, monkeypatch):
+    import engine.columnar.contacts as contacts
+    from engine.columnar import frame_from_customers, read_frame
+
+    path = tmp_path / "a.csv"
+    path.write_text("id,email\na,Asha.Patel@Example.COM\nb,no-at-sign\nc,\nd,zoë@example.org\n", encoding="utf-8")
+    frame = read_frame(path, herald.catalogue, keep_valid=True, channels=herald.registry.channels).frame
+    assert frame.get_column("customer.handle_type.email").to_list() == ["address", None, None, "address"]
+    asked = []
+    real = contacts.email_verdicts
+    monkeypatch.setattr(contacts, "email_verdicts", lambda s: asked.extend(s.drop_nulls().to_list()) or real(s))
+    ch, message = channel("email"), Message.__new__(Message)
+    reach = frame.select(ch.reachable_expr(message).alias("r")).get_column("r").to_list()
+    assert reach == [True, False, False, True] and asked == []  # no address validated a second time
+    # a frame built from customers the reader never saw: every address is checked
+    hand = frame_from_customers([Customer("a", {"email": "ok@example.com"}), Customer("b", {"email": "bad@@x"})])
+    reach = hand.select(ch.reachable_expr(message).alias("r")).get_column("r").to_list()
+    assert reach == [True, False] and asked == ["ok@example.com", "bad@@x"]

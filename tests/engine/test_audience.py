@@ -25,7 +25,7 @@ def test_rows_are_typed_and_contacts_normalised(tmp_path, catalogue):
     c1, c2 = read_audience(path, catalogue).customers
     assert c1.id == "c1" and c1.attributes == {
         "tier": "gold", "points": 120, "affinities": ["shoes", "bags"], "dnd": True, "timezone": "Asia/Kolkata",
-        "phone": "+919812345678", "handle_type.phone": "mobile", "email": "Asha@example.com",
+        "phone": "+919812345678", "handle_type.phone": "mobile", "email": "Asha@example.com", "handle_type.email": "address",
         "subscription.sms": "unsubscribed", "last_purchase_date": "2026-05-01"}
     assert c2.attributes == {}
 

@@ -165,6 +165,8 @@ def test_ndjson_is_byte_identical_for_hostile_text_and_refused_incentives(herald
     per_line = [decision_line(d) for d in one.decisions()]
     text = "".join(many.ndjson())
     assert text == "\n".join(per_line) + "\n"
+    one, many = both(capped, herald.registry, frame)
+    assert "".join(many.ndjson(batch=1)) == text  # batches with nothing to escape take the plain form
     assert "\x7f" not in text and "\u202e" not in text and "\\u202e" in text
     decisions = [json.loads(line) for line in text.splitlines()]
     assert [d["customer"] for d in decisions] == ids
