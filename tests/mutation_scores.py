@@ -42,7 +42,8 @@ MODULES: dict[str, tuple[str, list[str]]] = {
                                                 "tests/plugins/incentives/test_coupon_edges.py",
                                                 "tests/plugins/incentives/test_coupon_texts.py"]),
     "pipeline": ("engine/pipeline.py", ["tests/engine/test_pipeline.py", "tests/engine/test_send_instant_facts.py",
-                                        "tests/engine/test_plugins_and_hooks.py", "tests/engine/test_compliance.py"]),
+                                        "tests/engine/test_plugins_and_hooks.py", "tests/engine/test_compliance.py",
+                                        "tests/engine/test_pipeline_contract.py", "tests/engine/test_run.py"]),
     "finish": ("engine/finish.py", ["tests/engine/test_pipeline.py", "tests/engine/test_compliance.py",
                                     "tests/plugins/incentives/test_coupon_edges.py"]),
 }
