@@ -15,7 +15,7 @@ from engine.stores import InMemoryLedgerStore
 from plugins import DEFAULT_PLUGINS
 from tests.conftest import AT, EXAMPLES
 
-GOLD = Customer("g1", {"tier": "gold", "phone": "+919818427393", "timezone": "Asia/Kolkata",
+GOLD = Customer("g1", {"tier": "gold", "affinities": ["electronics"], "phone": "+919818427393", "timezone": "Asia/Kolkata",
                        "lifetime_value": 900.0, "last_purchase_date": "2026-05-01"})
 
 
@@ -103,3 +103,20 @@ def test_a_failing_evaluator_names_the_ruleset(herald):
     first = message.rulesets["eligibility"]
     assert str(info.value) == f"evaluating {first.key} failed: boom"
     assert info.value.ruleset == first.name
+
+
+def test_a_pipeline_built_with_its_defaults_previews_without_trace_or_rendering(herald):
+    from engine.pipeline import Pipeline
+
+    decision = Pipeline(sample(herald), herald.registry, at=AT).decide(GOLD)
+    assert decision.included and decision.trace == () and decision.rendered is None
+    assert decision.incentive is not None and herald.registry.ledger.count() == 0
+
+
+@pytest.mark.parametrize(("default_tz", "variant"), [(None, "gold"), ("UTC", "gold"), ("Asia/Kolkata", "gold_evening")])
+def test_a_customer_without_a_zone_is_decided_in_the_default_zone(herald, default_tz, variant):
+    """13:30 UTC is 19:00 in Kolkata: the evening variant only when the default zone is Kolkata (UTC by default)."""
+    zoneless = Customer("z1", {k: v for k, v in GOLD.attributes.items() if k != "timezone"})
+    options = {} if default_tz is None else {"default_tz": default_tz}
+    (decision,) = herald.evaluate(sample(herald), [zoneless], at=AT, mode="per_recipient", **options)
+    assert decision.variant == variant
