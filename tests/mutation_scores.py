@@ -41,9 +41,13 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "coupon": ("plugins/incentives/coupon.py", ["tests/plugins/incentives/test_coupon.py",
                                                 "tests/plugins/incentives/test_coupon_edges.py",
                                                 "tests/plugins/incentives/test_coupon_texts.py"]),
-    "pipeline": ("engine/pipeline.py", ["tests/engine/test_pipeline.py", "tests/engine/test_send_instant_facts.py",
-                                        "tests/engine/test_plugins_and_hooks.py", "tests/engine/test_compliance.py"]),
-    "finish": ("engine/finish.py", ["tests/engine/test_pipeline.py", "tests/engine/test_compliance.py",
+    "pipeline": ("engine/pipeline.py", ["tests/engine/test_pipeline.py", "tests/engine/test_pipeline_mutants.py",
+                                        "tests/engine/test_send_instant_facts.py", "tests/engine/test_run.py",
+                                        "tests/engine/test_plugins_and_hooks.py", "tests/engine/test_compliance.py",
+                                        "tests/plugins/incentives/test_coupon.py"]),
+    "finish": ("engine/finish.py", ["tests/engine/test_pipeline.py", "tests/engine/test_finish_mutants.py",
+                                    "tests/engine/test_pipeline_mutants.py", "tests/engine/test_run.py",
+                                    "tests/engine/test_compliance.py", "tests/plugins/incentives/test_coupon.py",
                                     "tests/plugins/incentives/test_coupon_edges.py"]),
 }
 KILLED = {"killed", "timeout"}
