@@ -78,3 +78,13 @@ def test_an_incentive_too_small_for_the_audience_names_the_setting_and_the_file(
     assert "10 distinct codes" in problem.message and "11 recipients" in problem.message
     Pipeline(small, registry, at=AT).prepare(10)
     Pipeline(small, registry, at=AT).prepare(None)
+
+
+def test_a_recipient_no_channel_renders_for_is_excluded_and_keeps_the_incentive_reserved_for_it(message, registry):
+    broken = tuple(replace(c, content={k: "{{ coupon.code " for k in c.content}) for c in message.creatives)
+    (d,) = Pipeline(replace(message, creatives=broken), registry, at=AT, explain=True, render=True).run(
+        [Customer("c1", GOLD)])
+    assert (d.included, d.excluded_reason, d.rendered, d.channel) == (False, "render_failed", None, None)
+    assert d.incentive is not None and d.incentive["preview"] is True
+    assert [t[2]["channel"] for t in steps(d, "channel_dropped")] == ["sms", "email"]
+    assert steps(d, "excluded") == [("render", "excluded", {"reason": "render_failed"})]
