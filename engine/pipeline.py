@@ -47,11 +47,8 @@ class Pipeline:
     ):
         self.message = message
         self.registry = registry
-        self.preview = preview
-        self.default_tz = default_tz
         self.evaluator = registry.evaluator(evaluator) if isinstance(evaluator, str) else evaluator
         self.explain = explain
-        self.render = render
         # a campaign that ended or a send in the past is refused here
         self.facts, self.ctx = run_context(message, registry, at=at, run_rules=self._run_rules, preview=preview,
                                            history=history, ledger=ledger, default_tz=default_tz)

@@ -157,3 +157,52 @@ def test_run_tells_the_incentive_how_many_recipients_there_are(message, registry
     # ten fit; an iterator of unknown size is not refused up front
     assert len(list(Pipeline(small, registry, at=AT).run(eleven[:10]))) == 10
     assert next(Pipeline(small, registry, at=AT).run(iter(eleven))).included
+
+
+def with_plugin(**hooks) -> Registry:
+    extra = types.ModuleType("extra")
+    for name, fn in hooks.items():
+        setattr(extra, name, hookimpl(fn))
+    return Registry.build(make_plugin_manager((*DEFAULT_PLUGINS, extra), entry_points=False))
+
+
+def test_the_send_history_reaches_the_frequency_cap(registry):
+    from tests.plugins.optimizers.test_frequency_cap import ANA
+    from tests.plugins.optimizers.test_frequency_cap import message as capped
+
+    history = {"ana": [{"channel": "sms", "sent_at": "2026-07-04T08:00:00+00:00"}]}
+    assert Pipeline(capped(), registry, at=AT).decide(ANA).channel == "sms"
+    assert Pipeline(capped(), registry, at=AT, history=history).decide(ANA).channel == "email"  # one SMS a day
+
+
+def test_enrich_facts_is_told_the_message(message):
+    asked = []
+
+    def enrich_facts(customer, message):
+        asked.append((customer.id, message.id))
+
+    registry = with_plugin(enrich_facts=enrich_facts)
+    list(Pipeline(message, registry, at=AT).run(people()))
+    assert asked == [("c1", "summer-sale-2026"), ("c2", "summer-sale-2026")]
+
+
+class ExcludeAll:
+    """An optimizer that would exclude everyone, active only for messages it is told about."""
+
+    name, order = "exclude_all", 50
+
+    def __init__(self, message_id):
+        self.message_id = message_id
+
+    def active(self, message):
+        return message.id == self.message_id
+
+    def apply(self, draft, ctx):
+        draft.exclude("excluded_by_test", self.name)
+
+
+def test_an_optimizer_not_active_for_the_message_does_not_run(message):
+    asleep = with_plugin(register_optimizers=lambda register: register(ExcludeAll("another-message")))
+    awake = with_plugin(register_optimizers=lambda register: register(ExcludeAll(message.id)))
+    assert Pipeline(message, asleep, at=AT).decide(Customer("c1", GOLD)).included
+    assert Pipeline(message, awake, at=AT).decide(Customer("c1", GOLD)).excluded_reason == "excluded_by_test"
