@@ -41,11 +41,17 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "coupon": ("plugins/incentives/coupon.py", ["tests/plugins/incentives/test_coupon.py",
                                                 "tests/plugins/incentives/test_coupon_edges.py",
                                                 "tests/plugins/incentives/test_coupon_texts.py"]),
-    "pipeline": ("engine/pipeline.py", ["tests/engine/test_pipeline.py", "tests/engine/test_send_instant_facts.py",
+    "pipeline": ("engine/pipeline.py", ["tests/engine/test_pipeline.py", "tests/engine/test_pipeline_mutants.py",
+                                        "tests/engine/test_send_instant_facts.py", "tests/engine/test_run.py",
                                         "tests/engine/test_plugins_and_hooks.py", "tests/engine/test_compliance.py",
-                                        "tests/engine/test_pipeline_contract.py", "tests/engine/test_run.py"]),
-    "finish": ("engine/finish.py", ["tests/engine/test_pipeline.py", "tests/engine/test_compliance.py",
-                                    "tests/plugins/incentives/test_coupon_edges.py"]),
+                                        "tests/plugins/incentives/test_coupon.py"]),
+    "finish": ("engine/finish.py", ["tests/engine/test_pipeline.py", "tests/engine/test_finish_mutants.py",
+                                    "tests/engine/test_pipeline_mutants.py", "tests/engine/test_run.py",
+                                    "tests/engine/test_compliance.py", "tests/plugins/incentives/test_coupon.py",
+                                    "tests/plugins/incentives/test_coupon_edges.py",
+                                    "tests/engine/test_send_instant_facts.py", "tests/engine/test_scheduling_recurring.py",
+                                    "tests/plugins/optimizers/test_frequency_cap.py",
+                                    "tests/engine/test_plugins_and_hooks.py"]),
 }
 KILLED = {"killed", "timeout"}
 # not ``python -m mutmut``: that imports mutmut.__main__ twice, and the second import fails
