@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench setup clean mutate
+.PHONY: run test lint bench setup clean mutate revision
 
 $(STAMP): pyproject.toml $(wildcard examples/*/pyproject.toml)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,3 +35,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+
+# a new Alembic migration from the table models: make revision MSG="what changed"
+revision: $(STAMP)
+	$(BIN)/python -c "import sys; from alembic import command; from service.storage.db import alembic_config; command.revision(alembic_config('sqlite:///' + sys.argv[2]), message=sys.argv[1], autogenerate=True)" "$(MSG)" "$$(mktemp -d)/rev.db"

@@ -1,0 +1,1 @@
+"""Herald's HTTP API (Litestar): ``create_app(settings, herald)`` in :mod:`service.http.app`."""

@@ -1,0 +1,368 @@
+"""SQLModel table models: what the database holds, row by row.
+
+These are storage shapes only. The wire schemas (``service.http.schemas``) and the engine's model
+(``engine.model``) are separate; ``service.storage.documents`` maps rows to the engine's message data
+explicitly. Every row below belongs to exactly one org (``org_id``): repositories always filter on it.
+
+Rows that must never change once written (message versions, the audit log, approvals once decided) have
+no update path in the repositories; the audit log is append-only.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """Now, in UTC (stored as an aware timestamp where the database keeps zones)."""
+    return datetime.now(UTC)
+
+
+#: 64-bit ids on PostgreSQL; SQLite's INTEGER PRIMARY KEY (its 64-bit rowid) there
+BIG_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Org(SQLModel, table=True):
+    """A tenant: every other row belongs to one."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class User(SQLModel, table=True):
+    """A principal of one org (a person or a service) with roles."""
+
+    __table_args__ = (UniqueConstraint("org_id", "name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(foreign_key="org.id", index=True)
+    name: str = Field(max_length=200)
+    roles: str = Field(max_length=200, description="comma-separated: marketer, approver, admin, service")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ApiKey(SQLModel, table=True):
+    """An API key of a user: only a hash of its secret is kept; the whole key is shown once, at creation."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(foreign_key="org.id", index=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    prefix: str = Field(max_length=32, unique=True, index=True)
+    secret_hash: str = Field(max_length=128)
+    roles: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None
+
+
+class Campaign(SQLModel, table=True):
+    """A campaign: its window bounds schedules and coupon validity."""
+
+    __table_args__ = (UniqueConstraint("org_id", "name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(foreign_key="org.id", index=True)
+    name: str = Field(max_length=200)
+    starts: date | None = None
+    ends: date | None = None
+    objective: str | None = Field(default=None, max_length=100)
+    lock: int = Field(default=1, description="optimistic-locking version, bumped on every change")
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class MessageRow(SQLModel, table=True):
+    """A message: the editable draft of the six steps (its immutable snapshots are ``MessageVersion``)."""
+
+    __tablename__ = "message"  # type: ignore[assignment]
+    __table_args__ = (UniqueConstraint("campaign_id", "title"),)
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(foreign_key="org.id", index=True)
+    campaign_id: int = Field(foreign_key="campaign.id", index=True)
+    title: str = Field(max_length=200)
+    type: str = Field(default="broadcast", max_length=20)
+    strategy: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    rules: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False),
+                                  description="rule kind → stored ruleset name")
+    channels: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    optimizers: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    incentive_id: int | None = Field(default=None, foreign_key="incentive.id")
+    status: str = Field(default="draft", max_length=30, index=True)
+    author_id: int = Field(foreign_key="user.id")
+    lock: int = Field(default=1, description="optimistic-locking version, bumped on every change")
+    current_version_id: int | None = Field(default=None, description="the snapshot of the draft as it is now")
+    submitted_version_id: int | None = Field(default=None, description="the version sent for approval")
+    approved_version_id: int | None = Field(default=None)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class MessageAudience(SQLModel, table=True):
+    """One group in a message's audience: ``include`` or ``exclude`` (exclude wins)."""
+
+    __tablename__ = "message_audience"  # type: ignore[assignment]
+    message_id: int = Field(foreign_key="message.id", primary_key=True)
+    group_id: int = Field(foreign_key="audience_group.id", primary_key=True)
+    org_id: int = Field(foreign_key="org.id", index=True)
+    mode: str = Field(max_length=10, description="include | exclude")
+
+
+class Schedule(SQLModel, table=True):
+    """A message's schedule (the engine's ``schedule`` block)."""
+
+    message_id: int = Field(foreign_key="message.id", primary_key=True)
+    org_id: int = Field(foreign_key="org.id", index=True)
+    kind: str = Field(default="immediate", max_length=20)
+    at: str | None = Field(default=None, max_length=64, description="ISO date-time with its offset")
+    rrule: str | None = Field(default=None, max_length=1000)
+    local_time: str | None = Field(default=None, max_length=5)
+    quiet_hours: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class DeliverySettingsRow(SQLModel, table=True):
+    """A message's delivery settings: senders per channel, tiny URL, POC contacts, DND and control sends."""
+
+    __tablename__ = "delivery_settings"  # type: ignore[assignment]
+    message_id: int = Field(foreign_key="message.id", primary_key=True)
+    org_id: int = Field(foreign_key="org.id", index=True)
+    send_to_dnd: bool = False
+    send_to_control: bool = False
+    tiny_url: bool = False
+    senders: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    poc: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False),
+                                      description="points of contact: [{channel, handle}]")
+
+
+class MessageVersion(SQLModel, table=True):
+    """An immutable snapshot of a message: every step and the rule versions it uses, under one hash."""
+
+    __tablename__ = "message_version"  # type: ignore[assignment]
+    __table_args__ = (UniqueConstraint("message_id", "number"), UniqueConstraint("message_id", "hash"))
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(foreign_key="org.id", index=True)
+    message_id: int = Field(foreign_key="message.id", index=True)
+    number: int
+    hash: str = Field(max_length=80)
+    document: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_by: int = Field(foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Creative(SQLModel, table=True):
+    """One channel's content for one variant of a message (validated by the channel's plugin at save)."""
+
+    __table_args__ = (UniqueConstraint("message_id", "channel", "variant"),)
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(foreign_key="org.id", index=True)
+    message_id: int = Field(foreign_key="message.id", index=True)
+    channel: str = Field(max_length=50)
+    variant: str = Field(default="default", max_length=100)
+    content: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    lock: int = 1
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class AudienceGroup(SQLModel, table=True):
+    """A reusable audience: by ``filter`` (a condition over customer fields), by ``upload`` (its members
+    are rows of ``AudienceMember``) or by ``merge`` (``include`` / ``exclude`` lists of other groups)."""
+
+    __tablename__ = "audience_group"  # type: ignore[assignment]
+    __table_args__ = (UniqueConstraint("org_id", "name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(foreign_key="org.id", index=True)
+    name: str = Field(max_length=200)
+    kind: str = Field(max_length=10, description="filter | upload | merge")
+    definition: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    members: int = Field(default=0, description="member count of an upload group")
+    created_by: int = Field(foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class AudienceMember(SQLModel, table=True):
+    """A customer of an upload group."""
+
+    __tablename__ = "audience_member"  # type: ignore[assignment]
+    group_id: int = Field(foreign_key="audience_group.id", primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id", primary_key=True, index=True, sa_type=BIG_ID)
+
+
+class Customer(SQLModel, table=True):
+    """A recipient. The fields rules use most are typed columns; the rest live in ``attributes`` (JSON).
+
+    Contacts: ``phone``, ``email``, ``push_token``, ``line_id``, ``viber_id``, ``wechat_openid``,
+    ``whatsapp``; ``subscriptions`` maps a channel to its recorded status. A deleted customer is
+    anonymised: its contacts and attributes are cleared and ``deleted_at`` set, so counts stay true.
+    """
+
+    __table_args__ = (UniqueConstraint("org_id", "external_id"), Index("ix_customer_org_live", "org_id", "deleted_at"))
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIG_ID)
+    org_id: int = Field(foreign_key="org.id")
+    external_id: str = Field(max_length=200)
+    phone: str | None = Field(default=None, max_length=40)
+    email: str | None = Field(default=None, max_length=320)
+    push_token: str | None = Field(default=None, max_length=4096)
+    line_id: str | None = Field(default=None, max_length=100)
+    viber_id: str | None = Field(default=None, max_length=100)
+    wechat_openid: str | None = Field(default=None, max_length=100)
+    whatsapp: str | None = Field(default=None, max_length=40)
+    subscriptions: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    dnd: bool | None = None
+    timezone: str | None = Field(default=None, max_length=64)
+    language: str | None = Field(default=None, max_length=35)
+    tier: str | None = Field(default=None, max_length=50)
+    region: str | None = Field(default=None, max_length=100)
+    city: str | None = Field(default=None, max_length=100)
+    attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    deleted_at: datetime | None = None
+
+
+class Incentive(SQLModel, table=True):
+    """An incentive of the org: a coupon series or a points strategy (``kind`` is a registered incentive
+    type, ``settings`` its settings; uploaded coupon codes are rows of ``CouponCode``)."""
+
+    __table_args__ = (UniqueConstraint("org_id", "name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(foreign_key="org.id", index=True)
+    name: str = Field(max_length=200)
+    kind: str = Field(max_length=50)
+    settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    lock: int = 1
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class CouponCode(SQLModel, table=True):
+    """An uploaded code of a coupon series."""
+
+    __tablename__ = "coupon_code"  # type: ignore[assignment]
+    __table_args__ = (UniqueConstraint("incentive_id", "code"),)
+    id: int | None = Field(default=None, primary_key=True)
+    incentive_id: int = Field(foreign_key="incentive.id", index=True)
+    code: str = Field(max_length=100)
+
+
+class Ledger(SQLModel, table=True):
+    """An incentive ledger (``engine.stores.LedgerStore``): its owner and settings as first recorded."""
+
+    __table_args__ = (UniqueConstraint("org_id", "kind", "key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(foreign_key="org.id", index=True)
+    kind: str = Field(max_length=50)
+    key: str = Field(max_length=200)
+    owner: str = Field(max_length=200)
+    settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class LedgerEntryRow(SQLModel, table=True):
+    """One holder's entry in a ledger: one per (ledger, holder), an item held by at most one holder."""
+
+    __tablename__ = "ledger_entry"  # type: ignore[assignment]
+    __table_args__ = (UniqueConstraint("ledger_id", "message_key", "customer_key"), UniqueConstraint("ledger_id", "item"))
+    id: int | None = Field(default=None, primary_key=True)
+    ledger_id: int = Field(foreign_key="ledger.id", index=True)
+    message_key: str = Field(max_length=200)
+    customer_key: str = Field(max_length=200)
+    item: str | None = Field(default=None, max_length=200)
+    status: str = Field(max_length=30)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class StoredRuleset(SQLModel, table=True):
+    """One version of a ruleset: its text as uploaded and its content-hash version (immutable)."""
+
+    __tablename__ = "ruleset"  # type: ignore[assignment]
+    __table_args__ = (UniqueConstraint("org_id", "name", "version"),)
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(foreign_key="org.id", index=True)
+    name: str = Field(max_length=200)
+    kind: str = Field(max_length=50)
+    version: str = Field(max_length=80)
+    source: str = Field(sa_column=Column(Text, nullable=False))
+    tests: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False),
+                                  description="the result of the ruleset's tests at upload")
+    created_by: int = Field(foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Approval(SQLModel, table=True):
+    """An approver's decision on one message version, bound to the dry run they saw."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(foreign_key="org.id", index=True)
+    message_id: int = Field(foreign_key="message.id", index=True)
+    version_id: int = Field(foreign_key="message_version.id")
+    version_hash: str = Field(max_length=80)
+    run_id: int | None = Field(default=None, foreign_key="run.id", description="the dry run the approver saw")
+    summary_hash: str | None = Field(default=None, max_length=80)
+    decision: str = Field(max_length=20, description="approved | rejected")
+    reason: str | None = Field(default=None, max_length=2000)
+    approver_id: int = Field(foreign_key="user.id")
+    active: bool = Field(default=True, description="false once withdrawn or voided by an edit")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class AuditEntry(SQLModel, table=True):
+    """One transition, append-only: who, when, from, to, why, and the version hash."""
+
+    __tablename__ = "audit_log"  # type: ignore[assignment]
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(foreign_key="org.id", index=True)
+    entity: str = Field(max_length=30)
+    entity_id: int = Field(index=True)
+    action: str = Field(max_length=30)
+    from_status: str | None = Field(default=None, max_length=30)
+    to_status: str | None = Field(default=None, max_length=30)
+    reason: str | None = Field(default=None, max_length=2000)
+    version_hash: str | None = Field(default=None, max_length=80)
+    actor_id: int = Field(foreign_key="user.id")
+    at: datetime = Field(default_factory=utcnow)
+
+
+class Run(SQLModel, table=True):
+    """An evaluation of a message version: a dry run (what approvers see) or, later, a send."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(foreign_key="org.id", index=True)
+    message_id: int = Field(foreign_key="message.id", index=True)
+    version_id: int = Field(foreign_key="message_version.id")
+    version_hash: str = Field(max_length=80)
+    kind: str = Field(default="dry_run", max_length=20)
+    at: datetime
+    audience: str = Field(max_length=20, description="stored | ids | inline")
+    summary: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    summary_hash: str = Field(max_length=80)
+    created_by: int = Field(foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class RunDecision(SQLModel, table=True):
+    """One recipient's decision in a run (the whole decision as JSON, the columns people filter on typed)."""
+
+    __tablename__ = "run_decision"  # type: ignore[assignment]
+    run_id: int = Field(foreign_key="run.id", primary_key=True)
+    position: int = Field(primary_key=True)
+    customer: str = Field(max_length=200)
+    included: bool
+    variant: str | None = Field(default=None, max_length=100)
+    channel: str | None = Field(default=None, max_length=50)
+    excluded_reason: str | None = Field(default=None, max_length=100)
+    data: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """The first response to a create request with an ``Idempotency-Key``, replayed to repeats."""
+
+    __tablename__ = "idempotency"  # type: ignore[assignment]
+    __table_args__ = (UniqueConstraint("org_id", "key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(foreign_key="org.id")
+    key: str = Field(max_length=255)
+    fingerprint: str = Field(max_length=80, description="method, path and body hash of the first request")
+    status: int
+    body: bytes
+    content_type: str = Field(max_length=100)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
