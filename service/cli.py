@@ -1,4 +1,5 @@
-"""The ``herald`` command line: evaluate, explain, message check, rules check/test/schema, plugins, demo.
+"""The ``herald`` command line: evaluate, explain, message check, rules check/test/schema, plugins, sample,
+and the service's migrate, serve and demo (:mod:`service.server_cli`).
 
 User errors (bad YAML, bad CSV rows, unknown fields, a folder where a file belongs, a missing
 ``HERALD_FIELDS`` file) print lines starting with the file at fault and what to fix, and exit 2; never a
@@ -835,8 +836,9 @@ def samples() -> Path:
 
 @app.command()
 @user_errors
-def demo(at: Annotated[str, typer.Option(metavar="DATETIME", help="evaluation instant")] = "2026-07-04T13:30:00+00:00") -> None:
-    """Evaluate the sample message for the bundled audience; show three explained decisions."""
+def sample(at: Annotated[str, typer.Option(metavar="DATETIME", help="evaluation instant")] = "2026-07-04T13:30:00+00:00") -> None:
+    """Evaluate the sample message for the bundled audience offline (no database); show three explained
+    decisions."""
     examples = samples()
     message, audience = examples / "summer-sale.message.yaml", examples / "audience.csv"
     herald = engine_for(message)
@@ -858,6 +860,15 @@ def demo(at: Annotated[str, typer.Option(metavar="DATETIME", help="evaluation in
             payload = dumps(dict(d.rendered["payload"]))[:300]
             out.print(safe(f"   rendered ({d.rendered['channel']}): {payload}"))
         out.print()
+
+
+def _register_service_commands() -> None:
+    from service import server_cli
+
+    server_cli.register(app, user_errors, UserError)
+
+
+_register_service_commands()
 
 
 def main() -> None:

@@ -97,7 +97,7 @@ def test_plugins_lists_everything_with_its_owner():
 
 
 def test_demo_prints_a_summary_and_three_explained_decisions():
-    result = run("demo")
+    result = run("sample")
     assert result.exit_code == 0, result.output
     assert "200 recipients" in result.stdout
     assert result.stdout.count("channel_priority  candidates") >= 2 and "excluded:" in result.stdout

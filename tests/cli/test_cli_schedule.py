@@ -27,7 +27,7 @@ def test_a_send_in_the_past_exits_2_with_the_dates():
 
 
 def test_the_demo_still_runs_with_its_own_instant():
-    assert run("demo").exit_code == 0
+    assert run("sample").exit_code == 0
 
 
 def weekly(tmp_path):

@@ -1,4 +1,4 @@
-"""A plain ``pip install .`` gives a working ``herald demo``: the samples are package data of the wheel."""
+"""A plain ``pip install .`` gives a working ``herald sample``: the samples are package data of the wheel."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def test_herald_demo_runs_from_the_installed_wheel(wheel, tmp_path):
                            capture_output=True, text=True, cwd=elsewhere, env=env)
     module, samples = where.stdout.split()
     assert Path(module).is_relative_to(site) and Path(samples) == site / "herald_samples" / "examples"  # not the checkout
-    demo = subprocess.run([str(site / "bin" / "herald"), "demo"], capture_output=True, text=True, cwd=elsewhere, env=env)
+    demo = subprocess.run([str(site / "bin" / "herald"), "sample"], capture_output=True, text=True, cwd=elsewhere, env=env)
     assert demo.returncode == 0, demo.stderr
     assert "200 recipients" in demo.stdout and "Summer sale" in demo.stdout
 

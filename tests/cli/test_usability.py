@@ -347,13 +347,13 @@ def test_rules_test_of_the_samples_folder_counts_their_examples():
 # --- warnings -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["evaluate", "explain", "demo"])
+@pytest.mark.parametrize("command", ["evaluate", "explain", "sample"])
 def test_message_warnings_are_printed(samples, monkeypatch, command):
     message = samples / "summer-sale.message.yaml"
     message.write_text(message.read_text().replace(", expiry: {days: 14}", ""))
     args = {"evaluate": ["evaluate", "-m", str(message), "-a", AUDIENCE, "--at", AT, "--summary"],
             "explain": ["explain", "-m", str(message), "-a", AUDIENCE, "-c", "c0004", "--at", AT],
-            "demo": ["demo"]}[command]
+            "sample": ["sample"]}[command]
     monkeypatch.setattr(cli, "samples", lambda: samples)
     result = run(*args)
     assert result.exit_code == 0, result.output

@@ -1,0 +1,77 @@
+"""The service's commands: ``herald migrate``, ``herald serve`` and ``herald demo``.
+
+Registered on the CLI app by :mod:`service.cli`; everything heavy (Litestar, SQLAlchemy, uvicorn) is imported
+inside the commands so that ``herald --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+DATABASE_HELP = "the database URL (default: HERALD_DATABASE_URL, else sqlite:///herald.db)"
+
+
+def _settings(database: str | None) -> Any:
+    from service.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return settings.with_database(database) if database else settings
+
+
+def register(app: typer.Typer, user_errors: Callable[[Any], Any], user_error: type[Exception]) -> None:
+    """Add the service's commands to ``app`` (``user_errors`` turns ``user_error`` into exit status 2)."""
+
+    @app.command()
+    @user_errors
+    def migrate(database: Annotated[str | None, typer.Option("--database", metavar="URL", help=DATABASE_HELP)] = None) -> None:
+        """Create or upgrade the database's tables to this version of Herald (Alembic migrations)."""
+        from sqlalchemy.exc import OperationalError
+
+        from service.storage.db import migrate as apply
+
+        settings = _settings(database)
+        try:
+            before, after = apply(settings.database_url)
+        except OperationalError as exc:
+            raise user_error(f"herald migrate: cannot reach {settings.safe_database_url} ({exc.orig})") from None
+        state = "already at" if before == after else f"migrated from {before or 'an empty database'} to"
+        print(f"{settings.safe_database_url}: {state} {after}")
+
+    @app.command()
+    @user_errors
+    def serve(
+        database: Annotated[str | None, typer.Option("--database", metavar="URL", help=DATABASE_HELP)] = None,
+        host: Annotated[str, typer.Option(help="the address to listen on")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="the port to listen on", min=1, max=65535)] = 8000,
+        workers: Annotated[int, typer.Option(help="worker processes (PostgreSQL for more than one)", min=1)] = 1,
+    ) -> None:
+        """Serve the HTTP API (uvicorn). Refuses an unmigrated database, naming `herald migrate`."""
+        import os
+
+        import uvicorn
+
+        from service.main import build_app
+        from service.storage.db import NotMigrated, is_sqlite
+
+        settings = _settings(database)
+        if workers > 1 and is_sqlite(settings.database_url):
+            raise user_error("herald serve: several workers need PostgreSQL (HERALD_DATABASE_URL); SQLite serves one")
+        try:
+            app_ = build_app(settings)
+        except NotMigrated as exc:
+            raise user_error(f"herald serve: {exc}") from None
+        print(f"Herald on http://{host}:{port}  (API /api/v1, OpenAPI /schema, database {settings.safe_database_url})",
+              file=sys.stderr)
+        if workers > 1:
+            os.environ["HERALD_DATABASE_URL"] = settings.database_url
+            uvicorn.run("service.main:app_from_env", factory=True, host=host, port=port, workers=workers,
+                        log_level="warning")
+        else:
+            uvicorn.run(app_, host=host, port=port, log_level="warning")
