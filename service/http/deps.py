@@ -8,10 +8,11 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from litestar import Request
 from litestar.di import NamedDependency
+from litestar.params import PathParameter
 from sqlalchemy import Engine
 from sqlmodel import Session, SQLModel, select
 
@@ -106,6 +107,16 @@ def decode_cursor(cursor: str | None) -> Any:
         raise unprocessable("the cursor is not one this server gave", [error("cursor", "invalid", "unknown cursor")]) from None
 
 
+def id_cursor(cursor: str | None) -> int:
+    """The last id of the previous page from a cursor (0 for the first page); 422 for anything else."""
+    value = decode_cursor(cursor)
+    if value is None:
+        return 0
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_ID:
+        raise unprocessable("the cursor is not one this server gave", [error("cursor", "invalid", "unknown cursor")])
+    return value
+
+
 def page_limit(settings: Settings, limit: int | None) -> int:
     """The page size asked for, bounded by the settings (422 beyond)."""
     if limit is None:
@@ -118,3 +129,7 @@ def page_limit(settings: Settings, limit: int | None) -> int:
 #: handler parameter types: ``db: DbDep``, ``caller: Caller``
 DbDep = NamedDependency[Db]
 Caller = NamedDependency[Principal]
+#: the largest id a path may name (ids are 64-bit; larger numbers are refused with 422, never sent to the database)
+MAX_ID = 2**62
+#: a row id in a path: ``campaign_id: IdPath``
+IdPath = Annotated[int, PathParameter(ge=1, le=MAX_ID)]

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, delete, get, patch, post
-from litestar.params import FromPath, FromQuery, JSONBody, Parameter
+from litestar.params import FromQuery, JSONBody, Parameter
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -15,11 +15,12 @@ from service.http.auth import EDITORS, READERS
 from service.http.deps import (
     Caller,
     DbDep,
+    IdPath,
     check_lock,
-    decode_cursor,
     encode_cursor,
     etag,
     expected_lock,
+    id_cursor,
     owned,
     page_limit,
 )
@@ -85,7 +86,7 @@ def list_campaigns(caller: Caller, db: DbDep, cursor: FromQuery[str | None] = No
                    limit: Annotated[int | None, Parameter(ge=1)] = None) -> dict[str, Any]:
     """The org's campaigns, oldest first, a page at a time (``next_cursor`` while more remain)."""
     n = page_limit(db.settings, limit)
-    after = decode_cursor(cursor) or 0
+    after = id_cursor(cursor)
     with db.tx() as s:
         rows = s.exec(select(Campaign).where(Campaign.org_id == caller.org_id, col(Campaign.id) > after)
                       .order_by(col(Campaign.id)).limit(n + 1)).all()
@@ -94,7 +95,7 @@ def list_campaigns(caller: Caller, db: DbDep, cursor: FromQuery[str | None] = No
 
 
 @get("/campaigns/{campaign_id:int}", operation_id="getCampaign", tags=["campaigns"], guards=[READERS], sync_to_thread=True)
-def get_campaign(campaign_id: FromPath[int], caller: Caller, db: DbDep) -> Response[dict[str, Any]]:
+def get_campaign(campaign_id: IdPath, caller: Caller, db: DbDep) -> Response[dict[str, Any]]:
     """One campaign (its ``ETag`` is the version to send back when changing it)."""
     with db.tx() as s:
         c = owned(s, Campaign, campaign_id, caller, "campaign")
@@ -103,7 +104,7 @@ def get_campaign(campaign_id: FromPath[int], caller: Caller, db: DbDep) -> Respo
 
 @patch("/campaigns/{campaign_id:int}", operation_id="updateCampaign", tags=["campaigns"], guards=[EDITORS],
        sync_to_thread=True)
-def update_campaign(campaign_id: FromPath[int], data: JSONBody[CampaignPatch], request: Request, caller: Caller,
+def update_campaign(campaign_id: IdPath, data: JSONBody[CampaignPatch], request: Request, caller: Caller,
                     db: DbDep) -> Response[dict[str, Any]]:
     """Change a campaign (optimistic locking: ``If-Match`` or ``version``; 409 when it changed meanwhile)."""
     expected = expected_lock(request, data.version)
@@ -124,7 +125,7 @@ def update_campaign(campaign_id: FromPath[int], data: JSONBody[CampaignPatch], r
 
 @delete("/campaigns/{campaign_id:int}", operation_id="deleteCampaign", tags=["campaigns"], guards=[EDITORS],
         sync_to_thread=True, status_code=204)
-def delete_campaign(campaign_id: FromPath[int], caller: Caller, db: DbDep) -> None:
+def delete_campaign(campaign_id: IdPath, caller: Caller, db: DbDep) -> None:
     """Delete a campaign that holds no message (409 otherwise)."""
     with db.tx() as s:
         c = owned(s, Campaign, campaign_id, caller, "campaign", lock=True)
