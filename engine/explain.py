@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from engine.contracts import Evaluator
 from engine.errors import EvaluationError
 from engine.evaluators.reference import ReferenceEvaluator, holds
-from engine.facts import zone
+from engine.facts import default_zone, zone
 from engine.model import Customer, Decision, Message, TraceStep
 from engine.pipeline import Pipeline
 from engine.registry import Registry
@@ -309,7 +309,7 @@ def explain(message: Message, registry: Registry, customer: Customer, *, at: dat
     rulesets = tuple(
         explain_ruleset(kind, rs, recorder.facts.get(rs.name, fallback_facts), decision.fired.get(rs.name))
         for kind, rs in message.rulesets.items())
-    tz = zone(customer.timezone) or zone(default_tz) or ZoneInfo("UTC")
+    tz = zone(customer.timezone) or default_zone(default_tz)
     return Explanation(customer, str(tz), pipeline.facts.at, decision, rulesets, explain_channels(decision),
                        explain_send_time(message, decision, pipeline, tz))
 

@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from engine.errors import ModeError
 from engine.model import Customer
 from engine.scheduling import local_send_time
 
@@ -24,6 +25,14 @@ def zone(name: str | None) -> ZoneInfo | None:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         return None
+
+
+def default_zone(name: str) -> ZoneInfo:
+    """The zone of customers without one (``default_tz``): an unknown name is an error, never UTC by chance."""
+    found = zone(name)
+    if found is None:
+        raise ModeError(f"default_tz {name!r} is not an IANA time zone (e.g. UTC, Asia/Kolkata, Europe/London)")
+    return found
 
 
 def time_facts(at: datetime, tz: ZoneInfo) -> dict[str, Any]:
@@ -55,7 +64,7 @@ class FactBuilder:
         self.at = at.astimezone(UTC)
         self.send_at = self.at if send_at is None else send_at
         self.local_time = local_time
-        self.default = zone(default_tz) or ZoneInfo("UTC")
+        self.default = default_zone(default_tz)
         self._message = {k: v for k, v in message_facts.items() if v is not None}
         self._by_zone: dict[str | None, tuple[dict[str, Any], datetime]] = {}
 

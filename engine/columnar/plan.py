@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import polars as pl
 
@@ -30,7 +29,7 @@ from engine.columnar.context import (
 )
 from engine.columnar.reach import reach_exprs
 from engine.contracts import ColumnarOptimizer, is_active
-from engine.facts import time_facts, zone
+from engine.facts import default_zone, time_facts, zone
 from engine.finish import DEFAULT_VARIANT, NO_REACHABLE_CHANNEL
 from engine.model import Message
 from engine.registry import Registry
@@ -83,7 +82,7 @@ def candidate_channels(message: Message, registry: Registry) -> list[str]:
 def zone_table(zones: list[str | None], at: datetime, message: Message, default_tz: str) -> dict[str, list[Any]]:
     """The local send time for each zone name (unknown or null → the default zone) and the ``time.*`` facts
     at that planned send instant; ``at`` is "now" (it picks a recurring schedule's next run)."""
-    default = zone(default_tz) or ZoneInfo("UTC")
+    default = default_zone(default_tz)
     base = run_time(message.schedule, at, message.campaign)
     out: dict[str, list[Any]] = {k: [] for k in (*_TIME_TYPES, SEND_AT)}
     for name in zones:

@@ -222,3 +222,12 @@ def test_cli_help_names_evaluator_and_mode_apart():
     result = runner.invoke(app, ["evaluate", "--help"], env={"COLUMNS": "200"})
     assert "--mode <auto|per-recipient|bulk>" in result.stdout
     assert "execution mode" in result.stdout and "rule evaluator" in result.stdout
+
+
+@pytest.mark.parametrize("mode", ["per_recipient", "bulk"])
+def test_an_unknown_default_time_zone_is_an_error_not_utc(herald, sample, mode):
+    customers = [Customer("a", {**BUYER, "timezone": None, "phone": "+919881924865", "subscription.sms": "subscribed"})]
+    with pytest.raises(ModeError, match="default_tz 'Asia/Kolkatta' is not an IANA time zone"):
+        list(herald.evaluate(sample, customers, at=AT, mode=mode, default_tz="Asia/Kolkatta"))
+    decided = list(herald.evaluate(sample, customers, at=AT, mode=mode, default_tz="Asia/Kolkata"))
+    assert decided[0].channel == "sms" and decided[0].send_at is not None
