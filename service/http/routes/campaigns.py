@@ -25,6 +25,7 @@ from service.http.deps import (
     page_limit,
 )
 from service.http.problems import conflict, error, unprocessable
+from service.storage.messages import campaign_changed
 from service.storage.tables import Campaign, MessageRow, utcnow
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -120,6 +121,7 @@ def update_campaign(campaign_id: IdPath, data: JSONBody[CampaignPatch], request:
         c.updated_at = utcnow()
         s.add(c)
         _flush_unique(s, c.name)
+        campaign_changed(s, c, caller.user_id)  # its messages' content changed: new versions, approvals void
         return Response(campaign_out(c), headers=etag(c.lock))
 
 
