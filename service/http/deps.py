@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
+import msgspec
 from litestar import Request
 from litestar.di import NamedDependency
 from litestar.params import PathParameter
@@ -131,5 +132,7 @@ DbDep = NamedDependency[Db]
 Caller = NamedDependency[Principal]
 #: the largest id a path may name (ids are 64-bit; larger numbers are refused with 422, never sent to the database)
 MAX_ID = 2**62
+#: a row id in a request body: ``incentive_id: Id``
+Id = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
 #: a row id in a path: ``campaign_id: IdPath``
 IdPath = Annotated[int, PathParameter(ge=1, le=MAX_ID)]

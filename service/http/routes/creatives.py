@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, delete, post, put
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -23,7 +23,7 @@ from engine.runtime import Herald
 from engine.sourcefile import check_depth
 from engine.validation import validate_message
 from service.http.auth import EDITORS
-from service.http.deps import Caller, DbDep, check_lock, etag, expected_lock
+from service.http.deps import Caller, DbDep, IdPath, check_lock, etag, expected_lock
 from service.http.problems import conflict, error, not_found, unprocessable
 from service.http.routes.messages import changed, creative_out, editable
 from service.storage.messages import engine_id
@@ -123,7 +123,7 @@ def _saved(s: Session, m: MessageRow, c: Creative, caller: Any, warnings: list[d
 
 @post("/messages/{message_id:int}/creatives", operation_id="createCreative", tags=["creatives"], guards=[EDITORS],
       sync_to_thread=True)
-def create_creative(message_id: FromPath[int], data: JSONBody[CreativeIn], request: Request, caller: Caller,
+def create_creative(message_id: IdPath, data: JSONBody[CreativeIn], request: Request, caller: Caller,
                     db: DbDep) -> Response[dict[str, Any]]:
     """Add a creative, validated by its channel's plugin (422 with the places at fault); warnings (SMS segments,
     UCS-2) come back with it."""
@@ -142,7 +142,7 @@ def create_creative(message_id: FromPath[int], data: JSONBody[CreativeIn], reque
 
 @put("/messages/{message_id:int}/creatives/{creative_id:int}", operation_id="updateCreative", tags=["creatives"],
      guards=[EDITORS], sync_to_thread=True)
-def update_creative(message_id: FromPath[int], creative_id: FromPath[int], data: JSONBody[CreativePatch],
+def update_creative(message_id: IdPath, creative_id: IdPath, data: JSONBody[CreativePatch],
                     request: Request, caller: Caller, db: DbDep) -> Response[dict[str, Any]]:
     """Change a creative's content or variant (optimistic locking on the creative: ``If-Match`` or ``version``),
     validated again by its channel."""
@@ -165,7 +165,7 @@ def update_creative(message_id: FromPath[int], creative_id: FromPath[int], data:
 
 @delete("/messages/{message_id:int}/creatives/{creative_id:int}", operation_id="deleteCreative", tags=["creatives"],
         guards=[EDITORS], sync_to_thread=True, status_code=204)
-def delete_creative(message_id: FromPath[int], creative_id: FromPath[int], caller: Caller, db: DbDep) -> None:
+def delete_creative(message_id: IdPath, creative_id: IdPath, caller: Caller, db: DbDep) -> None:
     """Remove a creative (a change of the message like any other)."""
     with db.tx() as s:
         m = editable(s, message_id, caller)

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import anyio
 import msgspec
 from litestar import Request, Response, get, patch, post, put
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
@@ -26,7 +26,7 @@ from engine.model import IncentiveSpec, Message
 from engine.runtime import Herald
 from engine.sourcefile import check_depth
 from service.http.auth import EDITORS, READERS
-from service.http.deps import Caller, DbDep, check_lock, etag, expected_lock, owned
+from service.http.deps import Caller, DbDep, Id, IdPath, check_lock, etag, expected_lock, owned
 from service.http.problems import Problem, conflict, error, unprocessable
 from service.http.routes.messages import changed, editable, respond
 from service.storage.messages import EDITABLE, label_parts
@@ -60,7 +60,7 @@ class IncentivePatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class MessageIncentiveIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The message's incentive: an incentive id of your org, or null for none."""
 
-    incentive_id: int | None
+    incentive_id: Id | None
 
 
 def incentive_out(s: Session, inc: Incentive) -> dict[str, Any]:
@@ -144,7 +144,7 @@ def list_incentives(caller: Caller, db: DbDep) -> dict[str, Any]:
 
 @get("/incentives/{incentive_id:int}", operation_id="getIncentive", tags=["incentives"], guards=[READERS],
      sync_to_thread=True)
-def get_incentive(incentive_id: FromPath[int], caller: Caller, db: DbDep) -> Response[dict[str, Any]]:
+def get_incentive(incentive_id: IdPath, caller: Caller, db: DbDep) -> Response[dict[str, Any]]:
     """One incentive."""
     with db.tx() as s:
         inc = owned(s, Incentive, incentive_id, caller, "incentive")
@@ -153,7 +153,7 @@ def get_incentive(incentive_id: FromPath[int], caller: Caller, db: DbDep) -> Res
 
 @patch("/incentives/{incentive_id:int}", operation_id="updateIncentive", tags=["incentives"], guards=[EDITORS],
        sync_to_thread=True)
-def update_incentive(incentive_id: FromPath[int], data: JSONBody[IncentivePatch], request: Request, caller: Caller,
+def update_incentive(incentive_id: IdPath, data: JSONBody[IncentivePatch], request: Request, caller: Caller,
                      db: DbDep) -> Response[dict[str, Any]]:
     """Change an incentive (optimistic locking); the messages using it change with it."""
     expected = expected_lock(request, data.version)
@@ -206,7 +206,7 @@ def _read_codes(body: bytes, media: str) -> list[tuple[str, Any]]:
 
 @post("/incentives/{incentive_id:int}/codes", operation_id="uploadCouponCodes", tags=["incentives"],
       guards=[EDITORS])
-async def upload_codes(incentive_id: FromPath[int], request: Request, caller: Caller, db: DbDep) -> Response[dict[str, Any]]:
+async def upload_codes(incentive_id: IdPath, request: Request, caller: Caller, db: DbDep) -> Response[dict[str, Any]]:
     """Upload coupon codes to an uploaded-list series (``source: list``): ``text/csv`` or ``text/plain`` (one code
     a line) or a JSON list. All or nothing: a bad or duplicate code (in the file or already stored) is refused
     with its line, and nothing is added."""
@@ -255,7 +255,7 @@ def _store_codes(incentive_id: int, body: bytes, media: str, caller: Any, db: An
 
 @put("/messages/{message_id:int}/incentive", operation_id="setMessageIncentive", tags=["incentives"],
      guards=[EDITORS], sync_to_thread=True)
-def set_message_incentive(message_id: FromPath[int], data: JSONBody[MessageIncentiveIn], request: Request,
+def set_message_incentive(message_id: IdPath, data: JSONBody[MessageIncentiveIn], request: Request,
                           caller: Caller, db: DbDep) -> Response[dict[str, Any]]:
     """The message's incentive (an incentive of your org), or none."""
     with db.tx() as s:

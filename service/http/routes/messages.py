@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Response, delete, get, patch, post, put
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 from engine.registry import Registry, unknown_kind
 from engine.validation import strategies
 from service.http.auth import EDITORS, READERS
-from service.http.deps import Caller, DbDep, check_lock, etag, expected_lock, owned
+from service.http.deps import Caller, DbDep, Id, IdPath, check_lock, etag, expected_lock, owned
 from service.http.problems import conflict, error, not_found, unprocessable
 from service.storage import audit
 from service.storage.messages import (
@@ -54,7 +54,7 @@ Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 Names = Annotated[list[Name], msgspec.Meta(max_length=20)]
 MessageType = Literal["broadcast", "bounceback", "timeline"]
-GroupIds = Annotated[list[int], msgspec.Meta(max_length=200)]
+GroupIds = Annotated[list[Id], msgspec.Meta(max_length=200)]
 
 
 class MessageIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -214,7 +214,7 @@ def _flush_title(s: Session, title: str) -> None:
 
 @post("/campaigns/{campaign_id:int}/messages", operation_id="createMessage", tags=["messages"], guards=[EDITORS],
       sync_to_thread=True)
-def create_message(campaign_id: FromPath[int], data: JSONBody[MessageIn], caller: Caller,
+def create_message(campaign_id: IdPath, data: JSONBody[MessageIn], caller: Caller,
                    db: DbDep) -> Response[dict[str, Any]]:
     """Create a draft message in a campaign (its title unique there); the caller is its author."""
     problems = _step1_problems(db.herald.registry, data.strategy, data.channels)
@@ -236,7 +236,7 @@ def create_message(campaign_id: FromPath[int], data: JSONBody[MessageIn], caller
 
 @get("/campaigns/{campaign_id:int}/messages", operation_id="listCampaignMessages", tags=["messages"],
      guards=[READERS], sync_to_thread=True)
-def list_messages(campaign_id: FromPath[int], caller: Caller, db: DbDep) -> dict[str, Any]:
+def list_messages(campaign_id: IdPath, caller: Caller, db: DbDep) -> dict[str, Any]:
     """The campaign's messages (id, title, status, version), oldest first."""
     with db.tx() as s:
         owned(s, Campaign, campaign_id, caller, "campaign")
@@ -247,7 +247,7 @@ def list_messages(campaign_id: FromPath[int], caller: Caller, db: DbDep) -> dict
 
 
 @get("/messages/{message_id:int}", operation_id="getMessage", tags=["messages"], guards=[READERS], sync_to_thread=True)
-def get_message(message_id: FromPath[int], caller: Caller, db: DbDep) -> Response[dict[str, Any]]:
+def get_message(message_id: IdPath, caller: Caller, db: DbDep) -> Response[dict[str, Any]]:
     """A message: every step, status and versions (its ``ETag`` is the version to send back when changing it)."""
     with db.tx() as s:
         return respond(s, owned(s, MessageRow, message_id, caller, "message"))
@@ -255,7 +255,7 @@ def get_message(message_id: FromPath[int], caller: Caller, db: DbDep) -> Respons
 
 @patch("/messages/{message_id:int}", operation_id="updateMessage", tags=["messages"], guards=[EDITORS],
        sync_to_thread=True)
-def update_message(message_id: FromPath[int], data: JSONBody[MessagePatch], request: Request, caller: Caller,
+def update_message(message_id: IdPath, data: JSONBody[MessagePatch], request: Request, caller: Caller,
                    db: DbDep) -> Response[dict[str, Any]]:
     """Change step 1 (optimistic locking: ``If-Match`` or ``version``; 409 when it changed meanwhile)."""
     expected = expected_lock(request, data.version)
@@ -276,7 +276,7 @@ def update_message(message_id: FromPath[int], data: JSONBody[MessagePatch], requ
 
 @delete("/messages/{message_id:int}", operation_id="deleteMessage", tags=["messages"], guards=[EDITORS],
         sync_to_thread=True, status_code=204)
-def delete_message(message_id: FromPath[int], caller: Caller, db: DbDep) -> None:
+def delete_message(message_id: IdPath, caller: Caller, db: DbDep) -> None:
     """Delete a draft that was never submitted (its dry runs go with it); a message with approval history is
     kept (409: cancel it instead). The audit log keeps the deletion."""
     with db.tx() as s:
@@ -307,7 +307,7 @@ def delete_message(message_id: FromPath[int], caller: Caller, db: DbDep) -> None
 
 @put("/messages/{message_id:int}/rules", operation_id="setMessageRules", tags=["messages"], guards=[EDITORS],
      sync_to_thread=True)
-def set_rules(message_id: FromPath[int], data: JSONBody[Annotated[dict[Name, Annotated[str, msgspec.Meta(
+def set_rules(message_id: IdPath, data: JSONBody[Annotated[dict[Name, Annotated[str, msgspec.Meta(
         min_length=1, max_length=300)]], msgspec.Meta(max_length=20)]], request: Request, caller: Caller,
         db: DbDep) -> Response[dict[str, Any]]:
     """The message's rules: ``{kind: ruleset}``, each a stored ruleset's name (its latest version is pinned when a
@@ -339,7 +339,7 @@ def set_rules(message_id: FromPath[int], data: JSONBody[Annotated[dict[Name, Ann
 
 @put("/messages/{message_id:int}/audience", operation_id="setMessageAudience", tags=["messages"], guards=[EDITORS],
      sync_to_thread=True)
-def set_audience(message_id: FromPath[int], data: JSONBody[AudienceIn], request: Request, caller: Caller,
+def set_audience(message_id: IdPath, data: JSONBody[AudienceIn], request: Request, caller: Caller,
                  db: DbDep) -> Response[dict[str, Any]]:
     """The message's audience: include groups (their union) minus exclude groups; groups of your org only."""
     with db.tx() as s:
@@ -375,7 +375,7 @@ def set_audience(message_id: FromPath[int], data: JSONBody[AudienceIn], request:
 
 @put("/messages/{message_id:int}/schedule", operation_id="setMessageSchedule", tags=["messages"], guards=[EDITORS],
      sync_to_thread=True)
-def set_schedule(message_id: FromPath[int], data: JSONBody[ScheduleIn], request: Request, caller: Caller,
+def set_schedule(message_id: IdPath, data: JSONBody[ScheduleIn], request: Request, caller: Caller,
                  db: DbDep) -> Response[dict[str, Any]]:
     """The message's schedule; every time needs its zone offset (the campaign window is checked at submit)."""
     import datetime as dt
@@ -409,7 +409,7 @@ def set_schedule(message_id: FromPath[int], data: JSONBody[ScheduleIn], request:
 
 @put("/messages/{message_id:int}/delivery", operation_id="setMessageDelivery", tags=["messages"], guards=[EDITORS],
      sync_to_thread=True)
-def set_delivery(message_id: FromPath[int], data: JSONBody[DeliveryIn], request: Request, caller: Caller,
+def set_delivery(message_id: IdPath, data: JSONBody[DeliveryIn], request: Request, caller: Caller,
                  db: DbDep) -> Response[dict[str, Any]]:
     """The message's delivery settings (sender settings are checked by their channels at submit)."""
     registry = db.herald.registry
@@ -446,7 +446,7 @@ def _version_out(v: MessageVersion, document: bool = False) -> dict[str, Any]:
 
 @get("/messages/{message_id:int}/versions", operation_id="listMessageVersions", tags=["messages"], guards=[READERS],
      sync_to_thread=True)
-def list_versions(message_id: FromPath[int], caller: Caller, db: DbDep) -> dict[str, Any]:
+def list_versions(message_id: IdPath, caller: Caller, db: DbDep) -> dict[str, Any]:
     """The message's versions (immutable snapshots), newest first."""
     with db.tx() as s:
         m = owned(s, MessageRow, message_id, caller, "message")
@@ -458,7 +458,7 @@ def list_versions(message_id: FromPath[int], caller: Caller, db: DbDep) -> dict[
 
 @get("/messages/{message_id:int}/versions/{number:int}", operation_id="getMessageVersion", tags=["messages"],
      guards=[READERS], sync_to_thread=True)
-def get_version(message_id: FromPath[int], number: FromPath[int], caller: Caller, db: DbDep) -> dict[str, Any]:
+def get_version(message_id: IdPath, number: IdPath, caller: Caller, db: DbDep) -> dict[str, Any]:
     """One version of the message: its hash and its whole document (what an approval covers)."""
     with db.tx() as s:
         m = owned(s, MessageRow, message_id, caller, "message")

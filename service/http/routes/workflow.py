@@ -20,11 +20,11 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import get, post
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 from sqlmodel import Session, col, select
 
 from service.http.auth import APPROVERS, EDITORS, READERS
-from service.http.deps import Caller, DbDep, owned
+from service.http.deps import Caller, DbDep, Id, IdPath, owned
 from service.http.problems import Problem, conflict, error, forbidden, unprocessable
 from service.http.routes.messages import message_out
 from service.storage import audit
@@ -48,7 +48,7 @@ class ApproveIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """An approval: the version hash the approver reviewed and the dry run they saw."""
 
     version_hash: Annotated[str, msgspec.Meta(min_length=1, max_length=80)]
-    dry_run_id: int
+    dry_run_id: Id
     reason: Reason | None = None
 
 
@@ -83,7 +83,7 @@ def _move(s: Session, m: MessageRow, to: str, action: str, caller: Any, reason: 
 
 @post("/messages/{message_id:int}/submit", operation_id="submitMessage", tags=["workflow"], guards=[EDITORS],
       sync_to_thread=True, status_code=200)
-def submit(message_id: FromPath[int], caller: Caller, db: DbDep) -> dict[str, Any]:
+def submit(message_id: IdPath, caller: Caller, db: DbDep) -> dict[str, Any]:
     """Send the message for approval: every check of the six steps runs on its current version and all the
     failures come back at once (422); otherwise it awaits approval with that version."""
     with db.tx() as s:
@@ -101,7 +101,7 @@ def submit(message_id: FromPath[int], caller: Caller, db: DbDep) -> dict[str, An
 
 @post("/messages/{message_id:int}/approve", operation_id="approveMessage", tags=["workflow"], guards=[APPROVERS],
       sync_to_thread=True, status_code=200)
-def approve(message_id: FromPath[int], data: JSONBody[ApproveIn], caller: Caller, db: DbDep) -> dict[str, Any]:
+def approve(message_id: IdPath, data: JSONBody[ApproveIn], caller: Caller, db: DbDep) -> dict[str, Any]:
     """Approve the submitted version: ``version_hash`` must be its hash (409 otherwise) and ``dry_run_id`` a dry
     run of that very version (422 otherwise). The author never approves their own message (403)."""
     with db.tx() as s:
@@ -132,7 +132,7 @@ def approve(message_id: FromPath[int], data: JSONBody[ApproveIn], caller: Caller
 
 @post("/messages/{message_id:int}/reject", operation_id="rejectMessage", tags=["workflow"], guards=[APPROVERS],
       sync_to_thread=True, status_code=200)
-def reject(message_id: FromPath[int], data: JSONBody[ReasonIn], caller: Caller, db: DbDep) -> dict[str, Any]:
+def reject(message_id: IdPath, data: JSONBody[ReasonIn], caller: Caller, db: DbDep) -> dict[str, Any]:
     """Reject the submitted version, saying why (422 without a reason); the message becomes editable again."""
     reason = (data.reason or "").strip()
     if not reason:
@@ -153,7 +153,7 @@ def reject(message_id: FromPath[int], data: JSONBody[ReasonIn], caller: Caller, 
 
 @post("/messages/{message_id:int}/withdraw", operation_id="withdrawApproval", tags=["workflow"], guards=[APPROVERS],
       sync_to_thread=True, status_code=200)
-def withdraw(message_id: FromPath[int], data: JSONBody[ReasonIn], caller: Caller, db: DbDep) -> dict[str, Any]:
+def withdraw(message_id: IdPath, data: JSONBody[ReasonIn], caller: Caller, db: DbDep) -> dict[str, Any]:
     """Withdraw the approval: the message awaits approval again with the same submitted version (to be approved
     or rejected anew). Not the same as cancelling the send."""
     with db.tx() as s:
@@ -167,7 +167,7 @@ def withdraw(message_id: FromPath[int], data: JSONBody[ReasonIn], caller: Caller
 
 @post("/messages/{message_id:int}/cancel", operation_id="cancelMessage", tags=["workflow"], guards=[READERS],
       sync_to_thread=True, status_code=200)
-def cancel(message_id: FromPath[int], data: JSONBody[ReasonIn], caller: Caller, db: DbDep) -> dict[str, Any]:
+def cancel(message_id: IdPath, data: JSONBody[ReasonIn], caller: Caller, db: DbDep) -> dict[str, Any]:
     """Cancel the send of an approved or scheduled message (final: the message will not go out)."""
     with db.tx() as s:
         m = _message(s, message_id, caller, APPROVED, SCHEDULED, action="cancel")
@@ -185,7 +185,7 @@ def audit_out(e: AuditEntry, names: dict[int, str]) -> dict[str, Any]:
 
 @get("/messages/{message_id:int}/audit", operation_id="messageAudit", tags=["workflow"], guards=[READERS],
      sync_to_thread=True)
-def message_audit(message_id: FromPath[int], caller: Caller, db: DbDep) -> dict[str, Any]:
+def message_audit(message_id: IdPath, caller: Caller, db: DbDep) -> dict[str, Any]:
     """Every transition of the message, oldest first: who, when, from, to, why and the version hash."""
     with db.tx() as s:
         m = owned(s, MessageRow, message_id, caller, "message")
