@@ -27,7 +27,6 @@ from typing import Any
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine, bindparam, text
-from sqlalchemy.engine import make_url
 from sqlmodel import Session, col, select
 
 from engine.audience import normalised_handle

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from litestar import Router
 
-from service.http.routes import campaigns, org
+from service.http.routes import audiences, campaigns, customers, org
 
 #: every module's handlers; each module lists its own in ``HANDLERS``
-MODULES = (org, campaigns)
+MODULES = (org, campaigns, customers, audiences)
 
 api_router = Router(path="/api/v1", route_handlers=[h for m in MODULES for h in m.HANDLERS])
