@@ -26,7 +26,7 @@ from typing import Any
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Engine, bindparam, text
+from sqlalchemy import Engine, bindparam, func, text
 from sqlmodel import Session, col, select
 
 from engine.audience import normalised_handle
@@ -76,28 +76,37 @@ _COLUMNS = ["external_id", *TEXT_COLUMNS, *BOOL_COLUMNS, "subscriptions", "attri
 
 
 def _raw_customers(engine: Engine, org_id: int, external_ids: Sequence[str] | None) -> pl.DataFrame:
-    """The org's live customer rows (the columns of :data:`_COLUMNS`), ordered by external id."""
-    cols = ", ".join(_COLUMNS)
-    schema = {c: pl.String for c in _COLUMNS} | {c: pl.Boolean for c in BOOL_COLUMNS}
+    """The org's live customer rows (the columns of :data:`_COLUMNS`), ordered by external id.
+
+    PostgreSQL, whole org: connectorx (columnar, straight into Arrow). SQLite, and lists of ids: the
+    connection's own driver, rows handed to polars in one go. (connectorx and ADBC bundle their own SQLite
+    library; two SQLite libraries on one file in one process break its POSIX locks and hide WAL pages.)
+    """
+    cols = ", ".join(f"CAST({c} AS TEXT) AS {c}" if c in ("subscriptions", "attributes") else
+                     f"CAST({c} AS INTEGER) AS {c}" if c in BOOL_COLUMNS else c for c in _COLUMNS)
+    schema: dict[str, Any] = {c: pl.String for c in _COLUMNS} | {c: pl.Boolean for c in BOOL_COLUMNS}
     if external_ids is None:
         query = (f"SELECT {cols} FROM customer WHERE org_id = {int(org_id)} AND deleted_at IS NULL "
                  "ORDER BY external_id")
-        try:
-            frame = pl.read_database_uri(query, _cx_uri(engine), engine="connectorx")
-        except Exception:  # an engine connectorx cannot reach (an in-memory SQLite): the same rows, slower
-            with engine.connect() as conn:
-                frame = pl.read_database(text(query), conn, schema_overrides=schema)
-        return _typed_raw(frame, schema)
+        if engine.dialect.name == "postgresql":
+            return _typed_raw(pl.read_database_uri(query, _cx_uri(engine), engine="connectorx"), schema)
+        with engine.connect() as conn:
+            return _rows_frame(conn.exec_driver_sql(query).fetchall(), schema)
     ids = sorted(set(external_ids))
     stmt = text(f"SELECT {cols} FROM customer WHERE org_id = :org AND deleted_at IS NULL "
                 "AND external_id IN :ids").bindparams(bindparam("ids", expanding=True))
-    parts = []
+    rows: list[Any] = []
     with engine.connect() as conn:
         for start in range(0, len(ids), _CHUNK):
-            parts.append(pl.read_database(stmt, conn, schema_overrides=schema,
-                                          execute_options={"parameters": {"org": org_id, "ids": ids[start:start + _CHUNK]}}))
-    frame = pl.concat([_typed_raw(p, schema) for p in parts]) if parts else pl.DataFrame(schema=schema)
-    return _typed_raw(frame, schema).sort("external_id")
+            rows += conn.execute(stmt, {"org": org_id, "ids": ids[start:start + _CHUNK]}).fetchall()
+    return _rows_frame(rows, schema).sort("external_id")
+
+
+def _rows_frame(rows: Sequence[Any], schema: Mapping[str, Any]) -> pl.DataFrame:
+    """Rows of :data:`_COLUMNS` as a typed frame (JSON columns as text; SQLite's 0/1 as Booleans)."""
+    raw = {c: pl.Int64 if t == pl.Boolean else t for c, t in schema.items()}
+    frame = pl.DataFrame([tuple(r) for r in rows], schema=raw, orient="row") if rows else pl.DataFrame(schema=raw)
+    return _typed_raw(frame, schema)
 
 
 def _typed_raw(frame: pl.DataFrame, schema: Mapping[str, Any]) -> pl.DataFrame:
@@ -173,12 +182,31 @@ def compile_filter(condition: Any, catalogue: FieldCatalogue, base: str = "/filt
     try:
         ruleset = load_ruleset_data(data, catalogue, kinds={_FILTER_KIND.name: _FILTER_KIND})
     except RuleFileError as exc:
-        items += [(_pointer_of(p.path, base) if p.path.startswith("filter") else base, p.code, p.message)
-                  for p in exc.problems]
+        items += [(_at_key(condition, _pointer_of(p.path, base) if p.path.startswith("filter") else base, base,
+                           p.code), p.code, p.message) for p in exc.problems]
         ruleset = None
     if items or ruleset is None:
         raise AudienceProblem("the filter is not a valid condition", items)
     return ruleset.rules[0].when
+
+
+def _at_key(condition: Any, where: str, base: str, code: str) -> str:
+    """``where`` made to point at the key at fault when it points at a comparison (the loader names the
+    comparison): its ``field`` for an unknown field, else its operator."""
+    node = condition
+    for part in where.removeprefix(base).split("/")[1:]:
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return where
+    if not isinstance(node, Mapping) or "field" not in node or where.endswith("/field"):
+        return where
+    ops = [k for k in node if k != "field"]
+    key = "field" if code == "unknown_field" or len(ops) != 1 else ops[0]
+    return f"{where}/{key}"
 
 
 def _fields(condition: Any, where: str = "") -> Iterable[tuple[str, str]]:
@@ -408,6 +436,8 @@ def read_upload(session: Session, org_id: int, catalogue: FieldCatalogue, data: 
                 keys.append((line, handle))
         else:
             keys.append((line, value))
+    if id_type == "email":  # mailboxes are matched without regard to case (as mail providers deliver them)
+        keys = [(line, key.lower()) for line, key in keys]
     found = _customer_ids(session, org_id, id_type, sorted({k for _, k in keys}))
     ids: set[int] = set()
     label = "external id" if id_type == "external_id" else id_type
@@ -429,11 +459,13 @@ def _line_of(path: str) -> int:
 
 
 def _customer_ids(session: Session, org_id: int, id_type: str, keys: Sequence[str]) -> dict[str, list[int]]:
-    column = {"external_id": Customer.external_id, "phone": Customer.phone, "email": Customer.email}[id_type]
+    column: Any = {"external_id": Customer.external_id, "phone": Customer.phone, "email": Customer.email}[id_type]
+    if id_type == "email":
+        column = func.lower(column)
     out: dict[str, list[int]] = {}
     for start in range(0, len(keys), _CHUNK):
         stmt = select(Customer.id, column).where(Customer.org_id == org_id, col(Customer.deleted_at).is_(None),
-                                                 col(column).in_(keys[start:start + _CHUNK]))
+                                                 column.in_(keys[start:start + _CHUNK]))
         for cid, key in session.exec(stmt):
             if cid is not None and key is not None:
                 out.setdefault(key, []).append(cid)
