@@ -62,7 +62,7 @@ def engine_id(message: MessageRow) -> str:
 
 def group_block(session: Session, group: AudienceGroup) -> dict[str, Any]:
     """One audience group in a document, as helper A's storage snapshots it."""
-    from service.storage.audience import group_snapshot  # pyright: ignore[reportMissingImports]
+    from service.storage.audience import group_snapshot
 
     return group_snapshot(session, group)
 

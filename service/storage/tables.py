@@ -176,8 +176,10 @@ class AudienceGroup(SQLModel, table=True):
     kind: str = Field(max_length=10, description="filter | upload | merge")
     definition: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     members: int = Field(default=0, description="member count of an upload group")
+    lock: int = Field(default=1, description="optimistic-locking version, bumped on every change")
     created_by: int = Field(foreign_key="user.id")
     created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class AudienceMember(SQLModel, table=True):

@@ -79,7 +79,7 @@ def test_the_audience_takes_only_the_orgs_groups(client, db_engine, org, other_o
     assert done["audience"] == {"include": [mine], "exclude": []}
     doc = ok(client.get(f"{API}/messages/{m['id']}/versions/{done['current_version']['number']}",
                         headers=org.headers()))["document"]
-    assert [g["id"] for g in doc["audience"]["include"]] == [mine]
+    assert [g["group"] for g in doc["audience"]["include"]] == [mine]
 
 
 def test_schedule_and_delivery_are_checked_and_kept(client, org):

@@ -3,23 +3,12 @@ and dry runs written straight to the tables (the audience and dry-run endpoints 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import types
 from typing import Any
 
 from sqlalchemy import Engine
 
 from service.storage.db import transaction
 from service.storage.tables import AudienceGroup, MessageVersion, Run, utcnow
-
-if importlib.util.find_spec("service.storage.audience") is None:  # until the audience storage is merged
-    def _group_snapshot(session: Any, group: AudienceGroup) -> dict[str, Any]:
-        return {"id": group.id, "name": group.name, "kind": group.kind, "definition": group.definition}
-
-    _fallback = types.ModuleType("service.storage.audience")
-    _fallback.group_snapshot = _group_snapshot  # type: ignore[attr-defined]
-    sys.modules["service.storage.audience"] = _fallback
 
 API = "/api/v1"
 SMS = {"body": "Summer sale: {{ vars.discount }} off everything until Sunday. {{ optout }}"}

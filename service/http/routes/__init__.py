@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from litestar import Router
 
-from service.http.routes import campaigns, creatives, incentives, messages, org, rulesets, workflow
+from service.http.routes import (
+    audiences,
+    campaigns,
+    creatives,
+    customers,
+    incentives,
+    messages,
+    org,
+    rulesets,
+    workflow,
+)
 
 #: every module's handlers; each module lists its own in ``HANDLERS``
-MODULES = (org, campaigns, messages, creatives, incentives, rulesets, workflow)
+MODULES = (org, campaigns, customers, audiences, messages, creatives, incentives, rulesets, workflow)
 
 api_router = Router(path="/api/v1", route_handlers=[h for m in MODULES for h in m.HANDLERS])

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 10:35:19.013902
+Create Date: 2026-12-03 10:42:49.102111
 """
 
 import sqlalchemy as sa
@@ -186,8 +186,10 @@ def upgrade() -> None:
         sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
         sa.Column("definition", sa.JSON(), nullable=False),
         sa.Column("members", sa.Integer(), nullable=False),
+        sa.Column("lock", sa.Integer(), nullable=False),
         sa.Column("created_by", sa.Integer(), nullable=False),
         sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["created_by"],
             ["user.id"],
