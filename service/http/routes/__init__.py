@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from litestar import Router
 
-from service.http.routes import campaigns, org
+from service.http.routes import campaigns, evaluation, org
 
 #: every module's handlers; each module lists its own in ``HANDLERS``
-MODULES = (org, campaigns)
+MODULES = (org, campaigns, evaluation)
 
 api_router = Router(path="/api/v1", route_handlers=[h for m in MODULES for h in m.HANDLERS])
