@@ -8,7 +8,6 @@ Also the cache that makes a single-recipient ``POST /api/v1/evaluate`` fast: one
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import threading
 from collections import OrderedDict
@@ -16,6 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import msgspec
 
 from engine.audience import id_kind_error, make_customer
 from engine.errors import EngineError, Problem, RuleFileError, ValidationFailed
@@ -97,8 +98,7 @@ class InlineRulesets:
 
 def content_hash(message: Mapping[str, Any], rulesets: Mapping[str, Any]) -> str:
     """A hash of a message definition and its rulesets (canonical JSON)."""
-    text = json.dumps({"message": message, "rulesets": rulesets}, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(msgspec.json.encode({"message": message, "rulesets": rulesets}, order="sorted")).hexdigest()
 
 
 def load_inline_message(herald: Herald, message: Mapping[str, Any], rulesets: Mapping[str, Any], *,

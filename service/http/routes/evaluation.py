@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
-from litestar import Request, Response, get, post
+from litestar import MediaType, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.response import Stream
 
@@ -242,10 +242,12 @@ def _size(audience: Any) -> int:
     return audience.height if hasattr(audience, "height") else len(audience)
 
 
+# the handler's media type is NDJSON because a ``Stream`` takes the handler's over its own; the JSON answer sets
+# its own media type
 @post("/messages/{message_id:int}/dry-run", operation_id="dryRunMessage", tags=["evaluation"], guards=[EVALUATORS],
-      sync_to_thread=True, status_code=201, request_max_body_size=EVALUATE_MAX_BODY)
+      sync_to_thread=True, status_code=201, request_max_body_size=EVALUATE_MAX_BODY, media_type=NDJSON)
 def dry_run(message_id: FromPath[int], data: JSONBody[DryRunIn], request: Request, caller: Caller,
-            db: DbDep) -> Any:
+            db: DbDep) -> Response[Any]:
     """Evaluate the message's current version (nothing reserved) and store the run: ``{run_id, version_hash,
     summary, decisions (first page), next_cursor}``; with ``Accept: application/x-ndjson``, every decision as
     an NDJSON line and then a ``{"summary", "run_id", …}`` line."""
@@ -267,12 +269,12 @@ def dry_run(message_id: FromPath[int], data: JSONBody[DryRunIn], request: Reques
         return Stream(store.stream(run, engine_message), media_type=NDJSON, status_code=200)
     if data.summary_only:
         row = store.save(summary_of(run.summary(), engine_message, at))
-        return Response(store.body(row, [], None), status_code=201)
+        return Response(store.body(row, [], None), status_code=201, media_type=MediaType.JSON)
     frame = run.frame()
     row = store.save(summary_of(run.summary(), engine_message, at), frame, run)
     first = _lines(frame.head(limit), run)
     more = encode_cursor(limit - 1) if frame.height > limit else None
-    return Response(store.body(row, first, more), status_code=201)
+    return Response(store.body(row, first, more), status_code=201, media_type=MediaType.JSON)
 
 
 class _RunStore:
