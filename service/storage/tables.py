@@ -256,6 +256,8 @@ class Ledger(SQLModel, table=True):
     key: str = Field(max_length=200)
     owner: str = Field(max_length=200)
     settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    entries: int = Field(default=0, description="its entries, kept with every change under the row's lock")
+    items: int = Field(default=0, description="its entries that hold an item, kept likewise")
 
 
 class LedgerEntryRow(SQLModel, table=True):

@@ -9,6 +9,7 @@ from service.http.routes import (
     campaigns,
     creatives,
     customers,
+    evaluation,
     incentives,
     messages,
     org,
@@ -17,6 +18,6 @@ from service.http.routes import (
 )
 
 #: every module's handlers; each module lists its own in ``HANDLERS``
-MODULES = (org, campaigns, customers, audiences, messages, creatives, incentives, rulesets, workflow)
+MODULES = (org, campaigns, customers, audiences, messages, creatives, incentives, rulesets, workflow, evaluation)
 
 api_router = Router(path="/api/v1", route_handlers=[h for m in MODULES for h in m.HANDLERS])

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 10:42:49.102111
+Create Date: 2026-12-03 10:56:08.627068
 """
 
 import sqlalchemy as sa
@@ -126,6 +126,8 @@ def upgrade() -> None:
         sa.Column("key", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
         sa.Column("owner", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
         sa.Column("settings", sa.JSON(), nullable=False),
+        sa.Column("entries", sa.Integer(), nullable=False),
+        sa.Column("items", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
             ["org_id"],
             ["org.id"],

@@ -1,0 +1,229 @@
+"""Evaluating what a request carries: a message definition with its rulesets inline, customers inline, and the
+engine's problems turned into ``{path, code, message}`` items that point into the request body.
+
+Also the cache that makes a single-recipient ``POST /api/v1/evaluate`` fast: one engine ``Prepared`` per
+(message and rulesets content hash, instant, options), in a small LRU, each used by one request at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from engine.audience import id_kind_error, make_customer
+from engine.errors import EngineError, Problem, RuleFileError, ValidationFailed
+from engine.messages import UnresolvedRuleset
+from engine.model import Customer, Message
+from engine.rulefiles.ir import Ruleset
+from engine.rulefiles.loader import load_ruleset_data
+from engine.run import Prepared
+from engine.runtime import Herald
+from service.http.problems import Problem as HttpProblem
+from service.http.problems import error, pointer, unprocessable
+
+#: the source name the engine reports a request's message under
+MESSAGE_SOURCE = "<message>"
+_RULESET_SOURCE = "<ruleset:{}>"
+
+
+# -- problems → JSON pointers ------------------------------------------------------------------------------
+
+
+def dotted_parts(path: str) -> list[str | int]:
+    """``rules[0].when`` → ``["rules", 0, "when"]`` (the engine's dotted paths)."""
+    out: list[str | int] = []
+    for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", path):
+        out.append(int(index) if index else name)
+    return out
+
+
+def problem_items(problems: Sequence[Problem], sources: Mapping[str, Sequence[str | int]],
+                  default: Sequence[str | int] = (),
+                  rule_ids: Mapping[str, Mapping[str, int]] | None = None) -> list[dict[str, str]]:
+    """The engine's problems as ``{path, code, message}`` items: ``sources`` maps a problem's ``file`` (the
+    source name it was loaded under) to the body path of that input; a rule file's problem labelled
+    ``<rule id>:<path>`` is placed at that rule (``rule_ids``: per source, rule id → index in ``rules``); line
+    and column, when the input was text, are added to the message."""
+    items = []
+    for p in problems:
+        base = sources.get(p.file or "", default)
+        ids = (rule_ids or {}).get(p.file or "", {})
+        rule, sep, rest = p.path.partition(":")
+        parts: list[str | int] = ["rules", ids[rule], *dotted_parts(rest)] if sep and rule in ids else \
+            dotted_parts(p.path)
+        where = f" (line {p.line}, column {p.column})" if p.line is not None and p.column is not None else ""
+        items.append(error(pointer([*base, *parts]), p.code, p.message + where))
+    return items
+
+
+def rule_indexes(data: Any) -> dict[str, int]:
+    """Rule id → its index in a rule file's ``rules`` list (given as data)."""
+    rules = data.get("rules") if isinstance(data, Mapping) else None
+    if not isinstance(rules, list):
+        return {}
+    return {str(r["id"]): i for i, r in enumerate(rules) if isinstance(r, Mapping) and "id" in r}
+
+
+# -- a message and its rulesets given inline ---------------------------------------------------------------
+
+
+@dataclass
+class InlineRulesets:
+    """A ``RulesetResolver`` over the rulesets a request carries (reference → ruleset data or YAML/JSON text),
+    each loaded once against the engine's kinds, channels and field catalogue."""
+
+    herald: Herald
+    given: Mapping[str, Any]
+    loaded: dict[str, Ruleset] = field(default_factory=dict)
+
+    def __call__(self, ref: str, kind: str) -> Ruleset:
+        if ref in self.loaded:
+            return self.loaded[ref]
+        if ref not in self.given:
+            known = ", ".join(sorted(self.given)) or "none"
+            raise UnresolvedRuleset(f"no ruleset {ref!r} in the request's rulesets (given: {known})")
+        registry = self.herald.registry
+        rs = self.loaded[ref] = load_ruleset_data(self.given[ref], self.herald.catalogue, kinds=registry.kinds,
+                                                  source=_RULESET_SOURCE.format(ref), channels=set(registry.channels))
+        return rs
+
+
+def content_hash(message: Mapping[str, Any], rulesets: Mapping[str, Any]) -> str:
+    """A hash of a message definition and its rulesets (canonical JSON)."""
+    return hashlib.sha256(msgspec.json.encode({"message": message, "rulesets": rulesets}, order="sorted")).hexdigest()
+
+
+def load_inline_message(herald: Herald, message: Mapping[str, Any], rulesets: Mapping[str, Any], *,
+                        base: Sequence[str | int] = ("message",)) -> Message:
+    """Load a message definition with its rulesets inline (a fresh façade, so nothing accumulates); 422 with
+    every problem, each at its place in the body (``/message/…`` or ``/rulesets/<ref>/…``)."""
+    engine = Herald(herald.registry, herald.catalogue)
+    try:
+        return engine.load_message_data(message, resolver=InlineRulesets(herald, rulesets), source=MESSAGE_SOURCE)
+    except (ValidationFailed, RuleFileError) as exc:
+        sources: dict[str, Sequence[str | int]] = {MESSAGE_SOURCE: tuple(base)}
+        sources.update({_RULESET_SOURCE.format(ref): ("rulesets", ref) for ref in rulesets})
+        ids = {_RULESET_SOURCE.format(ref): rule_indexes(data) for ref, data in rulesets.items()}
+        raise unprocessable("the message cannot be evaluated: " + exc.summary,
+                            problem_items(exc.problems, sources, base, ids)) from None
+
+
+# -- customers given inline --------------------------------------------------------------------------------
+
+
+def _flat(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in obj.items():
+        if isinstance(v, Mapping):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def inline_customers(herald: Herald, customers: Sequence[Mapping[str, Any]], *,
+                     base: str = "customers") -> list[Customer]:
+    """Customers given as JSON objects (``id`` and attributes; nested objects are dotted attributes, as in an
+    audience JSONL file), typed by the field catalogue; 422 naming each bad one (``/customers/3/tier``) and
+    each repeated id."""
+    types, contacts = herald.catalogue.customer_types(), herald.catalogue.contacts
+    out: list[Customer] = []
+    items: list[dict[str, str]] = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(customers):
+        bad = id_kind_error(raw["id"]) if "id" in raw else None
+        if bad is not None:
+            items.append(error(pointer([base, i, "id"]), "id_type", bad))
+            continue
+        got = make_customer(_flat(raw), types, base, i, contacts)
+        if isinstance(got, Problem):
+            parts = [got.path] if got.path in raw else got.path.split(".")
+            items.append(error(pointer([base, i, *parts]), got.code, got.message))
+            continue
+        if got.id in seen:
+            items.append(error(pointer([base, i, "id"]), "duplicate",
+                               f"customer id {got.id!r} is also at /{base}/{seen[got.id]}"))
+            continue
+        seen[got.id] = i
+        out.append(got)
+    if items:
+        raise unprocessable(f"{len(items)} customer(s) cannot be evaluated", items)
+    return out
+
+
+# -- the engine's run-time refusals ------------------------------------------------------------------------
+
+
+def engine_refusal(exc: EngineError, base: Sequence[str | int] = ("message",)) -> HttpProblem:
+    """A 422 for what the engine refuses while evaluating (a send in the past, a mode that cannot serve the
+    options, an incentive that cannot serve the run)."""
+    if isinstance(exc, ValidationFailed):
+        return unprocessable(exc.summary, problem_items(exc.problems, {}, base))
+    return unprocessable(str(exc), [error(pointer(base), type(exc).__name__, str(exc))])
+
+
+# -- the Prepared cache ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Entry:
+    prepared: Prepared
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class PreparedCache:
+    """At most ``size`` engine ``Prepared`` objects, least recently used dropped first, keyed by the message's
+    content hash, the instant and the options. :meth:`decide` uses an entry under its own lock (a ``Prepared``
+    holds per-run scratch: one request at a time)."""
+
+    def __init__(self, size: int = 64):
+        self.size = size
+        self._items: OrderedDict[tuple[Any, ...], _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple[Any, ...], make: Callable[[], Prepared]) -> _Entry:
+        """The entry for ``key``, made by ``make()`` when missing (outside the cache's lock)."""
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return found
+            self.misses += 1
+        entry = _Entry(make())
+        with self._lock:
+            self._items[key] = entry
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return entry
+
+    @staticmethod
+    def decide(entry: _Entry, customer: Customer) -> Any:
+        """``entry``'s decision for ``customer``, as a run of that one recipient makes it.
+
+        The incentive type's per-run scratch (``ctx.state[kind]``: a coupon preview's tally of codes taken) is
+        cleared first: ``Prepared`` keeps it between calls, so without this the codes previewed for earlier
+        requests would count against later ones (a list of 3 codes would refuse the 4th requester).
+        """
+        prepared = entry.prepared
+        with entry.lock:
+            spec = prepared.message.incentive
+            if spec is not None:
+                prepared.pipeline.ctx.state.pop(spec.kind, None)
+            return prepared.decide(customer)
+
+
+def prepared_key(content: str, at: datetime, explain: bool, render: bool) -> tuple[Any, ...]:
+    """The cache key of a message's content hash, the instant and the options."""
+    return (content, at.isoformat(), explain, render)

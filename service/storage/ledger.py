@@ -1,0 +1,196 @@
+"""Incentive ledgers in the database: :class:`DbLedgerStore`, the engine's ``LedgerStore`` on the ``ledger`` and
+``ledger_entry`` tables, for one org.
+
+Every operation is one transaction, atomic for its ledger (``engine.stores`` states the contract): the ledger's
+row is locked first — ``SELECT … FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` (the database's one write lock,
+taken before anything is read) on SQLite — so the ``cap`` and ``space`` checks and the insert they guard see no
+other writer in between. The ledger row keeps its counts of entries and items, updated under that lock, so a cap
+check costs one row read however large the ledger is. The unique constraints ``(ledger, holder)`` and
+``(ledger, item)`` back the same guarantees at the storage level.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from types import MappingProxyType
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, and_, func, insert, select, update
+from sqlalchemy import delete as sql_delete
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from engine.stores import Holder, LedgerEntry, LedgerFull, LedgerInfo, LedgerKey
+from service.storage.tables import Ledger, LedgerEntryRow, utcnow
+
+LEDGER: Table = Ledger.__table__  # type: ignore[attr-defined]
+ENTRY: Table = LedgerEntryRow.__table__  # type: ignore[attr-defined]
+#: candidates checked against the held items per query, first and at most (the batch doubles as it goes)
+FIRST_BATCH, LARGEST_BATCH = 16, 2048
+
+
+class DbLedgerStore:
+    """The ``LedgerStore`` of one org in the database (see the module docstring); safe to share between threads
+    and processes."""
+
+    def __init__(self, engine: Engine, org_id: int):
+        self.engine = engine
+        self.org_id = org_id
+        self._sqlite = engine.dialect.name == "sqlite"
+
+    # -- transactions and the ledger row -----------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self, write: bool) -> Iterator[Connection]:
+        """One transaction; a writing one on SQLite starts with ``BEGIN IMMEDIATE`` (the write lock first)."""
+        with self.engine.connect() as conn:
+            if write and self._sqlite:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+
+    def _where(self, ledger: LedgerKey) -> Any:
+        return and_(LEDGER.c.org_id == self.org_id, LEDGER.c.kind == ledger[0], LEDGER.c.key == ledger[1])
+
+    def _find(self, conn: Connection, ledger: LedgerKey, *, lock: bool) -> Any:
+        stmt = select(LEDGER).where(self._where(ledger))
+        if lock and not self._sqlite:
+            stmt = stmt.with_for_update()
+        return conn.execute(stmt).first()
+
+    def _locked(self, conn: Connection, ledger: LedgerKey, owner: str = "",
+                settings: Mapping[str, Any] | None = None) -> Any:
+        """The ledger's row, created (``owner`` empty: not opened yet) when missing, and locked."""
+        values = {"org_id": self.org_id, "kind": ledger[0], "key": ledger[1], "owner": owner,
+                  "settings": dict(settings or {}), "entries": 0, "items": 0}
+        make = sqlite_insert if self._sqlite else pg_insert
+        conn.execute(make(LEDGER).values(**values).on_conflict_do_nothing(index_elements=["org_id", "kind", "key"]))
+        row = self._find(conn, ledger, lock=True)
+        assert row is not None
+        return row
+
+    def _bump(self, conn: Connection, ledger_id: int, entries: int, items: int) -> None:
+        conn.execute(update(LEDGER).where(LEDGER.c.id == ledger_id)
+                     .values(entries=LEDGER.c.entries + entries, items=LEDGER.c["items"] + items))
+
+    def _entry_row(self, conn: Connection, ledger_id: int, holder: Holder) -> Any:
+        return conn.execute(select(ENTRY).where(ENTRY.c.ledger_id == ledger_id, ENTRY.c.message_key == holder[0],
+                                                ENTRY.c.customer_key == holder[1])).first()
+
+    @staticmethod
+    def _entry(row: Any) -> LedgerEntry:
+        return LedgerEntry((row.message_key, row.customer_key), row.item, row.status,
+                           MappingProxyType(dict(row.data or {})))
+
+    @staticmethod
+    def _info(row: Any) -> LedgerInfo:
+        return LedgerInfo(row.owner, MappingProxyType(dict(row.settings or {})), row.entries, row._mapping["items"])
+
+    # -- the protocol ------------------------------------------------------------------------------------
+
+    def open(self, ledger: LedgerKey, owner: str, settings: Mapping[str, Any]) -> LedgerInfo:
+        """See ``LedgerStore.open``: the first owner and settings recorded stay."""
+        with self._tx(write=True) as conn:
+            row = self._locked(conn, ledger, owner, settings)
+            if not row.owner:
+                conn.execute(update(LEDGER).where(LEDGER.c.id == row.id).values(owner=owner, settings=dict(settings)))
+                row = self._find(conn, ledger, lock=False)
+            return self._info(row)
+
+    def info(self, ledger: LedgerKey) -> LedgerInfo | None:
+        """See ``LedgerStore.info``."""
+        with self._tx(write=False) as conn:
+            row = self._find(conn, ledger, lock=False)
+            return self._info(row) if row is not None else None
+
+    def entry(self, ledger: LedgerKey, holder: Holder) -> LedgerEntry | None:
+        """See ``LedgerStore.entry``."""
+        with self._tx(write=False) as conn:
+            row = conn.execute(select(ENTRY).join(LEDGER, LEDGER.c.id == ENTRY.c.ledger_id)
+                               .where(self._where(ledger), ENTRY.c.message_key == holder[0],
+                                      ENTRY.c.customer_key == holder[1])).first()
+            return self._entry(row) if row is not None else None
+
+    def reserve(self, ledger: LedgerKey, holder: Holder, data: Mapping[str, Any], *,
+                candidates: Iterable[str] | None = None, cap: int | None = None,
+                space: int | None = None) -> LedgerEntry:
+        """See ``LedgerStore.reserve``: the checks and the insert run under the ledger's lock."""
+        with self._tx(write=True) as conn:
+            found = self._locked(conn, ledger)
+            held = self._entry_row(conn, found.id, holder)
+            if held is not None:
+                return self._entry(held)
+            if cap is not None and found.entries >= cap:
+                raise LedgerFull("cap", ledger)
+            item = None
+            if candidates is not None:
+                if space is not None and found._mapping["items"] >= space:
+                    raise LedgerFull("items", ledger)
+                item = self._free_item(conn, found.id, candidates)
+                if item is None:
+                    raise LedgerFull("items", ledger)
+            conn.execute(insert(ENTRY).values(ledger_id=found.id, message_key=holder[0], customer_key=holder[1],
+                                              item=item, status="reserved", data=dict(data), created_at=utcnow()))
+            self._bump(conn, found.id, 1, 0 if item is None else 1)
+            return LedgerEntry(holder, item, "reserved", MappingProxyType(dict(data)))
+
+    def _free_item(self, conn: Connection, ledger_id: int, candidates: Iterable[str]) -> str | None:
+        """The first candidate no entry of the ledger holds (checked a growing batch at a time); ``None`` when
+        they run out. Like the in-memory store, an endless stream of held candidates is the caller's to bound
+        (``space``)."""
+        stream = iter(candidates)
+        size = FIRST_BATCH
+        while batch := list(itertools.islice(stream, size)):
+            taken = set(conn.execute(select(ENTRY.c.item).where(ENTRY.c.ledger_id == ledger_id,
+                                                                 ENTRY.c.item.in_(set(batch)))).scalars())
+            free = next((c for c in batch if c not in taken), None)
+            if free is not None:
+                return free
+            size = min(size * 2, LARGEST_BATCH)
+        return None
+
+    def mark(self, ledger: LedgerKey, holder: Holder, status: str, data: Mapping[str, Any]) -> LedgerEntry | None:
+        """See ``LedgerStore.mark``: marking twice returns the first mark."""
+        with self._tx(write=True) as conn:
+            found = self._find(conn, ledger, lock=True)
+            held = self._entry_row(conn, found.id, holder) if found is not None else None
+            if held is None:
+                return None
+            if held.status == status:
+                return self._entry(held)
+            merged = {**(held.data or {}), **data}
+            conn.execute(update(ENTRY).where(ENTRY.c.id == held.id).values(status=status, data=merged))
+            return LedgerEntry(holder, held.item, status, MappingProxyType(merged))
+
+    def release(self, ledger: LedgerKey, holder: Holder, item: str | None = None) -> bool:
+        """See ``LedgerStore.release``: only a ``reserved`` entry (holding ``item``, when given) is deleted."""
+        with self._tx(write=True) as conn:
+            found = self._find(conn, ledger, lock=True)
+            if found is None:
+                return False
+            held = self._entry_row(conn, found.id, holder)
+            if held is None or held.status != "reserved" or (item is not None and held.item != item):
+                return False
+            conn.execute(sql_delete(ENTRY).where(ENTRY.c.id == held.id))
+            self._bump(conn, found.id, -1, 0 if held.item is None else -1)
+            return True
+
+    # -- counts across the org's ledgers (what a preview must leave unchanged) ----------------------------
+
+    def count(self) -> int:
+        """Entries across every ledger of the org."""
+        with self._tx(write=False) as conn:
+            return int(conn.execute(select(func.coalesce(func.sum(LEDGER.c.entries), 0))
+                                    .where(LEDGER.c.org_id == self.org_id)).scalar_one())
+
+    def held_items(self) -> int:
+        """Items held across every ledger of the org."""
+        with self._tx(write=False) as conn:
+            return int(conn.execute(select(func.coalesce(func.sum(LEDGER.c["items"]), 0))
+                                    .where(LEDGER.c.org_id == self.org_id)).scalar_one())
