@@ -32,7 +32,7 @@ from service.http.adhoc import (
     prepared_key,
 )
 from service.http.auth import EVALUATORS
-from service.http.deps import Caller, Db, DbDep, IdPath, decode_cursor, encode_cursor, owned, page_limit
+from service.http.deps import Caller, Db, DbDep, Id, IdPath, decode_cursor, encode_cursor, owned, page_limit
 from service.http.problems import error, not_found, unprocessable
 from service.storage import runs
 from service.storage.ledger import DbLedgerStore
