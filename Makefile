@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml $(wildcard examples/*/pyproject.toml)
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/herald demo
+	$(BIN)/herald demo --serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine plugins service tests benchmarks examples

@@ -46,6 +46,47 @@ def register(app: typer.Typer, user_errors: Callable[[Any], Any], user_error: ty
 
     @app.command()
     @user_errors
+    def demo(
+        database: Annotated[str | None, typer.Option("--database", metavar="URL", help=DATABASE_HELP)] = None,
+        then_serve: Annotated[bool, typer.Option("--serve", help="then serve the API (as `herald serve`)")] = False,
+        port: Annotated[int, typer.Option(help="the port to serve on", min=1, max=65535)] = 8000,
+    ) -> None:
+        """Seed a demo org (migrating the database first): keys for an admin, a marketer and an approver (shown
+        once), the sample customers and rulesets, a campaign and a draft message ready to dry-run."""
+        import dataclasses
+
+        from service.cli import samples
+        from service.demo import SeedFailed, seed
+        from service.main import build_app
+        from service.storage.db import migrate as apply
+
+        settings = _settings(database)
+        if settings.fields_file is None:  # the sample rules test the sample org's fields
+            settings = dataclasses.replace(settings, fields_file=samples().parent / "fields.yaml")
+        apply(settings.database_url)
+        app_ = build_app(settings)
+        try:
+            demo = seed(app_, samples())
+        except SeedFailed as exc:
+            raise user_error(f"herald demo: {exc}") from None
+        base = f"http://127.0.0.1:{port}"
+        print(f"Demo org seeded in {settings.safe_database_url}: {demo.customers} customers, campaign "
+              f"{demo.campaign_id}, draft message {demo.message_id}.")
+        print("API keys (shown only now; keep them):")
+        for who, key in demo.keys.items():
+            print(f"  {who:9} {key}")
+        print(f"\nServe with HERALD_FIELDS={settings.fields_file} (the sample field catalogue), then dry-run the message:")
+        print(f"  export HERALD={base} MARKETER={demo.keys['marketer']} APPROVER={demo.keys['approver']}")
+        print(f"  curl -s -X POST $HERALD/api/v1/messages/{demo.message_id}/dry-run -H \"Authorization: Bearer $MARKETER\" "
+              "-H 'Content-Type: application/json' -d '{\"limit\": 3}'")
+        if then_serve:
+            import uvicorn
+
+            print(f"\nHerald on {base}  (API /api/v1, OpenAPI {base}/schema; Ctrl-C stops it)", flush=True)
+            uvicorn.run(app_, host="127.0.0.1", port=port, log_level="warning")
+
+    @app.command()
+    @user_errors
     def serve(
         database: Annotated[str | None, typer.Option("--database", metavar="URL", help=DATABASE_HELP)] = None,
         host: Annotated[str, typer.Option(help="the address to listen on")] = "127.0.0.1",
