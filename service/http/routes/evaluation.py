@@ -90,12 +90,22 @@ class DryRunIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     summary_only: bool = False
 
 
+class RulesetDiffIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Two versions of one stored ruleset the message uses: the message's current version is evaluated with
+    each (``from`` and ``to`` are content-hash versions, as ``GET /rulesets/{name}/versions`` lists them)."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    from_version: Annotated[str, msgspec.Meta(min_length=1, max_length=80)]
+    to_version: Annotated[str, msgspec.Meta(min_length=1, max_length=80)]
+
+
 class DiffIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Two version numbers of the message (default: the approved, else the submitted one, against the current
     one), "now", and how many samples of each change to return."""
 
     from_version: Id | None = None
     to_version: Id | None = None
+    ruleset: RulesetDiffIn | None = None
     at: datetime | None = None
     samples: Annotated[int, msgspec.Meta(ge=0, le=MAX_SAMPLES)] = 5
 
@@ -404,8 +414,16 @@ def diff_versions(message_id: IdPath, data: JSONBody[DiffIn], caller: Caller, db
     at = instant(data.at)
     with db.tx() as s:
         message = owned(s, MessageRow, message_id, caller, "message")
-        old, new = _diff_versions(s, caller, message, data)
-        old_message, new_message = _load(db, s, caller, old), _load(db, s, caller, new)
+        if data.ruleset is not None:
+            if data.from_version is not None or data.to_version is not None:
+                raise unprocessable("compare message versions or ruleset versions, not both",
+                                    [error("/ruleset", "ambiguous", "give either ruleset or from_version/to_version")])
+            old = new = runs.sources.current_version(s, message, caller.user_id)
+            old_message, new_message = (_with_ruleset(db, s, caller, new, data.ruleset, v)
+                                        for v in (data.ruleset.from_version, data.ruleset.to_version))
+        else:
+            old, new = _diff_versions(s, caller, message, data)
+            old_message, new_message = _load(db, s, caller, old), _load(db, s, caller, new)
     audience = runs.sources.audience(db.engine, caller.org_id, db.herald, new)
     before = evaluate(db, caller, old_message, audience, at)
     after = evaluate(db, caller, new_message, audience, at)
@@ -416,6 +434,25 @@ def diff_versions(message_id: IdPath, data: JSONBody[DiffIn], caller: Caller, db
             "to": {"version": new.number, "version_hash": new.hash,
                    "summary": summary_of(after.summary(), new_message, at)},
             "at": at.isoformat(), **result}
+
+
+def _with_ruleset(db: Db, session: Any, caller: Principal, version: MessageVersion, which: RulesetDiffIn,
+                  ruleset_version: str) -> Message:
+    """The message version with the ruleset ``which.name`` pinned to ``ruleset_version`` instead."""
+    from service.storage.messages import load_document
+
+    document = json.loads(json.dumps(version.document))
+    rules = document.get("rules") or {}
+    kinds = [kind for kind, ref in rules.items() if str(ref).split("@", 1)[0] == which.name]
+    if not kinds:
+        raise unprocessable("the message does not use this ruleset",
+                            [error("/ruleset/name", "not_used", f"the message's rules do not name {which.name!r}")])
+    for kind in kinds:
+        rules[kind] = f"{which.name}@{ruleset_version}"
+    try:
+        return load_document(db.herald, session, caller.org_id, document)
+    except EngineError as exc:
+        raise engine_refusal(exc, ()) from None
 
 
 def compare_frames(a: pl.DataFrame, b: pl.DataFrame, samples: int) -> dict[str, Any]:
