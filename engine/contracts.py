@@ -444,7 +444,10 @@ class EvaluationContext:
     ``run_rules(kind, draft)`` evaluates the message's ruleset of that kind on the draft's facts with the
     selected evaluator, records the fired rules and the ruleset version on the draft, and returns them.
     ``history`` is the send history (customer id → list of ``{"channel", "sent_at"}``) for frequency caps.
-    ``state`` is scratch space optimizers may use to cache per-run work, keyed by their name.
+    ``state`` is scratch space optimizers may use to cache per-run work, keyed by their name: what depends on
+    the message only (a context may serve several runs of one message, ``engine.run.Prepared``). The entry
+    of the message's incentive type, ``state[kind]``, is its per-run scratch (e.g. a coupon preview's tally),
+    dropped at the start of each run (:meth:`engine.finish.Finish.prepare`).
     ``ledger`` is where incentive types keep reservations (by default the registry's, ``registry.ledger``).
     """
 

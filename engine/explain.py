@@ -28,6 +28,7 @@ from engine.model import Customer, Decision, Message, TraceStep
 from engine.pipeline import Pipeline
 from engine.registry import Registry
 from engine.rulefiles.ir import All, Always, AnyOf, Cmp, Condition, Not, Rule, Ruleset
+from engine.stores import LedgerStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,7 +281,8 @@ class _Recorder:
 
 def explain(message: Message, registry: Registry, customer: Customer, *, at: datetime,
             evaluator: str | Evaluator = "compiled", render: bool = False, default_tz: str = "UTC",
-            before: Iterable[Customer] = (), audience_size: int | None = None) -> Explanation:
+            before: Iterable[Customer] = (), audience_size: int | None = None,
+            ledger: LedgerStore | None = None) -> Explanation:
     """Decide for ``customer`` as ``herald evaluate`` would (with a trace) and explain every step.
 
     :param at: the evaluation instant ("now"), with a time zone.
@@ -291,10 +293,12 @@ def explain(message: Message, registry: Registry, customer: Customer, *, at: dat
         is counted as a real run counts it: a recipient beyond the cap is ``incentive_unavailable`` here too.
     :param audience_size: the number of recipients of the whole run, for the incentive's ``prepare`` check
         (default: those ahead and this one).
+    :param ledger: where the incentive's reservations are looked up (and, for a preview, counted against), as
+        for ``Herald.evaluate`` (default: the registry's ledger).
     """
     recorder = _Recorder(registry.evaluator(evaluator) if isinstance(evaluator, str) else evaluator)
     pipeline = Pipeline(message, registry, at=at, evaluator=recorder, explain=False, render=render,
-                        default_tz=default_tz)
+                        default_tz=default_tz, ledger=ledger)
     if message.incentive is not None:
         ahead = list(before)
         pipeline.prepare(audience_size if audience_size is not None else len(ahead) + 1)

@@ -68,9 +68,13 @@ class Finish:
         self.base_send_at = facts.send_at
 
     def prepare(self, audience: int | None) -> None:
-        """Before a run of ``audience`` recipients (``None``: unknown): the incentive type's ``prepare``
-        check (e.g. a coupon series with too few codes); ``MessageFileError`` names the setting."""
+        """Before a run of ``audience`` recipients (``None``: unknown): a fresh per-run scratch for the
+        incentive type (``ctx.state[kind]``, e.g. a coupon preview's tally of codes taken, is dropped, so a
+        context kept for several runs, as ``engine.run.Prepared`` keeps it, counts each run alone), then its
+        ``prepare`` check (e.g. a coupon series with too few codes); ``MessageFileError`` names the setting."""
         spec = self.message.incentive
+        if spec is not None:
+            self.ctx.state.pop(spec.kind, None)
         check = getattr(self.registry.incentive(spec.kind), "prepare", None) if spec is not None else None
         if spec is None or check is None:
             return

@@ -401,7 +401,8 @@ class Prepared:
         self.pipeline = Pipeline(message, registry, at=at, evaluator=evaluator, explain=explain, render=render,
                                  preview=preview, history=history, default_tz=default_tz, ledger=ledger)
         #: ``decide(customer) -> Decision``: the decision for one recipient, as a run of that one recipient
-        #: would make it (first the incentive's ``prepare`` check for one recipient, when there is an incentive)
+        #: would make it (first, when there is an incentive, the start of a one-recipient run: a fresh
+        #: per-run scratch for the incentive type and its ``prepare`` check). Not thread-safe: one call at a time.
         self.decide: Callable[[Customer], Decision] = \
             self._checked if message.incentive is not None else self.pipeline.decide
 

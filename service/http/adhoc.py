@@ -182,7 +182,7 @@ class _Entry:
 class PreparedCache:
     """At most ``size`` engine ``Prepared`` objects, least recently used dropped first, keyed by the message's
     content hash, the instant and the options. :meth:`decide` uses an entry under its own lock (a ``Prepared``
-    holds per-run scratch: one request at a time)."""
+    keeps one evaluation context: one request at a time)."""
 
     def __init__(self, size: int = 64):
         self.size = size
@@ -210,18 +210,10 @@ class PreparedCache:
 
     @staticmethod
     def decide(entry: _Entry, customer: Customer) -> Any:
-        """``entry``'s decision for ``customer``, as a run of that one recipient makes it.
-
-        The incentive type's per-run scratch (``ctx.state[kind]``: a coupon preview's tally of codes taken) is
-        cleared first: ``Prepared`` keeps it between calls, so without this the codes previewed for earlier
-        requests would count against later ones (a list of 3 codes would refuse the 4th requester).
-        """
-        prepared = entry.prepared
+        """``entry``'s decision for ``customer``, as a run of that one recipient makes it (the engine starts
+        each call afresh), under the entry's lock: a ``Prepared`` is not thread-safe."""
         with entry.lock:
-            spec = prepared.message.incentive
-            if spec is not None:
-                prepared.pipeline.ctx.state.pop(spec.kind, None)
-            return prepared.decide(customer)
+            return entry.prepared.decide(customer)
 
 
 def prepared_key(content: str, at: datetime, explain: bool, render: bool) -> tuple[Any, ...]:

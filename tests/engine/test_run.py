@@ -231,3 +231,25 @@ def test_an_unknown_default_time_zone_is_an_error_not_utc(herald, sample, mode):
         list(herald.evaluate(sample, customers, at=AT, mode=mode, default_tz="Asia/Kolkatta"))
     decided = list(herald.evaluate(sample, customers, at=AT, mode=mode, default_tz="Asia/Kolkata"))
     assert decided[0].channel == "sms" and decided[0].send_at is not None
+
+
+# --- a Prepared message decides each recipient as a one-recipient run --------------------------------------
+
+LISTED = {"source": "list", "codes": ["LIST-A1", "LIST-B2"], "expiry": {"days": 14}}
+
+
+def test_prepared_decides_each_customer_as_a_one_recipient_evaluate(herald, sample):
+    """Several different customers decided through one Prepared (a coupon list of 2 codes, previewed): each
+    gets what evaluate of that customer alone gives, the third and fourth included: no preview tally is
+    carried from one call to the next."""
+    listed = replace(sample, incentive=IncentiveSpec("coupon", LISTED))
+    people = [Customer(f"p{n}", {**BUYER, "phone": f"+91981842730{n}"}) for n in range(4)]
+    prepared = herald.prepare(listed, at=AT)
+    got = [prepared.decide(c) for c in [*people, people[0]]]
+    alone = [next(iter(herald.evaluate(listed, [c], at=AT, mode="per_recipient"))) for c in [*people, people[0]]]
+    assert got == alone
+    assert all(d.included and d.incentive is not None and d.incentive["preview"] for d in got), \
+        [d.excluded_reason for d in got]
+    # a run of all four together still refuses the recipients beyond the two codes
+    together = list(herald.evaluate(listed, people, at=AT, mode="per_recipient"))
+    assert [d.excluded_reason for d in together] == [None, None, "incentive_unavailable", "incentive_unavailable"]

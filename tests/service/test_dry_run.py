@@ -10,6 +10,7 @@ file read into the same frame the repositories give. The decisions compared agai
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 from sqlmodel import Session, func, select
 
 from engine.columnar import read_frame
+from engine.columnar.decisions import customer_of
 from engine.runtime import Herald
 from service.http.adhoc import InlineRulesets
 from service.storage import runs
@@ -191,6 +193,40 @@ def test_explain_gives_the_same_verdict_as_the_decision(client, org, db_engine, 
     missing = client.get(f"/api/v1/messages/{mid}/explain", params={"customer": "nobody", "at": AT},
                          headers=org.headers())
     assert missing.status_code == 404
+
+
+def test_explain_counts_the_coupons_the_org_ledger_holds_as_the_dry_run_does(client, org, other_org, db_engine,
+                                                                             herald):
+    from service.storage.ledger import DbLedgerStore
+
+    data = sample_message()
+    data["incentive"]["settings"] = {"source": "list", "codes": ["A1", "B2"], "expiry": {"days": 14}}
+    mid = stored_message(db_engine, org, data)
+    loaded = Herald(herald.registry, herald.catalogue).load_message_data(
+        data, resolver=InlineRulesets(herald, sample_rulesets()))
+    first, *others = [d.customer for d in engine_run(herald, data) if d.included]
+    # two other customers of the audience already hold the two codes in the org's ledger: the series is full
+    frame = read_frame(AUDIENCE_FILE, herald.catalogue, channels=herald.registry.channels).frame
+    model = customer_of(frame.filter(frame.get_column("customer.id") == others[0]).row(0, named=True))
+    people = [dataclasses.replace(model, id=f"z{n}") for n in range(2)]  # two more like one who gets a code
+    real = list(herald.evaluate(loaded, people, at=datetime.fromisoformat(AT), preview=False,
+                                ledger=DbLedgerStore(db_engine, org.org_id)))
+    assert [d.incentive["code"] for d in real if d.incentive] == ["A1", "B2"], [(d.customer, d.excluded_reason) for d in real]
+
+    alone = customer_of(frame.filter(frame.get_column("customer.id") == first).row(0, named=True))
+    want = next(iter(herald.evaluate(loaded, [alone], at=datetime.fromisoformat(AT),
+                                     ledger=DbLedgerStore(db_engine, org.org_id)))).as_dict()
+    r = client.get(f"/api/v1/messages/{mid}/explain", params={"customer": first, "at": AT},
+                   headers=org.headers())
+    assert r.status_code == 200, r.text
+    got = r.json()["decision"]
+    assert (got["included"], got["excluded_reason"]) == (False, "incentive_unavailable")
+    assert (want["included"], want["excluded_reason"]) == (False, "incentive_unavailable")
+    # another org's ledger is its own: the same explain there is not refused for this org's codes
+    other = stored_message(db_engine, other_org, data)
+    there = client.get(f"/api/v1/messages/{other}/explain", params={"customer": first, "at": AT},
+                       headers=other_org.headers()).json()["decision"]
+    assert there["included"] and there["incentive"]["code"]
 
 
 def test_diff_counts_the_recipients_whose_decision_changes(client, org, db_engine, herald):

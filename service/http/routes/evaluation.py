@@ -374,7 +374,8 @@ def explain_customer(message_id: IdPath, caller: Caller, db: DbDep,
             raise not_found("customer")
         found, ahead, size = customer_of(alone.row(0, named=True)), iter(()), None
     try:
-        result = explain(engine_message, db.herald.registry, found, at=when, before=ahead, audience_size=size)
+        result = explain(engine_message, db.herald.registry, found, at=when, before=ahead, audience_size=size,
+                         ledger=DbLedgerStore(db.engine, caller.org_id))
     except EngineError as exc:
         raise engine_refusal(exc, ()) from None
     return {"message_id": message_id, "version": version.number, "version_hash": version.hash,
