@@ -376,18 +376,19 @@ def _jsonl(p: Path, types: Mapping[str, str], contacts: Mapping[str, ContactFiel
             if bad is not None:  # checked before flattening: an object id would become id.<key> attributes
                 yield n, Problem(bad, "id_type", str(p), n, path="id")
                 continue
-            yield n, make_customer(_flat(obj), types, str(p), n, contacts)
+            yield n, make_customer(flatten(obj), types, str(p), n, contacts)
 
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _flat(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level of dotted keys (``{"subscription": {"sms": x}}`` → ``subscription.sms``)."""
     out: dict[str, Any] = {}
     for k, v in obj.items():
         if isinstance(v, Mapping):
-            out.update(_flat(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out

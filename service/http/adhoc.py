@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from engine.audience import id_kind_error, make_customer
+from engine.audience import flatten, id_kind_error, make_customer
 from engine.errors import EngineError, Problem, RuleFileError, ValidationFailed
 from engine.messages import UnresolvedRuleset
 from engine.model import Customer, Message
@@ -119,14 +119,6 @@ def load_inline_message(herald: Herald, message: Mapping[str, Any], rulesets: Ma
 # -- customers given inline --------------------------------------------------------------------------------
 
 
-def _flat(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in obj.items():
-        if isinstance(v, Mapping):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def inline_customers(herald: Herald, customers: Sequence[Mapping[str, Any]], *,
@@ -143,7 +135,7 @@ def inline_customers(herald: Herald, customers: Sequence[Mapping[str, Any]], *,
         if bad is not None:
             items.append(error(pointer([base, i, "id"]), "id_type", bad))
             continue
-        got = make_customer(_flat(raw), types, base, i, contacts)
+        got = make_customer(flatten(raw), types, base, i, contacts)
         if isinstance(got, Problem):
             parts = [got.path] if got.path in raw else got.path.split(".")
             items.append(error(pointer([base, i, *parts]), got.code, got.message))

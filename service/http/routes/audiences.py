@@ -25,6 +25,7 @@ from service.http.deps import (
     encode_cursor,
     etag,
     expected_lock,
+    id_cursor,
     owned,
     page_limit,
 )
@@ -177,9 +178,7 @@ def list_groups(caller: Caller, db: DbDep, cursor: FromQuery[str | None] = None,
                 limit: Annotated[int | None, Parameter(ge=1)] = None) -> dict[str, Any]:
     """The org's audience groups, oldest first, a page at a time."""
     n = page_limit(db.settings, limit)
-    after = decode_cursor(cursor) or 0
-    if not isinstance(after, int):
-        raise unprocessable("the cursor is not one this server gave", [error("cursor", "invalid", "unknown cursor")])
+    after = id_cursor(cursor)
     with db.tx() as s:
         rows = s.exec(select(AudienceGroup).where(AudienceGroup.org_id == caller.org_id, col(AudienceGroup.id) > after)
                       .order_by(col(AudienceGroup.id)).limit(n + 1)).all()

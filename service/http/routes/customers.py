@@ -18,7 +18,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from engine.errors import AudienceError
 from engine.errors import Problem as EngineProblem
 from service.http.auth import EDITORS, READERS
-from service.http.deps import Caller, Db, DbDep, decode_cursor, encode_cursor, page_limit
+from service.http.deps import Caller, Db, DbDep, encode_cursor, id_cursor, page_limit
 from service.http.problems import Problem, error, not_found, pointer, unprocessable
 from service.storage.customers import (
     anonymise,
@@ -137,9 +137,7 @@ def list_all(caller: Caller, db: DbDep, cursor: FromQuery[str | None] = None,
              limit: Annotated[int | None, Parameter(ge=1)] = None) -> dict[str, Any]:
     """The org's customers (anonymised ones left out), oldest first, a page at a time."""
     n = page_limit(db.settings, limit)
-    after = decode_cursor(cursor) or 0
-    if not isinstance(after, int):
-        raise unprocessable("the cursor is not one this server gave", [error("cursor", "invalid", "unknown cursor")])
+    after = id_cursor(cursor)
     with db.tx() as s:
         rows = list_customers(s, caller.org_id, after, n + 1)
         return {"items": [customer_out(c) for c in rows[:n]],
