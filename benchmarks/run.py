@@ -86,16 +86,37 @@ def end_to_end(n: int, repeats: int) -> list[str]:
 WORKLOAD = os.environ.get("HERALD_BENCH_WORKLOAD", "current")
 
 
+def service() -> list[str]:
+    """The service's figures: ``service_store.py`` (bulk upsert and a stored-audience dry-run summary on SQLite
+    and PostgreSQL) and ``http_load.py`` (single-recipient ``POST /api/v1/evaluate`` beside hello-world)."""
+    out = ["## The service", ""]
+    for cmd in ([str(HERE / "service_store.py"), os.environ.get("HERALD_BENCH_STORE_N", "1000000")],
+                [str(HERE / "http_load.py"), "--seconds", "5"]):
+        run = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+        if run.returncode != 0:
+            raise SystemExit(f"{cmd[0]} failed:\n{run.stderr[-3000:]}")
+        out += [run.stdout.strip(), ""]
+        print(out[-2], flush=True)
+    return out
+
+
 def main() -> None:
     """``--quick`` (20k, one run), ``--engines a,b`` (only these), ``--no-e2e`` / ``--e2e-only``,
-    ``--workload current|realistic`` (default: both, one after the other), ``--sizes 200000,1000000``."""
+    ``--workload current|realistic`` (default: both, one after the other, then the service's section unless
+    ``--no-service``; ``--service-only`` runs just that), ``--sizes 200000,1000000``."""
     global ENGINES, WORKLOAD
     args = sys.argv[1:]
+    if "--service-only" in args:
+        print("\n".join(service()))
+        return
     if "--workload" not in args:
         out = []
         for name in ("current", "realistic"):
             subprocess.run([sys.executable, __file__, *args, "--workload", name], check=True)
             out.append((HERE / ".work" / name / "results.md").read_text())
+        if "--no-service" not in args:
+            out.append("\n".join(service()))
         (HERE / ".work" / "results.md").write_text("\n".join(out))
         return
     WORKLOAD = args[args.index("--workload") + 1]

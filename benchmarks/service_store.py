@@ -1,0 +1,137 @@
+"""The service's store at scale: bulk upsert of N customers from Parquet, then a summary-only evaluation of the
+stored audience, on SQLite and PostgreSQL.
+
+``python benchmarks/service_store.py [N] [--backends sqlite,postgresql]`` (N defaults to 1,000,000):
+
+* the customers are the realistic workload's (``benchmarks/workload.py``: distinct real-looking phones and
+  e-mail addresses in seven countries, malformed and missing ones, nulls), written as one Parquet file;
+* **upsert**: ``service.storage.customers.upsert_customers`` of that file (checked by the engine's audience
+  reader, then ``executemany`` on SQLite / ``COPY`` on PostgreSQL) into a fresh migrated SQLite file and into a
+  fresh schema of the PostgreSQL at 127.0.0.1:5432 db ``test`` (made per run, dropped after); goal ≤ 30 s at 1M;
+* **dry-run summary**: ``service.storage.audience.audience_frame`` of an audience group holding every stored
+  customer (a filter group), then ``Herald.evaluate(...).summary()`` with the realistic message (20
+  personalization rules, eligibility, sms → email → push); goal ≤ 3 s at 1M.
+
+Prints a Markdown table. Set ``HERALD_TEST_POSTGRES`` to use another PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ["HERALD_BENCH_WORKLOAD"] = "realistic"
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+import workload  # noqa: E402
+
+PG = os.environ.get("HERALD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+#: an audience group holding every customer with an id (all of them): the whole stored audience
+EVERYONE = {"include": [{"kind": "filter", "group": 1, "filter": {"field": "customer.id", "exists": True}}],
+            "exclude": []}
+
+
+def _database(backend: str, work: Path):
+    """(url, clean-up) of a fresh, migrated database."""
+    from sqlalchemy import make_url, text
+
+    from service.storage.db import make_engine, migrate
+
+    if backend == "sqlite":
+        url = f"sqlite:///{work / 'herald.db'}"
+        migrate(url)
+        return url, lambda: None
+    schema = f"herald_bench_{secrets.token_hex(4)}"
+    admin = make_engine(PG)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(PG).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+
+    def drop() -> None:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+    try:
+        migrate(url)
+    except BaseException:
+        drop()
+        raise
+    return url, drop
+
+
+def measure(backend: str, n: int, data: bytes, herald, message) -> dict:
+    """Upsert ``data`` (Parquet of ``n`` customers) into a fresh ``backend`` database, then dry-run it."""
+    from service.storage.audience import audience_frame
+    from service.storage.customers import upsert_customers
+    from service.storage.db import make_engine, transaction
+    from service.storage.keys import create_org
+
+    with tempfile.TemporaryDirectory(prefix="herald-store-bench-") as folder:
+        url, drop = _database(backend, Path(folder))
+        engine = make_engine(url)
+        try:
+            with transaction(engine) as s:
+                org, _, _ = create_org(s, "bench")
+                org_id = org.id or 0
+            t0 = time.perf_counter()
+            with transaction(engine) as s:
+                result = upsert_customers(s, org_id, herald, data, "parquet", keep_valid=True)
+            upsert = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            frame = audience_frame(engine, org_id, herald, EVERYONE)
+            read = time.perf_counter() - t0
+            herald.evaluate(message, frame.head(1000), at=workload.AT).summary()  # warm-up: compile once, as a running service has
+            t1 = time.perf_counter()
+            summary = herald.evaluate(message, frame, at=workload.AT).summary()
+            evaluate = time.perf_counter() - t1
+            return {"backend": backend, "n": n, "created": result.created, "rejected": len(result.rejected),
+                    "upsert": upsert, "read": read, "evaluate": evaluate, "dry_run": read + evaluate,
+                    "recipients": frame.height, "summary": summary}
+        finally:
+            engine.dispose()
+            drop()
+
+
+def _included(summary) -> object:
+    for name in ("included", "eligible"):
+        if hasattr(summary, name):
+            return getattr(summary, name)
+    if isinstance(summary, dict):
+        return summary.get("included", "?")
+    return "?"
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    backends = ["sqlite", "postgresql"]
+    if "--backends" in args:
+        i = args.index("--backends")
+        backends = args[i + 1].split(",")
+        del args[i:i + 2]
+    n = int(args[0]) if args else 1_000_000
+    herald, message = workload.engine()
+    buf = io.BytesIO()
+    workload.audience(n).write_parquet(buf)
+    data = buf.getvalue()
+    lines = ["| store | customers | upsert s (goal ≤ 30 s at 1M) | rows/s | read audience s | evaluate + summary s "
+             "| dry-run summary s (goal ≤ 3 s at 1M) | recipients | included |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for backend in backends:
+        r = measure(backend, n, data, herald, message)
+        lines.append(f"| {backend} | {n:,} | {r['upsert']:.1f} | {n / r['upsert']:,.0f} | {r['read']:.2f} | "
+                     f"{r['evaluate']:.2f} | {r['dry_run']:.2f} | {r['recipients']:,} | {_included(r['summary'])} |")
+        print(lines[-1], file=sys.stderr, flush=True)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
