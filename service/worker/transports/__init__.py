@@ -1,0 +1,2 @@
+"""Transports: the provider protocols a channel's send goes through (SMTP, SMPP, the providers' HTTP APIs, the
+outbox log)."""
