@@ -31,12 +31,18 @@ if TYPE_CHECKING:
 class SendResult:
     """The outcome of one send: ``accepted`` (with the provider's id), a ``transient`` error (retry, after
     ``retry_after`` seconds when the provider said so) or a ``permanent`` error (do not retry). Build it with
-    :meth:`accepted`, :meth:`transient` or :meth:`permanent`."""
+    :meth:`accepted`, :meth:`transient` or :meth:`permanent`.
+
+    ``unreachable`` (permanent errors only) says the recipient's address itself is dead on this channel
+    (invalid number, hard bounce, unregistered device token, unsubscribed): delivery marks the customer
+    unreachable there. A permanent error of the sender's own making (bad credentials, rejected content) leaves it
+    ``False``."""
 
     outcome: Literal["accepted", "transient", "permanent"]
     provider_id: str | None = None
     reason: str | None = None
     retry_after: float | None = None
+    unreachable: bool = False
 
     def __post_init__(self) -> None:
         if self.outcome == "accepted" and not self.provider_id:
@@ -47,6 +53,8 @@ class SendResult:
             raise ValueError(f"unknown send outcome {self.outcome!r}")
         if self.retry_after is not None and (self.outcome != "transient" or self.retry_after < 0):
             raise ValueError("retry_after is a number of seconds ≥ 0, on a transient error only")
+        if self.unreachable and self.outcome != "permanent":
+            raise ValueError("only a permanent error marks the recipient unreachable")
 
     @classmethod
     def accepted(cls, provider_id: str) -> SendResult:
@@ -59,9 +67,10 @@ class SendResult:
         return cls("transient", reason=reason, retry_after=retry_after)
 
     @classmethod
-    def permanent(cls, reason: str) -> SendResult:
-        """A failure retrying cannot fix (invalid number, rejected content, no transport)."""
-        return cls("permanent", reason=reason)
+    def permanent(cls, reason: str, *, unreachable: bool = False) -> SendResult:
+        """A failure retrying cannot fix (invalid number, rejected content, no transport); ``unreachable`` when
+        the recipient's address is what failed."""
+        return cls("permanent", reason=reason, unreachable=unreachable)
 
     @property
     def ok(self) -> bool:

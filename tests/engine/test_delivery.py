@@ -45,6 +45,14 @@ def test_send_result_has_three_outcomes_each_with_what_it_needs():
         SendResult.transient("slow", -1)
 
 
+def test_only_a_permanent_error_marks_the_recipient_unreachable():
+    assert SendResult.permanent("invalid number", unreachable=True).unreachable
+    assert not SendResult.permanent("bad credentials").unreachable  # the sender's fault, not the address's
+    assert not SendResult.transient("timeout").unreachable
+    with pytest.raises(ValueError, match="unreachable"):
+        SendResult("transient", reason="timeout", unreachable=True)
+
+
 def test_sms_send_builds_one_request_from_the_rendered_payload(registry):
     payload = sms_payload(registry)
     transport = FakeTransport(SendResult.accepted("smsc-77"))
