@@ -38,4 +38,4 @@ clean:
 
 # a new Alembic migration from the table models: make revision MSG="what changed"
 revision: $(STAMP)
-	$(BIN)/python -c "import sys; from alembic import command; from service.storage.db import alembic_config; command.revision(alembic_config('sqlite:///' + sys.argv[2]), message=sys.argv[1], autogenerate=True)" "$(MSG)" "$$(mktemp -d)/rev.db"
+	$(BIN)/python -c "import sys; from alembic import command; from service.storage.db import alembic_config; cfg = alembic_config('sqlite:///' + sys.argv[2]); command.upgrade(cfg, 'head'); command.revision(cfg, message=sys.argv[1], autogenerate=True, rev_id=sys.argv[3])" "$(MSG)" "$$(mktemp -d)/rev.db" "$$(printf '%04d' $$(( $$(ls service/storage/migrations/versions/[0-9]*.py | wc -l) + 1 )))"

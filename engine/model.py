@@ -225,6 +225,9 @@ class Decision:
     rules_versions: Mapping[str, str] = field(default_factory=lambda: EMPTY)
     fired: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: EMPTY)
     trace: tuple[TraceStep, ...] = ()
+    #: the template variables the rules set for this recipient (what a later render of a fallback channel
+    #: needs; per recipient only); not part of ``as_dict`` nor of equality
+    vars: Mapping[str, Any] = field(default_factory=lambda: EMPTY, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready form (datetimes as ISO 8601)."""

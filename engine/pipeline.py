@@ -120,7 +120,7 @@ class Pipeline:
             channels = draft.channels
             decision = Decision(customer.id, True, None, draft.variant, channels[0], tuple(channels[1:]),
                                 draft.incentive, draft.rendered, draft.send_at, self.rules_versions, draft.fired,
-                                tuple(draft.trace))
+                                tuple(draft.trace), draft.vars)
         else:
             decision = Decision(customer.id, False, draft.excluded_reason, None, None, (), draft.incentive,
                                 draft.rendered, None, self.rules_versions, draft.fired, tuple(draft.trace))

@@ -327,7 +327,9 @@ class AuditEntry(SQLModel, table=True):
 
 
 class Run(SQLModel, table=True):
-    """An evaluation of a message version: a dry run (what approvers see) or, later, a send."""
+    """An evaluation of a message version: a dry run (what approvers see) or a send (``kind`` ``send``: one
+    execution of an approved message, with its own ``status``: scheduled → sending → sent | failed |
+    cancelled)."""
 
     id: int | None = Field(default=None, primary_key=True)
     org_id: int = Field(foreign_key="org.id", index=True)
@@ -340,6 +342,75 @@ class Run(SQLModel, table=True):
     summary: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     summary_hash: str = Field(max_length=80)
     created_by: int = Field(foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    status: str = Field(default="done", max_length=20, index=True,
+                        description="dry runs: done; sends: scheduled, sending, sent, failed, cancelled")
+    size: int | None = Field(default=None, description="recipients (a send: its audience when it started)")
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    workflow_started: bool = Field(default=False, description="a send: its durable workflow was started")
+
+
+class RunMember(SQLModel, table=True):
+    """A send run's audience, frozen when the run starts: position → customer (chunks are position ranges)."""
+
+    __tablename__ = "run_member"  # type: ignore[assignment]
+    run_id: int = Field(foreign_key="run.id", primary_key=True)
+    position: int = Field(primary_key=True)
+    customer: str = Field(max_length=200)
+
+
+class Delivery(SQLModel, table=True):
+    """One decision of a send run, and its delivery: the idempotency ``key`` (message, run, customer) is
+    unique and written before any provider is called, so a retried step, a crashed worker or a second worker
+    never sends one key twice.
+
+    ``status``: ``excluded`` (the decision left the recipient out), ``pending`` (due at ``send_at``),
+    ``sending`` (claimed by ``claimed_by`` until ``claimed_until``), ``retrying`` (after a transient error, at
+    ``next_attempt_at``), ``sent`` (the provider accepted it: ``provider_id``), ``delivered`` / ``bounced`` /
+    ``opened`` / ``clicked`` (receipts), ``failed`` (every channel failed: ``errors`` says why) or
+    ``cancelled``. ``channel`` is the channel being tried; ``tried`` the channels tried before it.
+    """
+
+    __table_args__ = (UniqueConstraint("run_id", "customer"),
+                      Index("ix_delivery_run_chunk_status", "run_id", "chunk", "status"))
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIG_ID)
+    org_id: int = Field(foreign_key="org.id", index=True)
+    message_id: int = Field(foreign_key="message.id", index=True)
+    run_id: int = Field(foreign_key="run.id")
+    chunk: int
+    customer: str = Field(max_length=200, index=True)
+    key: str = Field(max_length=64, unique=True)
+    status: str = Field(max_length=20)
+    excluded_reason: str | None = Field(default=None, max_length=100)
+    variant: str | None = Field(default=None, max_length=100)
+    channel: str | None = Field(default=None, max_length=50)
+    tried: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    decision: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    payload: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    send_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    attempts: int = 0
+    claimed_by: str | None = Field(default=None, max_length=200)
+    claimed_until: datetime | None = None
+    provider_id: str | None = Field(default=None, max_length=200, index=True)
+    errors: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    incentive: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    sent_at: datetime | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class OutboxMessage(SQLModel, table=True):
+    """What the ``log`` transport "sends": the rendered request, once per (delivery key, channel); its org is
+    the delivery's (joined on ``key``)."""
+
+    __tablename__ = "outbox"  # type: ignore[assignment]
+    __table_args__ = (UniqueConstraint("key", "channel"),)
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIG_ID)
+    key: str = Field(max_length=64)
+    channel: str = Field(max_length=50)
+    to: str = Field(max_length=4096)
+    body: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
 
 

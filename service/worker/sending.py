@@ -1,0 +1,261 @@
+"""Sending a chunk's deliveries: which are due (:func:`plan_pass`), and one batch of one channel
+(:func:`send_batch`): claim, check the customer's subscription as it is now, send, record.
+
+Exactly once: a delivery row (its idempotency key unique) is claimed before its provider is called —
+``pending``/``retrying`` → ``sending`` with this step's token and a lease — and only the claimant records the
+outcome. A step that crashed is run again with the same token (``durable``'s workflow id) and takes its own
+claims back at once; another worker takes a claim over only when its lease has run out. Providers get the
+same idempotency key on every try.
+
+Outcomes: accepted → ``sent`` (the reserved incentive is issued, once per message and customer); transient →
+``retrying`` after an exponential backoff with full jitter (a provider's ``Retry-After`` when longer), up to
+``max_attempts`` tries of the channel; permanent, or out of tries → the next fallback channel (rendered for
+it), marking the customer unreachable on the channel when the provider said the address is dead; when no
+channel is left → ``failed`` with every reason, and the reserved incentive is released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, update
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col, select
+
+from engine.contracts import IncentiveContext, SendContext, SendResult
+from engine.delivery import attempt
+from engine.model import Customer, Message
+from engine.reachability import recorded_reason
+from engine.rendering import render_for
+from service.storage import messages
+from service.storage.db import transaction
+from service.storage.ledger import DbLedgerStore
+from service.storage.tables import Customer as CustomerRow
+from service.storage.tables import Delivery, MessageRow, Run
+from service.worker.context import WorkerContext
+from service.worker.runs import approved_message, aware, now
+
+log = logging.getLogger(__name__)
+
+#: the recorded subscription status an address the provider called dead gets, by channel
+DEAD_ADDRESS = {"email": "hard_bounced"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One look at a chunk: batches due now (channel, delivery ids), and else how long until the next is due
+    (``wait``; ``None`` with no batches: the chunk is done)."""
+
+    batches: list[tuple[str, list[int]]]
+    wait: float | None
+
+
+def plan_pass(ctx: WorkerContext, run_id: int, chunk: int) -> Plan:
+    """The chunk's deliveries due now, by channel in batches of ``batch_size``; a cancelled message's waiting
+    deliveries become ``cancelled`` (their incentives released) instead."""
+    t = now()
+    with transaction(ctx.engine) as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        m = s.get(MessageRow, run.message_id)
+        assert m is not None
+        rows = s.execute(sa_select(col(Delivery.id), col(Delivery.channel), col(Delivery.status), col(Delivery.send_at),
+                                   col(Delivery.next_attempt_at), col(Delivery.claimed_until)).where(
+            col(Delivery.run_id) == run_id, col(Delivery.chunk) == chunk,
+            col(Delivery.status).in_(("pending", "retrying", "sending")))).all()
+    if m.status == messages.CANCELLED and rows:
+        _cancel(ctx, run_id, chunk)
+        return Plan([], None)
+    due: dict[str, list[int]] = defaultdict(list)
+    later: list[datetime] = []
+    for did, channel, status, send_at, next_at, until in rows:
+        when = aware(until) if status == "sending" else aware(next_at) or aware(send_at) or t
+        assert when is not None
+        if when <= t:
+            due[channel or ""].append(did)
+        else:
+            later.append(when)
+    batches = [(ch, ids[i:i + size]) for ch, ids in sorted(due.items())
+               for size in (ctx.limits.batch_for(ch),) for i in range(0, len(ids), size)]
+    wait = None if batches or not later else max(0.05, (min(later) - t).total_seconds())
+    return Plan(batches, wait)
+
+
+def _cancel(ctx: WorkerContext, run_id: int, chunk: int) -> None:
+    with transaction(ctx.engine) as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        message = approved_message(ctx, s, run)
+        rows = s.exec(select(Delivery).where(Delivery.run_id == run_id, Delivery.chunk == chunk,
+                                             col(Delivery.status).in_(("pending", "retrying")))).all()
+        for d in rows:
+            d.status, d.updated_at = "cancelled", now()
+            _release(ctx, message, d)
+
+
+def _claim(ctx: WorkerContext, ids: list[int], token: str) -> list[Delivery]:
+    t = now()
+    until = t + timedelta(seconds=ctx.limits.lease)
+    with transaction(ctx.engine) as s:
+        s.execute(update(Delivery).where(col(Delivery.id).in_(ids), or_(
+            col(Delivery.status).in_(("pending", "retrying")),
+            (col(Delivery.status) == "sending") & or_(col(Delivery.claimed_by) == token,
+                                                      col(Delivery.claimed_until) < t)))
+                  .values(status="sending", claimed_by=token, claimed_until=until, updated_at=t))
+        return list(s.exec(select(Delivery).where(col(Delivery.id).in_(ids), Delivery.claimed_by == token,
+                                                  Delivery.status == "sending")).all())
+
+
+def _current(session: Session, org_id: int, customers: list[str]) -> dict[str, CustomerRow]:
+    rows = session.exec(select(CustomerRow).where(CustomerRow.org_id == org_id,
+                                                  col(CustomerRow.external_id).in_(customers))).all()
+    return {r.external_id: r for r in rows}
+
+
+def send_batch(ctx: WorkerContext, run_id: int, ids: list[int], token: str) -> dict[str, int]:
+    """Claim these deliveries for ``token``, send each on its channel (concurrently, on the send loop) and
+    record the outcomes. Returns how many ended in each outcome."""
+    claimed = _claim(ctx, ids, token)
+    if not claimed:
+        return {}
+    with transaction(ctx.engine) as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        message = approved_message(ctx, s, run)
+        people = _current(s, run.org_id, [d.customer for d in claimed])
+    blocked: dict[int, str] = {}
+    for d in claimed:
+        row = people.get(d.customer)
+        if row is None or row.deleted_at is not None:
+            blocked[d.id] = "the customer was deleted"  # type: ignore[index]
+            continue
+        status = (row.subscriptions or {}).get(d.channel or "")
+        why = recorded_reason(Customer(d.customer, {f"subscription.{d.channel}": status}), d.channel or "") \
+            if status is not None else None
+        if why is not None:
+            blocked[d.id] = why  # type: ignore[index]
+
+    async def go() -> list[SendResult]:
+        return list(await asyncio.gather(*(_send(ctx, message, run, d) for d in claimed if d.id not in blocked)))
+
+    results = iter(ctx.loop.run(go()))
+    tally: dict[str, int] = defaultdict(int)
+    for d in claimed:
+        result = SendResult.permanent(blocked[d.id]) if d.id in blocked else next(results)  # type: ignore[index]
+        tally[_record(ctx, message, run, d, result, people.get(d.customer), token)] += 1
+    return dict(tally)
+
+
+async def _send(ctx: WorkerContext, message: Message, run: Run, d: Delivery) -> SendResult:
+    channel = ctx.herald.registry.channel(d.channel or "")
+    settings = dict(message.delivery.senders.get(d.channel or "", {}))
+    send = SendContext(str(run.message_id), str(run.id), d.customer, settings, ctx.transports.get(d.channel or ""))
+    return await attempt(channel, d.payload or {}, send, ctx.herald.registry)
+
+
+def _backoff(ctx: WorkerContext, tries: int, retry_after: float | None) -> float:
+    cap = min(ctx.limits.backoff_cap, ctx.limits.backoff * 2 ** max(0, tries - 1))
+    delay = random.uniform(0, cap)
+    return max(delay, retry_after or 0.0)
+
+
+def _record(ctx: WorkerContext, message: Message, run: Run, d: Delivery, result: SendResult,
+            person: CustomerRow | None, token: str) -> str:
+    t = now()
+    with transaction(ctx.engine) as s:
+        row = s.exec(select(Delivery).where(Delivery.id == d.id, Delivery.claimed_by == token,
+                                            Delivery.status == "sending").with_for_update()).first()
+        if row is None:  # the lease ran out and another worker took it over
+            return "lost_claim"
+        row.attempts += 1
+        row.claimed_by, row.claimed_until, row.updated_at = None, None, t
+        if result.ok:
+            row.status, row.provider_id, row.sent_at = "sent", result.provider_id, t
+            row.incentive = _issue(ctx, message, row, t)
+            s.add(row)
+            return "sent"
+        row.errors = [*row.errors, {"channel": row.channel, "outcome": result.outcome, "reason": result.reason,
+                                    "at": t.isoformat()}]
+        if result.outcome == "transient" and row.attempts < ctx.limits.max_attempts:
+            row.status = "retrying"
+            row.next_attempt_at = t + timedelta(seconds=_backoff(ctx, row.attempts, result.retry_after))
+            s.add(row)
+            return "retrying"
+        if result.unreachable and person is not None:
+            _mark_unreachable(s, person.id, row.channel or "")
+        outcome = _fall_back(ctx, message, row, person)
+        if outcome == "failed":
+            _release(ctx, message, row)
+        s.add(row)
+        return outcome
+
+
+def _mark_unreachable(s: Session, customer_id: int | None, channel: str) -> None:
+    row = s.get(CustomerRow, customer_id)
+    if row is not None:
+        row.subscriptions = {**(row.subscriptions or {}), channel: DEAD_ADDRESS.get(channel, "invalid")}
+        s.add(row)
+
+
+def _fall_back(ctx: WorkerContext, message: Message, row: Delivery, person: CustomerRow | None) -> str:
+    """Move the delivery to its next fallback channel that renders (``pending`` again, due now), or mark it
+    ``failed`` when none is left."""
+    tried = [*row.tried, row.channel or ""]
+    left = [c for c in row.decision.get("fallbacks", []) if c not in tried]
+    for channel in left:
+        rendering = _render(ctx, message, row, channel, person)
+        if rendering is not None and rendering.ok:
+            row.tried, row.channel, row.payload = tried, channel, dict(rendering.payload or {})
+            row.status, row.attempts, row.next_attempt_at = "pending", 0, None
+            return "fell_back"
+        why = "no customer" if rendering is None else rendering.failure
+        row.errors = [*row.errors, {"channel": channel, "outcome": "permanent", "reason": f"not rendered: {why}",
+                                    "at": now().isoformat()}]
+        tried.append(channel)
+    row.tried, row.status = tried, "failed"
+    return "failed"
+
+
+def _render(ctx: WorkerContext, message: Message, row: Delivery, channel: str, person: CustomerRow | None) -> Any:
+    from engine.model import Decision
+    from service.storage.customers import to_engine_customer
+
+    if person is None:
+        return None
+    decision = Decision(row.customer, True, variant=row.variant, channel=channel, incentive=row.incentive,
+                        send_at=aware(row.send_at))
+    return render_for(message, decision, channel, ctx.herald.registry, customer=to_engine_customer(person),
+                      vars=row.decision.get("vars") or {}, preview=False)
+
+
+def _ledger_context(ctx: WorkerContext, message: Message, row: Delivery, at: datetime) -> IncentiveContext:
+    return IncentiveContext(message, DbLedgerStore(ctx.engine, row.org_id), at)
+
+
+def _issue(ctx: WorkerContext, message: Message, row: Delivery, at: datetime) -> dict[str, Any] | None:
+    """Make the reserved grant final (once per message and customer: issuing again returns the first)."""
+    if not row.incentive or message.incentive is None:
+        return row.incentive
+    kind = ctx.herald.registry.incentive(message.incentive.kind)
+    try:
+        issued = ctx.loop.run(kind.issue(message.incentive.settings, row.incentive,
+                                         _ledger_context(ctx, message, row, at)))
+    except KeyError as exc:
+        log.warning("delivery %s: incentive not issued: %s", row.key, exc)
+        return {**row.incentive, "issue_error": str(exc)}
+    return dict(issued)
+
+
+def _release(ctx: WorkerContext, message: Message, row: Delivery) -> None:
+    """Give the reserved incentive back (the delivery failed or was cancelled)."""
+    if not row.incentive or message.incentive is None:
+        return
+    kind = ctx.herald.registry.incentive(message.incentive.kind)
+    kind.release(message.incentive.settings, row.incentive, _ledger_context(ctx, message, row, now()))
+    row.incentive = {**row.incentive, "released": True}
