@@ -261,6 +261,8 @@ def _insert_new(ctx: WorkerContext, rows: list[dict[str, Any]]) -> None:
         from sqlalchemy.dialects.postgresql import insert as upsert
     else:
         from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
+    columns = {k for r in rows for k in r}
+    rows = [{**dict.fromkeys(columns), **r} for r in rows]  # one statement needs the same keys in every row
     with transaction(ctx.engine) as s:
         for start in range(0, len(rows), MEMBER_BATCH):
             s.execute(upsert(table).on_conflict_do_nothing(index_elements=["key"]), rows[start:start + MEMBER_BATCH])

@@ -12,14 +12,18 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import select
 
+from engine.runtime import Herald
+from plugins import DEFAULT_PLUGINS
 from service.storage.db import is_sqlite, make_engine, transaction
 from service.storage.tables import Delivery, OutboxMessage, Run
 from service.worker import durable
 from service.worker.context import Limits, WorkerContext
 from service.worker.outbox import LogTransport
-from tests.service.conftest import postgres_url
+from tests.service.conftest import FIELDS, postgres_url
 from tests.service.test_messages_support import API, insert_dry_run, ok, ready_message
 
+#: a real send of e-mail needs signed unsubscribe links
+SIGNED = {"plugins.channels.email": {"unsubscribe_secret": "org-secret-0123456789"}}
 FAST = Limits(chunk_size=10, batch_size=5, max_attempts=3, backoff=0.05, backoff_cap=0.2, lease=30, poll=0.2)
 
 
@@ -28,7 +32,8 @@ def worker(database_url: str, db_engine: Engine, herald) -> Iterator[WorkerConte
     """A worker running in this process (no scheduler thread: tests call ``durable.schedule_once``)."""
     schema = None if is_sqlite(database_url) else f"dbos_test_{secrets.token_hex(4)}"
     log = LogTransport(db_engine)
-    ctx = WorkerContext(db_engine, herald, {"sms": log, "email": log}, FAST)
+    signed = Herald.build(DEFAULT_PLUGINS, settings=SIGNED, fields_file=FIELDS, entry_points=False)
+    ctx = WorkerContext(db_engine, signed, {"sms": log, "email": log}, FAST)
     durable.launch(ctx, database_url, scheduler=False, system_schema=schema)
     try:
         yield ctx
