@@ -27,6 +27,8 @@ from service.worker.transports.smpp import Receipt, SmppTransport, parse_receipt
 
 SYSTEM_ID, PASSWORD, SYSTEM_TYPE = "herald", "s3cret", "MKT"
 BIND_TRANSCEIVER = 0x00000009
+# SMPP 3.4 §5.3.2 optional parameter tags (smpp34 has them as module attributes its stubs do not declare)
+TLV_RECEIPTED_MESSAGE_ID, TLV_MESSAGE_STATE, TLV_NETWORK_ERROR_CODE = 0x001E, 0x0427, 0x0423
 
 # The GSM 03.38 default alphabet and extension table, written out here independently of the transport's.
 GSM_BASIC = dict(enumerate(
@@ -394,9 +396,9 @@ async def test_delivery_receipts_reach_on_receipt(smsc: Smsc, transport: SmppTra
                        b"stat:DELIVRD err:000 text:hello")
     await smsc.receipt(b"id:msg-3 sub:001 dlvrd:000 submit date:2612031200 done date:261203120230 "
                        b"stat:DELIVRD err:000 text:yyy", tlvs=[   # the TLVs win over the text
-                           smpp34.Tlv(smpp34.TLV_RECEIPTED_MESSAGE_ID, b"msg-3\0"),
-                           smpp34.Tlv(smpp34.TLV_MESSAGE_STATE, b"\x05"),
-                           smpp34.Tlv(smpp34.TLV_NETWORK_ERROR_CODE, b"\x03\x00\x22")])
+                           smpp34.Tlv(TLV_RECEIPTED_MESSAGE_ID, b"msg-3\0"),
+                           smpp34.Tlv(TLV_MESSAGE_STATE, b"\x05"),  # UNDELIVERABLE
+                           smpp34.Tlv(TLV_NETWORK_ERROR_CODE, b"\x03\x00\x22")])  # GSM, error 34
     await smsc.receipt(b"id:zzz stat:EXPIRED err:0 done date:2612031300")
     await smsc.receipt(b"STOP", esm_class=0)  # a mobile-originated message is not a receipt
     await until(lambda: len(receipts) == 3)
