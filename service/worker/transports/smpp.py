@@ -42,7 +42,7 @@ import logging
 import random
 import re
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
@@ -357,6 +357,7 @@ class _Plan:
     source: tuple[str, int, int]
     data_coding: int
     chunks: tuple[bytes, ...]
+    tlvs: tuple[tuple[int, bytes], ...] = ()
 
 
 @dataclass(slots=True)
@@ -388,8 +389,10 @@ class _Session:
                 await self.client.stop()
         except Exception as exc:  # the session is going away either way
             log.debug("smpp: closing the session: %s", exc)
-        if self.reader is not None and self.reader is not asyncio.current_task():
-            self.reader.cancel()
+        reader = self.reader
+        if reader is not None and reader is not asyncio.current_task() and not reader.done() \
+                and reader.get_loop() is asyncio.get_running_loop():  # a closed loop's task is gone already
+            reader.cancel()
 
 
 class SmppTransport:
@@ -410,6 +413,9 @@ class SmppTransport:
     :param max_parts: the most parts one message may take (at most 255, the UDH's limit).
     :param receipt_tz: the zone the SMSC writes receipt dates in.
     :param tls: bind over TLS.
+    :param dlt_tags: India DLT: the TLV tags for the principal entity id and the template id (most Indian
+        SMSCs use ``(0x1400, 0x1401)``), sent with every part when the payload has ``dlt`` ids; None: not sent.
+    :param memory: how many accepted and part-sent requests (and 10× as many part ids) are remembered.
     """
 
     def __init__(self, host: str, port: int, system_id: str, password: str, system_type: str = "", *,
@@ -418,7 +424,7 @@ class SmppTransport:
                  registered_delivery: int = 1, gsm7_packed: bool = False, window: int = 10,
                  connect_timeout: float = 10.0, submit_timeout: float = 10.0, throttle_retry_after: float = 1.0,
                  max_parts: int = 20, receipt_tz: tzinfo = UTC, tls: bool = False,
-                 memory: int = 10_000) -> None:
+                 dlt_tags: tuple[int, int] | None = None, memory: int = 10_000) -> None:
         for label, value, most in (("system_id", system_id, 15), ("password", password, 8),
                                    ("system_type", system_type, 12), ("service_type", service_type, 5)):
             if len(value.encode()) > most or "\0" in value:
@@ -444,6 +450,9 @@ class SmppTransport:
         self.max_parts = max_parts
         self.receipt_tz = receipt_tz
         self.tls = tls
+        if dlt_tags is not None and not all(0x1400 <= t <= 0x3FFF for t in dlt_tags):
+            raise ValueError(f"DLT tags are vendor-specific TLV tags (0x1400–0x3FFF), got {dlt_tags}")
+        self.dlt_tags = dlt_tags
         self._memory = memory
         self._session_: _Session | None = None
         self._lock: asyncio.Lock | None = None
@@ -496,14 +505,14 @@ class SmppTransport:
                     self._progress.pop(key, None)
                 return result
             progress.message_ids.append(result)
+            if total > 1:  # at once: a part's receipt may come before the last part is accepted
+                self._remember(self._parts, result, (progress.message_ids[0], index + 1, total),
+                               limit=self._memory * 10)
         self._progress.pop(key, None)
-        ids = progress.message_ids
-        provider_id = ids[0]
+        provider_id = progress.message_ids[0]
         self._remember(self._accepted, key, provider_id)
         if total > 1:
-            self._remember(self._message_parts, provider_id, tuple(ids))
-            for i, part_id in enumerate(ids, 1):
-                self._remember(self._parts, part_id, (provider_id, i, total), limit=self._memory * 10)
+            self._remember(self._message_parts, provider_id, tuple(progress.message_ids))
         return SendResult.accepted(provider_id)
 
     def part_ids(self, provider_id: str) -> tuple[str, ...]:
@@ -525,7 +534,16 @@ class SmppTransport:
         chunks = split_message(text, data_coding)
         if len(chunks) > self.max_parts:
             raise _Refused(f"the text needs {len(chunks)} parts; this SMPP transport sends at most {self.max_parts}")
-        return _Plan(destination, source, data_coding, tuple(chunks))
+        return _Plan(destination, source, data_coding, tuple(chunks), self._dlt(body.get("dlt")))
+
+    def _dlt(self, dlt: Any) -> tuple[tuple[int, bytes], ...]:
+        """The DLT TLVs (entity id, template id) for ``dlt_tags``; a DLT payload without both ids is refused."""
+        if self.dlt_tags is None or dlt is None:
+            return ()
+        ids = (dlt.get("entity_id"), dlt.get("template_id")) if isinstance(dlt, Mapping) else (None, None)
+        if not all(isinstance(v, str) and v.isascii() and 0 < len(v) <= 64 for v in ids):
+            raise _Refused(f"the SMS payload's DLT ids are incomplete (entity and template id needed): {dlt!r}")
+        return tuple((tag, str(v).encode() + b"\0") for tag, v in zip(self.dlt_tags, ids, strict=True))
 
     def _parts_for(self, plan: _Plan, reference: int) -> tuple[_Part, ...]:
         """The submit_sm bodies: one bare part, or each part behind its concatenation header."""
@@ -555,7 +573,8 @@ class SmppTransport:
                     source_addr=plan.source[0], source_addr_ton=plan.source[1], source_addr_npi=plan.source[2],
                     dest_addr_ton=plan.destination[1], dest_addr_npi=plan.destination[2],
                     service_type=self.service_type, esm_class=part.esm_class, data_coding=part.data_coding,
-                    registered_delivery=self.registered_delivery), self.submit_timeout)
+                    registered_delivery=self.registered_delivery,
+                    tlvs=[smpp34.Tlv(tag, value) for tag, value in plan.tlvs]), self.submit_timeout)
             except TimeoutError:
                 await self._drop(session)
                 return SendResult.transient(f"no submit_sm_resp for {where} within {self.submit_timeout:g} s; "

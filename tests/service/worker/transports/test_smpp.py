@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -229,10 +230,11 @@ async def transport(smsc: Smsc, receipts: list[Receipt]) -> AsyncIterator[SmppTr
 
 
 def sms(text: str, to: str = "+4915112345678", sender: str = "Herald", key: str = "k1",
-        encoding: str | None = None) -> SendRequest:
+        encoding: str | None = None, **extra: Any) -> SendRequest:
     """A request as the SMS channel builds it (``render``'s payload)."""
     enc, units, parts = segments(text)
-    body = {"to": to, "from": sender, "text": text, "encoding": encoding or enc, "units": units, "segments": parts}
+    body = {"to": to, "from": sender, "text": text, "encoding": encoding or enc, "units": units, "segments": parts,
+            **extra}
     return SendRequest("sms", to, body, key)
 
 
@@ -244,9 +246,8 @@ async def until(condition: Any, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
-pytestmark = pytest.mark.asyncio
 
-
+@pytest.mark.asyncio
 async def test_gsm7_text_with_escapes_is_one_submit_sm_with_the_right_fields(smsc: Smsc, transport: SmppTransport):
     text = "Sale [20%] on {shoes} ~ ^caret^ | back\\slash, €5 off! Reply STOP"
     result = await transport.deliver(sms(text))
@@ -261,6 +262,7 @@ async def test_gsm7_text_with_escapes_is_one_submit_sm_with_the_right_fields(sms
     assert len(event.short_message) == segments(text)[1]  # an escape pair costs two septets
 
 
+@pytest.mark.asyncio
 async def test_ucs2_with_emoji_never_splits_a_surrogate_pair(smsc: Smsc, transport: SmppTransport):
     text = "Grüße " + "x" * 60 + "😀 Привет 🎉 done"  # the first emoji would straddle unit 67
     result = await transport.deliver(sms(text))
@@ -274,6 +276,7 @@ async def test_ucs2_with_emoji_never_splits_a_surrogate_pair(smsc: Smsc, transpo
     assert reassemble(parts) == text
 
 
+@pytest.mark.asyncio
 async def test_three_part_gsm7_message_shares_a_reference_and_keeps_every_part_id(
         smsc: Smsc, transport: SmppTransport):
     text = "a" * 152 + "€" + "b" * 150 + "[]" + "c" * 60  # € and [ would each straddle a part boundary
@@ -291,6 +294,7 @@ async def test_three_part_gsm7_message_shares_a_reference_and_keeps_every_part_i
     assert other[0].ref != parts[0].ref  # a reference number per message
 
 
+@pytest.mark.asyncio
 async def test_packed_gsm7_parts_decode_with_the_header_fill_bit(smsc: Smsc):
     transport = SmppTransport("127.0.0.1", smsc.port, SYSTEM_ID, PASSWORD, gsm7_packed=True)
     try:
@@ -306,6 +310,7 @@ async def test_packed_gsm7_parts_decode_with_the_header_fill_bit(smsc: Smsc):
     assert len(parts[-1].payload) == 7 and gsm_decode(unpack(parts[-1].payload, 0)) == short_text
 
 
+@pytest.mark.asyncio
 async def test_sender_kinds_choose_source_ton_and_npi(smsc: Smsc, transport: SmppTransport):
     for i, sender in enumerate(["Herald", "12345", "+4930123456789", "4930123456789"]):
         assert (await transport.deliver(sms("hi", sender=sender, key=f"k{i}"))).ok
@@ -314,6 +319,7 @@ async def test_sender_kinds_choose_source_ton_and_npi(smsc: Smsc, transport: Smp
     assert len(smsc.binds) == 1  # one bind serves every send
 
 
+@pytest.mark.asyncio
 async def test_throttling_is_transient_then_the_retry_goes_through_on_the_same_bind(
         smsc: Smsc, transport: SmppTransport):
     smsc.script = [0x58]
@@ -326,6 +332,7 @@ async def test_throttling_is_transient_then_the_retry_goes_through_on_the_same_b
     assert len(smsc.binds) == 1
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize(("status", "outcome", "unreachable", "words"), [
     (0x0B, "permanent", True, "ESME_RINVDSTADR (0x0000000B): invalid destination address"),
     (0x0A, "permanent", False, "ESME_RINVSRCADR (0x0000000A): invalid source address"),
@@ -340,6 +347,7 @@ async def test_command_status_decides_the_outcome(smsc: Smsc, transport: SmppTra
     assert words in (result.reason or "")
 
 
+@pytest.mark.asyncio
 async def test_a_connection_dropped_mid_send_is_transient_and_the_next_send_binds_again(
         smsc: Smsc, transport: SmppTransport):
     assert (await transport.deliver(sms("one", key="a"))).ok
@@ -353,6 +361,7 @@ async def test_a_connection_dropped_mid_send_is_transient_and_the_next_send_bind
     assert gsm_decode(smsc.submits[-1].short_message) == "two"
 
 
+@pytest.mark.asyncio
 async def test_no_answer_times_out_as_transient(smsc: Smsc):
     transport = SmppTransport("127.0.0.1", smsc.port, SYSTEM_ID, PASSWORD, submit_timeout=0.3)
     try:
@@ -365,6 +374,7 @@ async def test_no_answer_times_out_as_transient(smsc: Smsc):
         await transport.aclose()
 
 
+@pytest.mark.asyncio
 async def test_a_multipart_send_cut_short_resumes_at_the_first_part_not_accepted(
         smsc: Smsc, transport: SmppTransport):
     text = "z" * 400  # three parts
@@ -380,6 +390,7 @@ async def test_a_multipart_send_cut_short_resumes_at_the_first_part_not_accepted
     assert transport.part_ids("msg-1") == ("msg-1", "msg-3", "msg-4")
 
 
+@pytest.mark.asyncio
 async def test_an_accepted_key_is_not_sent_twice(smsc: Smsc, transport: SmppTransport):
     first = await transport.deliver(sms("hello", key="same"))
     second = await transport.deliver(sms("hello", key="same"))
@@ -387,6 +398,7 @@ async def test_an_accepted_key_is_not_sent_twice(smsc: Smsc, transport: SmppTran
     assert len(smsc.submits) == 1
 
 
+@pytest.mark.asyncio
 async def test_delivery_receipts_reach_on_receipt(smsc: Smsc, transport: SmppTransport, receipts: list[Receipt]):
     single = await transport.deliver(sms("hello", key="a"))
     multi = await transport.deliver(sms("y" * 300, key="b"))
@@ -412,6 +424,7 @@ async def test_delivery_receipts_reach_on_receipt(smsc: Smsc, transport: SmppTra
     assert len(receipts) == 3
 
 
+@pytest.mark.asyncio
 async def test_a_failing_receipt_consumer_does_not_end_the_session(smsc: Smsc):
     seen: list[Receipt] = []
 
@@ -432,6 +445,7 @@ async def test_a_failing_receipt_consumer_does_not_end_the_session(smsc: Smsc):
         await transport.aclose()
 
 
+@pytest.mark.asyncio
 async def test_a_window_of_concurrent_sends_shares_one_bind(smsc: Smsc):
     transport = SmppTransport("127.0.0.1", smsc.port, SYSTEM_ID, PASSWORD, window=4)
     try:
@@ -444,6 +458,7 @@ async def test_a_window_of_concurrent_sends_shares_one_bind(smsc: Smsc):
         await transport.aclose()
 
 
+@pytest.mark.asyncio
 async def test_a_wrong_password_is_refused_and_reported(smsc: Smsc):
     transport = SmppTransport("127.0.0.1", smsc.port, SYSTEM_ID, "wrong", connect_timeout=0.5)
     result = await transport.deliver(sms("hello"))
@@ -452,6 +467,7 @@ async def test_a_wrong_password_is_refused_and_reported(smsc: Smsc):
     assert smsc.refused == 1 and smsc.submits == []
 
 
+@pytest.mark.asyncio
 async def test_an_smsc_that_is_down_is_transient():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -461,6 +477,7 @@ async def test_an_smsc_that_is_down_is_transient():
     assert result.outcome == "transient" and "Connection refused" in (result.reason or "")
 
 
+@pytest.mark.asyncio
 async def test_requests_that_cannot_be_sent_fail_before_anything_goes_out(smsc: Smsc, transport: SmppTransport):
     bad_number = await transport.deliver(sms("hello", to="call me"))
     assert bad_number.outcome == "permanent" and bad_number.unreachable
@@ -471,6 +488,7 @@ async def test_requests_that_cannot_be_sent_fail_before_anything_goes_out(smsc: 
     assert smsc.binds == [] and smsc.submits == []
 
 
+@pytest.mark.asyncio
 async def test_aclose_unbinds(smsc: Smsc, transport: SmppTransport):
     assert (await transport.deliver(sms("hello"))).ok
     await transport.aclose()
@@ -483,14 +501,64 @@ async def test_aclose_unbinds(smsc: Smsc, transport: SmppTransport):
     "plain", "x" * 160, "x" * 161, "€" * 80, "€" * 81, "a" * 152 + "€" * 5, "é" * 70, "é" + "😀" * 35,
     "😀" * 36, "Ω" * 400, "[" * 77 + "a", "y" * 153 * 3, "y" * (153 * 3 + 1),
 ])
-async def test_splitting_agrees_with_the_sms_channel_count(text: str):
+def test_splitting_agrees_with_the_sms_channel_count(text: str):
     enc, _units, parts = segments(text)
     assert len(split_message(text, 0 if enc == "GSM-7" else 8)) == parts
 
 
-async def test_receipt_text_parsing_keeps_the_text_field_whole():
+def test_receipt_text_parsing_keeps_the_text_field_whole():
     fields = parse_receipt_text("id:ABC123 sub:001 dlvrd:001 submit date:2612031200 done date:2612031201 "
                                 "stat:DELIVRD err:000 text:stat:fake id:evil")
     assert fields == {"id": "ABC123", "sub": "001", "dlvrd": "001", "submit date": "2612031200",
                       "done date": "2612031201", "stat": "DELIVRD", "err": "000", "text": "stat:fake id:evil"}
     assert parse_receipt_text("garbage") == {}
+
+
+@pytest.mark.asyncio
+async def test_a_receipt_for_a_part_that_comes_before_the_last_part_is_accepted(
+        smsc: Smsc, transport: SmppTransport, receipts: list[Receipt]):
+    smsc.script = ["accept", "accept", 0.5]
+    sending = asyncio.ensure_future(transport.deliver(sms("q" * 400)))
+    await until(lambda: len(smsc.submits) == 3)  # part 3 is waiting for its answer
+    await smsc.receipt(b"id:msg-2 stat:DELIVRD err:000")
+    await until(lambda: len(receipts) == 1)
+    assert not sending.done()
+    assert (receipts[0].provider_id, receipts[0].part, receipts[0].parts) == ("msg-1", 2, 3)
+    assert (await sending).provider_id == "msg-1"
+
+
+@pytest.mark.asyncio
+async def test_dlt_ids_go_as_vendor_tlvs_on_every_part(smsc: Smsc):
+    transport = SmppTransport("127.0.0.1", smsc.port, SYSTEM_ID, PASSWORD, dlt_tags=(0x1400, 0x1401))
+    try:
+        dlt = {"entity_id": "1101234567890123456", "template_id": "1107160000000000001"}
+        assert (await transport.deliver(sms("r" * 200, dlt=dlt, key="a"))).ok
+        refused = await transport.deliver(sms("hi", dlt={"entity_id": "1101", "template_id": None}, key="b"))
+        assert refused.outcome == "permanent" and "DLT ids are incomplete" in (refused.reason or "")
+    finally:
+        await transport.aclose()
+    assert len(smsc.submits) == 2
+    for event in smsc.submits:
+        assert {t.tag: t.value for t in event.tlvs} == {0x1400: b"1101234567890123456\0",
+                                                       0x1401: b"1107160000000000001\0"}
+
+
+def test_a_new_event_loop_gets_a_new_bind():
+    """Sessions belong to the loop that bound them: a transport used from a second ``asyncio.run`` binds again."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    server = Smsc()
+    asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
+    try:
+        transport = SmppTransport("127.0.0.1", server.port, SYSTEM_ID, PASSWORD)
+        assert asyncio.run(transport.deliver(sms("first", key="a"))).ok
+        assert asyncio.run(transport.deliver(sms("second", key="b"))).ok
+        asyncio.run(transport.aclose())
+        assert transport.binds == 2 and len(server.binds) == 2
+        assert [gsm_decode(e.short_message) for e in server.submits] == ["first", "second"]
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
