@@ -262,6 +262,7 @@ _TLV_RECEIPTED_MESSAGE_ID = 0x001E
 _TLV_MESSAGE_STATE = 0x0427
 _TLV_NETWORK_ERROR_CODE = 0x0423
 _MAX_RECEIPT_TEXT = 1024
+_MAX_MESSAGE_ID = 65  # octets of an SMPP message_id, NUL included
 
 
 def parse_receipt_text(text: str) -> dict[str, str]:
@@ -693,6 +694,7 @@ class SmppTransport:
         message_id = fields.get("id", "")
         if _TLV_RECEIPTED_MESSAGE_ID in by_tag:
             message_id = by_tag[_TLV_RECEIPTED_MESSAGE_ID].split(b"\0")[0].decode("latin-1") or message_id
+        message_id = message_id[:_MAX_MESSAGE_ID]
         if not message_id:
             return None
         stat = fields.get("stat", "").upper() or None
@@ -700,7 +702,7 @@ class SmppTransport:
         state = by_tag.get(_TLV_MESSAGE_STATE)
         if state is not None and len(state) == 1 and state[0] in _MESSAGE_STATE:
             stat, status = _MESSAGE_STATE[state[0]]
-        error = fields.get("err") or None
+        error = fields.get("err", "")[:16] or None
         network_error = by_tag.get(_TLV_NETWORK_ERROR_CODE)
         if (error is None or not error.strip("0")) and network_error is not None and len(network_error) == 3:
             code = int.from_bytes(network_error[1:], "big")

@@ -191,6 +191,8 @@ class Smsc:
                 action = "accept"
             if action == "accept":
                 event.accept(message_id)
+            elif action == "no id":
+                event.accept("")
             elif action == "cut":
                 self.cut()
             elif isinstance(action, int):
@@ -562,3 +564,18 @@ def test_a_new_event_loop_gets_a_new_bind():
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+@pytest.mark.asyncio
+async def test_the_payload_encoding_is_kept_unless_the_text_cannot_take_it(smsc: Smsc, transport: SmppTransport):
+    assert (await transport.deliver(sms("plain", encoding="UCS-2", key="a"))).ok
+    assert (await transport.deliver(sms("naïve ☃", encoding="GSM-7", key="b"))).ok  # ï and ☃ are not GSM-7
+    assert [e.data_coding for e in smsc.submits] == [8, 8]
+    assert [e.short_message.decode("utf-16-be") for e in smsc.submits] == ["plain", "naïve ☃"]
+
+
+@pytest.mark.asyncio
+async def test_an_acceptance_without_a_message_id_is_still_accepted(smsc: Smsc, transport: SmppTransport):
+    smsc.script = ["no id"]
+    result = await transport.deliver(sms("hello", key="abc"))
+    assert result.ok and result.provider_id == "no-id:abc:1"
