@@ -212,6 +212,7 @@ class Smsc:
 
 @pytest_asyncio.fixture
 async def smsc() -> AsyncIterator[Smsc]:
+    """A running test SMSC on loopback."""
     server = Smsc()
     await server.start()
     yield server
@@ -220,11 +221,13 @@ async def smsc() -> AsyncIterator[Smsc]:
 
 @pytest_asyncio.fixture
 async def receipts() -> list[Receipt]:
+    """What the transport's on_receipt was given."""
     return []
 
 
 @pytest_asyncio.fixture
 async def transport(smsc: Smsc, receipts: list[Receipt]) -> AsyncIterator[SmppTransport]:
+    """A transport with the right credentials for ``smsc``, unbound at the end."""
     t = SmppTransport("127.0.0.1", smsc.port, SYSTEM_ID, PASSWORD, SYSTEM_TYPE, on_receipt=receipts.append,
                       submit_timeout=2.0, connect_timeout=2.0)
     yield t
