@@ -27,6 +27,41 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str | None:
+    raw = env.get(name) or None
+    if raw is not None and raw not in allowed:
+        raise SettingsError(f"{name} must be one of {', '.join(allowed)}, not {raw!r}")
+    return raw
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if not 0.01 <= value <= 3600:
+        raise SettingsError(f"{name} must be between 0.01 and 3600 seconds, not {value}")
+    return value
+
+
+def _rates(raw: str) -> dict[str, float]:
+    """``sms=50,email=200`` → ``{"sms": 50.0, "email": 200.0}`` (messages per second, > 0)."""
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        channel, sep, value = part.partition("=")
+        try:
+            rate = float(value)
+        except ValueError:
+            rate = -1.0
+        if not sep or not channel.strip() or not rate > 0:
+            raise SettingsError(f"HERALD_RATE_LIMITS: {part!r} is not channel=messages-per-second (e.g. sms=50)")
+        out[channel.strip()] = rate
+    return out
+
+
 @dataclass(frozen=True)
 class Settings:
     """How the service runs.
@@ -38,6 +73,16 @@ class Settings:
     * ``plugin_settings`` (``HERALD_SETTINGS``): the per-plugin settings file, as for the CLI.
     * ``fields_file`` (``HERALD_FIELDS``): the org field catalogue rules are checked against.
     * ``idempotency_hours``: how long a repeated ``Idempotency-Key`` replays the first response.
+    * ``transports_file`` (``HERALD_TRANSPORTS``): YAML or JSON, channel → ``{kind: smtp | twilio | smpp |
+      fcm | line | viber | wechat | whatsapp | log, …its options}``: how each channel reaches its provider.
+    * ``default_transport`` (``HERALD_DEFAULT_TRANSPORT``): ``log`` sends every channel without a transport
+      to the outbox table (the demo); unset, such a channel's sends fail with "no transport configured".
+    * ``chunk_size`` (``HERALD_CHUNK_SIZE``): recipients per queued chunk of a send run.
+    * ``rate_limits`` (``HERALD_RATE_LIMITS``, ``sms=50,email=200``): messages per second per channel, held
+      across every worker process.
+    * ``worker_id`` (``HERALD_WORKER_ID``): this worker's name among all of them; a worker restarted with the
+      same name takes back the work it was doing when it stopped (default: host name and process id).
+    * ``scheduler_poll`` (``HERALD_SCHEDULER_POLL``, seconds): how often workers look for approved messages.
     """
 
     database_url: str = DEFAULT_DATABASE
@@ -47,6 +92,12 @@ class Settings:
     plugin_settings: Path | None = None
     fields_file: Path | None = None
     idempotency_hours: int = 24
+    transports_file: Path | None = None
+    default_transport: str | None = None
+    chunk_size: int = 500
+    rate_limits: Mapping[str, float] = field(default_factory=dict)
+    worker_id: str | None = None
+    scheduler_poll: float = 1.0
     extra_plugins: tuple[object, ...] = field(default=(), repr=False)
 
     @classmethod
@@ -63,6 +114,12 @@ class Settings:
             plugin_settings=Path(settings_file) if settings_file else None,
             fields_file=Path(fields_file) if fields_file else None,
             idempotency_hours=_int(env, "HERALD_IDEMPOTENCY_HOURS", cls.idempotency_hours),
+            transports_file=Path(env["HERALD_TRANSPORTS"]) if env.get("HERALD_TRANSPORTS") else None,
+            default_transport=_choice(env, "HERALD_DEFAULT_TRANSPORT", ("log",)),
+            chunk_size=_int(env, "HERALD_CHUNK_SIZE", cls.chunk_size),
+            rate_limits=_rates(env.get("HERALD_RATE_LIMITS") or ""),
+            worker_id=env.get("HERALD_WORKER_ID") or None,
+            scheduler_poll=_seconds(env, "HERALD_SCHEDULER_POLL", cls.scheduler_poll),
         )
 
     def with_database(self, url: str) -> Settings:

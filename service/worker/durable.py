@@ -94,7 +94,7 @@ def _send(run_id: int, ids: list[int], token: str) -> dict[str, int]:
 @DBOS.workflow(name="herald.batch")
 def batch_workflow(run_id: int, ids: list[int]) -> dict[str, int]:
     """Send one batch of one channel's deliveries (claimed under this workflow's id)."""
-    return _send(run_id, ids, DBOS.workflow_id or "")
+    return _send(run_id, ids, f"{context().name}/{DBOS.workflow_id}")
 
 
 @DBOS.workflow(name="herald.chunk")
@@ -191,11 +191,12 @@ def launch(ctx: WorkerContext, database_url: str, *, executor_id: str | None = N
         raise RuntimeError("a Herald worker already runs in this process")
     _state["ctx"] = ctx
     config: DBOSConfig = {"name": "herald", "system_database_url": database_url, "executor_id": executor_id or ctx.name,
-                          "notification_listener_polling_interval_sec": 0.1}
+                          "notification_listener_polling_interval_sec": 0.1, "log_level": "WARNING"}
     if is_sqlite(database_url):
         config["system_database_engine"] = make_engine(database_url)
     if system_schema:
         config["dbos_system_schema"] = system_schema
+    sending.release_claims(ctx)
     DBOS(config=config)
     DBOS.launch()
     DBOS.register_queue(RUNS, polling_interval_sec=0.5)

@@ -3,8 +3,9 @@
 
 Exactly once: a delivery row (its idempotency key unique) is claimed before its provider is called —
 ``pending``/``retrying`` → ``sending`` with this step's token and a lease — and only the claimant records the
-outcome. A step that crashed is run again with the same token (``durable``'s workflow id) and takes its own
-claims back at once; another worker takes a claim over only when its lease has run out. Providers get the
+outcome. Tokens are ``<worker name>/<workflow id>``; a worker that starts again under its name releases the
+claims it held (:func:`release_claims`), so its recovered steps take them back at once; another worker takes a
+claim over only when its lease has run out. Providers get the
 same idempotency key on every try.
 
 Outcomes: accepted → ``sent`` (the reserved incentive is issued, once per message and customer); transient →
@@ -105,11 +106,21 @@ def _claim(ctx: WorkerContext, ids: list[int], token: str) -> list[Delivery]:
     with transaction(ctx.engine) as s:
         s.execute(update(Delivery).where(col(Delivery.id).in_(ids), or_(
             col(Delivery.status).in_(("pending", "retrying")),
-            (col(Delivery.status) == "sending") & or_(col(Delivery.claimed_by) == token,
-                                                      col(Delivery.claimed_until) < t)))
+            (col(Delivery.status) == "sending") & (col(Delivery.claimed_until) < t)))
                   .values(status="sending", claimed_by=token, claimed_until=until, updated_at=t))
         return list(s.exec(select(Delivery).where(col(Delivery.id).in_(ids), Delivery.claimed_by == token,
                                                   Delivery.status == "sending")).all())
+
+
+def release_claims(ctx: WorkerContext) -> int:
+    """At a worker's start: the claims this worker's name held when it stopped end now (nothing of it runs
+    yet), so its recovered steps — or anyone — take those deliveries back without waiting for the lease.
+    Returns how many were released."""
+    with transaction(ctx.engine) as s:
+        result = s.execute(update(Delivery).where(col(Delivery.status) == "sending",
+                                                  col(Delivery.claimed_by).startswith(f"{ctx.name}/", autoescape=True))
+                           .values(claimed_until=now() - timedelta(seconds=1)))
+        return result.rowcount  # type: ignore[attr-defined]
 
 
 def _current(session: Session, org_id: int, customers: list[str]) -> dict[str, CustomerRow]:

@@ -13,11 +13,13 @@ from service.http.routes import (
     incentives,
     messages,
     org,
+    reports,
     rulesets,
     workflow,
 )
 
 #: every module's handlers; each module lists its own in ``HANDLERS``
-MODULES = (org, campaigns, customers, audiences, messages, creatives, incentives, rulesets, workflow, evaluation)
+MODULES = (org, campaigns, customers, audiences, messages, creatives, incentives, rulesets, workflow, evaluation,
+           reports)
 
 api_router = Router(path="/api/v1", route_handlers=[h for m in MODULES for h in m.HANDLERS])

@@ -134,7 +134,7 @@ def test_two_workers_on_one_batch_send_each_key_once(client, db_engine, org, fre
     ids = [r.id for r in deliveries(db_engine, run.id)]
     results: list[dict] = []
     threads = [threading.Thread(target=lambda t=t: results.append(sending.send_batch(fresh_worker, run.id, ids, t)))
-               for t in ("worker-a", "worker-b", "worker-a")]
+               for t in ("w1/batch", "w2/batch", "w3/batch")]
     for t in threads:
         t.start()
     for t in threads:
@@ -162,3 +162,31 @@ def test_a_coupon_pool_smaller_than_the_audience_is_never_over_issued(client, db
     assert status == "sent" and len(rows) == 40 and len(sent) == 15
     assert sorted(r.incentive["code"] for r in sent if r.incentive) == codes  # each code once
     assert Counter(r.excluded_reason for r in rows if r.status == "excluded") == {"incentive_unavailable": 25}
+
+
+def test_a_restarted_worker_takes_back_its_own_claims_at_once_and_nobody_elses(client, db_engine, org, fresh_worker):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from service.storage.tables import Delivery
+    from service.worker.runs import now
+
+    upload(client, org, customers_csv(4))
+    m = approve(client, db_engine, org)
+    durable.runs.schedule_approved(fresh_worker)
+    (run,) = send_runs(db_engine, m["id"])
+    assert run.id is not None
+    durable.runs.begin(fresh_worker, run.id)
+    durable.runs.prepare_chunk(fresh_worker, run.id, 0)
+    rows = deliveries(db_engine, run.id)
+    later = now() + timedelta(minutes=5)
+    with transaction(db_engine) as s:  # as a worker killed mid-send leaves them: claimed, lease running
+        for r, owner in zip(rows, [fresh_worker.name, fresh_worker.name, "someone-else", "someone-else"], strict=True):
+            s.execute(update(Delivery).where(Delivery.id == r.id).values(
+                status="sending", claimed_by=f"{owner}/herald-run-x", claimed_until=later))
+    assert sending.release_claims(fresh_worker) == 2
+    plan = sending.plan_pass(fresh_worker, run.id, 0)
+    assert sorted(i for _, ids in plan.batches for i in ids) == sorted(r.id for r in rows[:2])
+    fresh_worker.transports = {"sms": Scripted()}
+    assert sending.send_batch(fresh_worker, run.id, [r.id for r in rows], "restarted/b") == {"sent": 2}

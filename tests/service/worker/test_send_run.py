@@ -36,3 +36,33 @@ def test_an_approved_message_is_sent_once_to_every_recipient(client, db_engine, 
     (done,) = send_runs(db_engine, m["id"])
     assert done.status == "sent" and done.size == 23 and done.summary["sent"] == 23
     assert Counter(done.summary["channels"]) == Counter({"sms": 23})
+
+
+def test_the_report_counts_what_was_sent_by_channel_and_variant_and_the_outbox_shows_it(client, db_engine, org,
+                                                                                      worker):
+    upload(client, org, customers_csv(9))
+    m = approve(client, db_engine, org)
+    durable.schedule_once(worker)
+    (run,) = send_runs(db_engine, m["id"])
+    assert run.id is not None and durable.wait_for_run(run.id, timeout=60) == "sent"
+    report = ok(client.get(f"{API}/messages/{m['id']}/report", headers=org.headers()))
+    assert report["status"] == "sent" and report["audience"] == 9 and report["sent"] == 9
+    assert report["failed"] == 0 and report["waiting"] == 0 and report["excluded"] == {}
+    assert report["by_channel"] == {"sms": {"sent": 9}}
+    assert report["by_variant"] == {"gold": {"sent": 3}, "default": {"sent": 6}}
+    assert report["cost"] > 0 and [r["status"] for r in report["runs"]] == ["sent"]
+    assert ok(client.get(f"{API}/runs/{run.id}/report", headers=org.headers()))["sent"] == 9
+    page = ok(client.get(f"{API}/messages/{m['id']}/outbox", params={"limit": 5}, headers=org.headers()))
+    assert len(page["items"]) == 5 and page["next_cursor"]
+    rest = ok(client.get(f"{API}/messages/{m['id']}/outbox", params={"cursor": page["next_cursor"]},
+                         headers=org.headers()))["items"]
+    seen = [i["customer"] for i in page["items"] + rest]
+    assert sorted(seen) == [f"c{i:04d}" for i in range(9)]
+    assert all(i["channel"] == "sms" and i["body"]["text"].startswith("Summer sale") for i in page["items"])
+
+
+def test_another_org_sees_no_report_and_no_outbox(client, db_engine, org, other_org, worker):
+    upload(client, org, customers_csv(2))
+    m = approve(client, db_engine, org)
+    for path in ("report", "outbox"):
+        assert client.get(f"{API}/messages/{m['id']}/{path}", headers=other_org.headers()).status_code == 404

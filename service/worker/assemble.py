@@ -1,0 +1,96 @@
+"""A worker from the service's settings: its transports (``HERALD_TRANSPORTS``, ``HERALD_DEFAULT_TRANSPORT``),
+its limits (chunk size, rate limits, scheduler poll) and its name."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import Engine
+
+from engine.contracts import Transport
+from engine.runtime import Herald
+from service.settings import Settings, SettingsError
+from service.worker.context import Limits, WorkerContext, executor_name
+from service.worker.outbox import LogTransport
+
+MAX_TRANSPORTS_FILE = 1024 * 1024
+
+
+def read_transports(path: Path) -> dict[str, dict[str, Any]]:
+    """The transports file: channel → ``{kind, …options}`` (YAML or JSON); ``SettingsError`` naming the file
+    and the entry for anything else."""
+    try:
+        if path.stat().st_size > MAX_TRANSPORTS_FILE:
+            raise SettingsError(f"HERALD_TRANSPORTS: {path} is larger than 1 MiB")
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"HERALD_TRANSPORTS: cannot read {path} ({exc})") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise SettingsError(f"HERALD_TRANSPORTS: {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}"
+                            f" ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in data.items()):
+        raise SettingsError(f"HERALD_TRANSPORTS: {path} must map each channel to its settings "
+                            "(e.g. sms: {kind: twilio, account_sid: …})")
+    return data
+
+
+def build_transports(engine: Engine, herald: Herald, configs: Mapping[str, Mapping[str, Any]],
+                     default: str | None) -> dict[str, Transport]:
+    """A transport per channel: as configured, else the default (``log``) for every direct channel."""
+    unknown = sorted(set(configs) - set(herald.registry.channels))
+    if unknown:
+        raise SettingsError(f"HERALD_TRANSPORTS: no channel named {', '.join(unknown)} "
+                            f"(channels: {', '.join(sorted(herald.registry.channels))})")
+    log = LogTransport(engine)
+    out: dict[str, Transport] = {}
+    for channel, config in configs.items():
+        kind = config.get("kind")
+        if kind == "log":
+            out[channel] = log
+            continue
+        from service.worker.transports.factory import TransportConfigError, build_transport
+
+        try:
+            out[channel] = build_transport(channel, config)
+        except TransportConfigError as exc:
+            raise SettingsError(f"HERALD_TRANSPORTS: {exc}") from None
+    if default == "log":
+        for name, reg in herald.registry.channels.items():
+            if name not in out and reg.obj.kind == "direct":
+                out[name] = log
+    return out
+
+
+def build_worker(settings: Settings, herald: Herald, engine: Engine) -> WorkerContext:
+    """The worker context of this process, from ``settings``."""
+    configs = read_transports(settings.transports_file) if settings.transports_file else {}
+    transports = build_transports(engine, herald, configs, settings.default_transport)
+    limits = Limits(chunk_size=settings.chunk_size, rates=dict(settings.rate_limits), poll=settings.scheduler_poll)
+    return WorkerContext(engine, herald, transports, limits, name=settings.worker_id or executor_name())
+
+
+def start(settings: Settings, *, scheduler: bool = True) -> WorkerContext:
+    """Start a worker in this process on ``settings`` (DBOS on Herald's database; the scheduler thread
+    with ``scheduler``); :func:`stop` ends it."""
+    from service.main import build_herald
+    from service.storage.db import make_engine
+    from service.worker import durable
+
+    engine = make_engine(settings.database_url)
+    ctx = build_worker(settings, build_herald(settings), engine)
+    durable.launch(ctx, settings.database_url, executor_id=ctx.name, scheduler=scheduler)
+    return ctx
+
+
+def stop(ctx: WorkerContext) -> None:
+    """Stop the worker this process started (its unfinished work stays queued for the next worker)."""
+    from service.worker import durable
+
+    durable.shutdown()
+    ctx.engine.dispose()
