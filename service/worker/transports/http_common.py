@@ -122,13 +122,14 @@ class HttpTransport:
             self._loop = loop
         return self._client
 
-    async def request(self, method: str, url: str, **kwargs: Any) -> Answer | SendResult:
+    async def request(self, method: str, url: str, *, auth: tuple[str, str] | None = None,
+                      **kwargs: Any) -> Answer | SendResult:
         """Send one request; the answer (body read up to ``max_response_bytes``), or a transient result when
         the network failed or timed out."""
         client = self.client()
         try:
             req = client.build_request(method, url, **kwargs)
-            response = await client.send(req, stream=True)
+            response = await client.send(req, stream=True, auth=auth)
             try:
                 body, truncated = bytearray(), False
                 async for chunk in response.aiter_bytes():

@@ -8,7 +8,7 @@ import email
 import socket
 import threading
 from collections.abc import Iterator
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.policy import default as default_policy
 from typing import Any
 
@@ -88,7 +88,7 @@ def parsed(raw: bytes) -> EmailMessage:
     return email.message_from_bytes(raw, policy=default_policy)  # type: ignore[return-value]
 
 
-def content(part: EmailMessage) -> str:
+def content(part: MIMEPart) -> str:
     return part.get_content().replace("\r\n", "\n")
 
 
