@@ -13,7 +13,8 @@ a timeout or a lost connection → transient; a recipient refused with 550/551/5
 
 Options: ``host`` (required), ``port`` (default 465 with ``tls``, else 587 with ``starttls``, else 25),
 ``username`` / ``password``, ``tls`` (implicit TLS), ``starttls`` (true: required; false: never; absent:
-when offered), ``validate_certs`` (default true), ``timeout`` (seconds, default 30), ``envelope_from``
+when offered), ``validate_certs`` (default true), ``ca_file`` (a PEM bundle of the CAs to trust instead of
+the system's), ``timeout`` (seconds, default 30), ``envelope_from``
 (bounce address; default the From address), ``message_id_domain`` (default the From domain),
 ``local_hostname``, ``max_message_bytes`` (default 10 MiB).
 """
@@ -153,6 +154,7 @@ class SmtpTransport:
         if (self.username is None) != (self.password is None):
             raise options.error("password" if self.username else "username", "username and password go together")
         self.validate_certs = options.flag("validate_certs", True)
+        self.ca_file: str | None = options.text("ca_file", None)
         self.timeout = options.number("timeout", 30.0, minimum=0.1, maximum=600)
         envelope = options.text("envelope_from", None)
         self.envelope_from: str | None = _address_option(options, "envelope_from", envelope)
@@ -172,9 +174,9 @@ class SmtpTransport:
 
     # --- the message --------------------------------------------------------------------------------------
 
-    def message(self, request: SendRequest, *, now: datetime | None = None) -> tuple[EmailMessage, str, str]:
-        """The MIME message of a payload, its envelope sender and its Message-ID; :class:`MessageError`
-        when the payload cannot make a safe e-mail."""
+    def message(self, request: SendRequest, *, now: datetime | None = None) -> tuple[EmailMessage, str, str, str]:
+        """The MIME message of a payload, its envelope sender and recipient and its Message-ID;
+        :class:`MessageError` when the payload cannot make a safe e-mail."""
         body = request.body
         sender = _address("From address", _one_line("From address", body.get("from")))
         to = _address("recipient", _one_line("recipient", request.to))
@@ -209,7 +211,7 @@ class SmtpTransport:
         msg.set_content(text if text is not None else html_to_text(html or ""), subtype="plain", charset="utf-8")
         if html is not None:
             msg.add_alternative(html, subtype="html", charset="utf-8")
-        return msg, self.envelope_from or sender.addr_spec, message_id
+        return msg, self.envelope_from or sender.addr_spec, to.addr_spec, message_id
 
     # --- the connection -----------------------------------------------------------------------------------
 
@@ -225,7 +227,7 @@ class SmtpTransport:
             return self._smtp, True
         self._drop()
         smtp = aiosmtplib.SMTP(hostname=self.host, port=self.port, use_tls=self.tls, start_tls=self.starttls,
-                               validate_certs=self.validate_certs, timeout=self.timeout,
+                               validate_certs=self.validate_certs, cert_bundle=self.ca_file, timeout=self.timeout,
                                local_hostname=self.local_hostname, username=self.username,
                                password=self.password.reveal() if self.password else None)
         await smtp.connect()
@@ -240,7 +242,7 @@ class SmtpTransport:
     async def deliver(self, request: SendRequest) -> SendResult:
         """Send the e-mail payload to ``request.to``; see the module docstring for the outcomes."""
         try:
-            msg, envelope_from, message_id = self.message(request)
+            msg, envelope_from, recipient, message_id = self.message(request)
         except MessageError as exc:
             return SendResult.permanent(f"smtp: {exc}")
         size = len(msg.as_bytes())
@@ -251,7 +253,7 @@ class SmtpTransport:
                 reused = False
                 try:
                     smtp, reused = await self._connection()
-                    await smtp.send_message(msg, sender=envelope_from, recipients=[request.to])
+                    await smtp.send_message(msg, sender=envelope_from, recipients=[recipient])
                     log.debug("smtp: %s accepted %s", self.host, message_id)
                     return SendResult.accepted(message_id)
                 except aiosmtplib.SMTPRecipientsRefused as exc:

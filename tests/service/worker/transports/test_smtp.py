@@ -4,8 +4,11 @@ per SMTP reply, the reused connection and reconnecting after the server went awa
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email
+import ipaddress
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from email.message import EmailMessage, MIMEPart
@@ -15,6 +18,10 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 from service.worker.transports.config import Options
 from service.worker.transports.smtp import SmtpTransport, html_to_text
@@ -280,3 +287,99 @@ async def test_an_oversized_message_is_refused(closed_port):
     t = transport(closed_port, max_message_bytes=4096)
     result = await t.deliver(request("email", "ana@example.org", {**PAYLOAD, "html": "<p>x</p>" * 2000}))
     assert result.outcome == "permanent" and "bytes" in (result.reason or "")
+
+
+class ShutsDown(Recorder):
+    """Answers DATA for one address with 421 (the server is closing the session)."""
+
+    async def handle_DATA(self, server, session, envelope):
+        if envelope.rcpt_tos == ["bye@example.org"]:
+            return "421 4.3.2 Service shutting down"
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.mark.asyncio
+async def test_a_421_is_transient_and_the_next_send_opens_a_new_connection():
+    handler = ShutsDown()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        t = transport(controller.port)
+        result = await t.deliver(request("email", "bye@example.org", PAYLOAD))
+        assert result.outcome == "transient" and "421" in (result.reason or "")
+        assert (await t.deliver(request("email", "ana@example.org", PAYLOAD))).ok
+        await t.aclose()
+        assert handler.ehlos == 2 and len(handler.received) == 1
+    finally:
+        controller.stop()
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple[ssl.SSLContext, str]:
+    """A self-signed certificate for 127.0.0.1: the server's TLS context and the CA file a client trusts."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    folder = tmp_path_factory.mktemp("tls")
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    return context, str(cert_file)
+
+
+@pytest.mark.asyncio
+async def test_starttls_with_a_trusted_certificate(certificate):
+    context, ca_file = certificate
+    handler = Recorder()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), tls_context=context,
+                            require_starttls=True)
+    controller.start()
+    try:
+        t = SmtpTransport(Options({"host": "127.0.0.1", "port": controller.port, "starttls": True,
+                                   "ca_file": ca_file}, "transports.email"))
+        result = await t.deliver(request("email", "ana@example.org", PAYLOAD))
+        await t.aclose()
+        assert result.ok, result.reason
+        untrusted = SmtpTransport(Options({"host": "127.0.0.1", "port": controller.port, "starttls": True,
+                                           "timeout": 5}, "transports.email"))
+        refused = await untrusted.deliver(request("email", "bob@example.org", PAYLOAD))
+        await untrusted.aclose()
+        assert refused.outcome == "transient" and "CERTIFICATE_VERIFY_FAILED" in (refused.reason or "")
+        assert [r[1] for r in handler.received] == [["ana@example.org"]]
+    finally:
+        controller.stop()
+
+
+@pytest.mark.asyncio
+async def test_implicit_tls(certificate):
+    context, ca_file = certificate
+    handler = Recorder()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), ssl_context=context)
+    controller.start()
+    try:
+        t = SmtpTransport(Options({"host": "127.0.0.1", "port": controller.port, "tls": True, "ca_file": ca_file},
+                                  "transports.email"))
+        result = await t.deliver(request("email", "ana@example.org", PAYLOAD))
+        await t.aclose()
+        assert result.ok, result.reason
+        assert len(handler.received) == 1
+    finally:
+        controller.stop()
+
+
+@pytest.mark.asyncio
+async def test_required_starttls_is_never_skipped(smtpd):
+    controller, handler = smtpd  # a server that offers no STARTTLS
+    t = SmtpTransport(Options({"host": "127.0.0.1", "port": controller.port, "starttls": True}, "transports.email"))
+    result = await t.deliver(request("email", "ana@example.org", PAYLOAD))
+    await t.aclose()
+    assert result.outcome == "transient" and "STARTTLS" in (result.reason or "") and not handler.received
