@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Iterable, Mapping
 
@@ -30,6 +31,7 @@ GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"
 ASSERTION_SECONDS = 3600
 REFRESH_MARGIN = 300.0  # refresh a cached token when less than this many seconds (or 10 % of its life) remain
+_PROJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]{0,127}")
 _TRANSIENT_CODES = frozenset({"QUOTA_EXCEEDED", "UNAVAILABLE", "INTERNAL"})
 
 
@@ -67,6 +69,8 @@ class FcmTransport(HttpTransport):
         self.project_id: str = options.text("project_id", account_project)
         if self.project_id is None:
             raise options.error("project_id", "required (the service account names none)")
+        if not _PROJECT.fullmatch(self.project_id):
+            raise options.error("project_id", f"must be a Google Cloud project id, not {self.project_id!r}")
         self._token: tuple[str, float] | None = None  # (access token, refresh after: epoch seconds)
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None

@@ -83,7 +83,7 @@ class HttpTransport:
     """Base of the HTTP provider transports. Subclasses call :meth:`request` and map answers to results.
 
     Options every HTTP transport reads: ``base_url`` (the provider's API host; tests point it at a local
-    server), ``timeout`` (seconds per request, default 10), ``max_connections`` (default 20),
+    server), ``timeout`` (seconds a whole request may take, default 10), ``max_connections`` (default 20),
     ``max_response_bytes`` (default 64 KiB: a bigger answer is not read).
     """
 
@@ -128,21 +128,24 @@ class HttpTransport:
         the network failed or timed out."""
         client = self.client()
         try:
-            req = client.build_request(method, url, **kwargs)
-            response = await client.send(req, stream=True, auth=auth)
-            try:
-                body, truncated = bytearray(), False
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > self.max_response_bytes:
-                        truncated = True
-                        del body[self.max_response_bytes:]
-                        break
-            finally:
-                await response.aclose()
-        except httpx.TimeoutException as exc:
+            # httpx bounds each phase (connect, each read …); this bounds the whole exchange, so a provider
+            # dripping its answer byte by byte cannot hold a send
+            async with asyncio.timeout(self.timeout):
+                req = client.build_request(method, url, **kwargs)
+                response = await client.send(req, stream=True, auth=auth)
+                try:
+                    body, truncated = bytearray(), False
+                    async for chunk in response.aiter_bytes():
+                        body += chunk
+                        if len(body) > self.max_response_bytes:
+                            truncated = True
+                            del body[self.max_response_bytes:]
+                            break
+                finally:
+                    await response.aclose()
+        except (httpx.TimeoutException, TimeoutError) as exc:
             return SendResult.transient(f"{self.kind}: timed out after {self.timeout:g}s ({type(exc).__name__})")
-        except (httpx.TransportError, OSError) as exc:
+        except (httpx.RequestError, OSError) as exc:
             return SendResult.transient(self.safe(f"{self.kind}: network error: {type(exc).__name__}: {exc}"))
         log.debug("%s: %s answered HTTP %d", self.kind, method, response.status_code)
         return Answer(response.status_code, response.headers, bytes(body), truncated)

@@ -110,3 +110,23 @@ async def test_secrets_never_show_in_reprs(httpserver):
                                  "transports.line"))
     assert "line-secret-token" not in repr(line) and TOKEN not in repr(viber(httpserver.url_for("/")))
     assert "line-secret-token" not in repr(line.channel_access_token)
+
+
+@pytest.mark.asyncio
+async def test_a_provider_dripping_its_answer_is_cut_off(httpserver):
+    def drip(req: Request) -> Response:
+        def chunks():
+            yield b'{"status": 0, '
+            for _ in range(20):
+                time.sleep(0.1)  # each read is quick, the whole answer is not
+                yield b" "
+            yield b'"message_token": 1}'
+        return Response(chunks(), 200, content_type="application/json")
+
+    httpserver.expect_oneshot_request("/pa/send_message").respond_with_handler(drip)
+    t = viber(httpserver.url_for("/"), timeout=0.5)
+    started = time.monotonic()
+    result = await t.deliver(request("viber", "r1", MESSAGE))
+    await t.aclose()
+    assert result.outcome == "transient" and "timed out" in (result.reason or "")
+    assert time.monotonic() - started < 1.8
