@@ -10,7 +10,7 @@ modules add their kinds to it (``KINDS["smpp"] = SmppTransport``). A bad setting
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from engine.contracts import Transport
 from service.worker.transports.config import Options, TransportConfigError
@@ -22,10 +22,20 @@ from service.worker.transports.viber import ViberTransport
 from service.worker.transports.wechat import WeChatTransport
 from service.worker.transports.whatsapp import WhatsAppTransport
 
-__all__ = ["KINDS", "TransportConfigError", "build_transport"]
+__all__ = ["KINDS", "ClosableTransport", "TransportConfigError", "build_transport"]
+
+
+@runtime_checkable
+class ClosableTransport(Transport, Protocol):
+    """A transport that holds network resources (a connection, a client pool) until ``aclose``."""
+
+    async def aclose(self) -> None:
+        """Release the transport's connections; a later ``deliver`` opens new ones."""
+        ...
+
 
 #: transport kind → constructor (reads its options from an ``Options``; unread options are refused after)
-KINDS: dict[str, Callable[[Options], Transport]] = {
+KINDS: dict[str, Callable[[Options], ClosableTransport]] = {
     "smtp": SmtpTransport,
     "twilio": TwilioTransport,
     "fcm": FcmTransport,
@@ -37,7 +47,7 @@ KINDS: dict[str, Callable[[Options], Transport]] = {
 
 
 def build_transport(channel: str, config: Mapping[str, Any], *, env: Mapping[str, str] | None = None,
-                    prefix: str = "transports") -> Transport:
+                    prefix: str = "transports") -> ClosableTransport:
     """The transport of ``channel`` from its settings mapping (``kind`` and the kind's options; a text
     ``$env:NAME`` is read from ``env``, default the process environment).
 
