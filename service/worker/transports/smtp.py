@@ -230,7 +230,11 @@ class SmtpTransport:
                                validate_certs=self.validate_certs, cert_bundle=self.ca_file, timeout=self.timeout,
                                local_hostname=self.local_hostname, username=self.username,
                                password=self.password.reveal() if self.password else None)
-        await smtp.connect()
+        try:
+            await smtp.connect()  # and EHLO, STARTTLS, AUTH as configured
+        except BaseException:
+            smtp.close()  # a half-open connection (refused login, failed STARTTLS …) is not kept
+            raise
         self._smtp = smtp
         return smtp, False
 
@@ -258,6 +262,8 @@ class SmtpTransport:
                     return SendResult.accepted(message_id)
                 except aiosmtplib.SMTPRecipientsRefused as exc:
                     refused = exc.recipients[0]
+                    if refused.code == 421:
+                        self._drop()  # the server is closing the session
                     return self._refused(refused.code, refused.message, recipient=True)
                 except aiosmtplib.SMTPResponseException as exc:
                     if exc.code == 421 or isinstance(exc, (aiosmtplib.SMTPAuthenticationError,
