@@ -34,6 +34,14 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str 
     return raw
 
 
+def _identifier(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name) or None
+    if raw is not None and not (raw.replace("_", "a").isalnum() and raw.isascii() and not raw[0].isdigit()
+                                and len(raw) <= 63):
+        raise SettingsError(f"{name} must be a plain SQL name (letters, digits, _), not {raw!r}")
+    return raw
+
+
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if not raw:
@@ -83,6 +91,8 @@ class Settings:
     * ``worker_id`` (``HERALD_WORKER_ID``): this worker's name among all of them; a worker restarted with the
       same name takes back the work it was doing when it stopped (default: host name and process id).
     * ``scheduler_poll`` (``HERALD_SCHEDULER_POLL``, seconds): how often workers look for approved messages.
+    * ``dbos_schema`` (``HERALD_DBOS_SCHEMA``, PostgreSQL): the schema of DBOS's workflow and queue tables in
+      Herald's database (default ``dbos``; one per Herald database that shares a PostgreSQL database).
     """
 
     database_url: str = DEFAULT_DATABASE
@@ -98,6 +108,7 @@ class Settings:
     rate_limits: Mapping[str, float] = field(default_factory=dict)
     worker_id: str | None = None
     scheduler_poll: float = 1.0
+    dbos_schema: str | None = None
     extra_plugins: tuple[object, ...] = field(default=(), repr=False)
 
     @classmethod
@@ -120,6 +131,7 @@ class Settings:
             rate_limits=_rates(env.get("HERALD_RATE_LIMITS") or ""),
             worker_id=env.get("HERALD_WORKER_ID") or None,
             scheduler_poll=_seconds(env, "HERALD_SCHEDULER_POLL", cls.scheduler_poll),
+            dbos_schema=_identifier(env, "HERALD_DBOS_SCHEMA"),
         )
 
     def with_database(self, url: str) -> Settings:

@@ -82,9 +82,10 @@ def start(settings: Settings, *, scheduler: bool = True) -> WorkerContext:
     from service.storage.db import make_engine
     from service.worker import durable
 
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pool_size=6, max_overflow=6)  # many workers share the server
     ctx = build_worker(settings, build_herald(settings), engine)
-    durable.launch(ctx, settings.database_url, executor_id=ctx.name, scheduler=scheduler)
+    durable.launch(ctx, settings.database_url, executor_id=ctx.name, scheduler=scheduler,
+                   system_schema=settings.dbos_schema)
     return ctx
 
 

@@ -34,6 +34,8 @@ from service.worker.context import WorkerContext
 log = logging.getLogger(__name__)
 
 RUNS, CHUNKS = "herald-runs", "herald-chunks"
+#: every step is safe to repeat (the delivery rows make it so): a database hiccup is retried, not fatal
+RETRIED: dict[str, Any] = {"retries_allowed": True, "max_attempts": 6, "interval_seconds": 0.5, "backoff_rate": 2.0}
 _state: dict[str, Any] = {}
 
 
@@ -65,28 +67,28 @@ def run_workflow_id(run_id: int) -> str:
 # -- workflows and steps ----------------------------------------------------------------------------------
 
 
-@DBOS.step(name="herald.begin")
+@DBOS.step(name="herald.begin", **RETRIED)
 def _begin(run_id: int) -> int:
     return runs.begin(context(), run_id)
 
 
-@DBOS.step(name="herald.finish")
-def _finish(run_id: int) -> str:
-    return runs.finish(context(), run_id)
+@DBOS.step(name="herald.finish", **RETRIED)
+def _finish(run_id: int, errors: list[str]) -> str:
+    return runs.finish(context(), run_id, errors)
 
 
-@DBOS.step(name="herald.prepare")
+@DBOS.step(name="herald.prepare", **RETRIED)
 def _prepare(run_id: int, chunk: int) -> int:
     return runs.prepare_chunk(context(), run_id, chunk)
 
 
-@DBOS.step(name="herald.plan")
+@DBOS.step(name="herald.plan", **RETRIED)
 def _plan(run_id: int, chunk: int) -> dict[str, Any]:
     plan = sending.plan_pass(context(), run_id, chunk)
     return {"batches": plan.batches, "wait": plan.wait}
 
 
-@DBOS.step(name="herald.send")
+@DBOS.step(name="herald.send", **RETRIED)
 def _send(run_id: int, ids: list[int], token: str) -> dict[str, int]:
     return sending.send_batch(context(), run_id, ids, token)
 
@@ -127,9 +129,13 @@ def run_workflow(run_id: int) -> str:
     for i in range(chunks):
         with SetWorkflowID(f"{run_workflow_id(run_id)}-c{i}"):
             handles.append(queue.enqueue(chunk_workflow, run_id, i))
-    for h in handles:
-        h.get_result()
-    return _finish(run_id)
+    errors = []
+    for i, h in enumerate(handles):
+        try:
+            h.get_result()
+        except Exception as exc:  # a chunk that failed for good: the run ends failed, saying why
+            errors.append(f"chunk {i}: {type(exc).__name__}: {exc}"[:1000])
+    return _finish(run_id, errors)
 
 
 # -- starting runs ----------------------------------------------------------------------------------------
@@ -194,6 +200,8 @@ def launch(ctx: WorkerContext, database_url: str, *, executor_id: str | None = N
                           "notification_listener_polling_interval_sec": 0.1, "log_level": "WARNING"}
     if is_sqlite(database_url):
         config["system_database_engine"] = make_engine(database_url)
+    else:
+        config["sys_db_pool_size"] = 6  # many workers share one PostgreSQL server's connections
     if system_schema:
         config["dbos_system_schema"] = system_schema
     sending.release_claims(ctx)

@@ -279,9 +279,10 @@ def counts(session: Session, run_id: int) -> dict[str, Any]:
     return {"statuses": status, "channels": channels, "excluded": excluded}
 
 
-def finish(ctx: WorkerContext, run_id: int) -> str:
-    """End the run: its summary and status (``sent``, or ``failed`` when nothing could be sent to an audience
-    that had recipients to send to); the message is ``sent``, or ``scheduled`` again with its next run."""
+def finish(ctx: WorkerContext, run_id: int, errors: Sequence[str] = ()) -> str:
+    """End the run: its summary and status (``sent``; ``failed`` when nothing could be sent to an audience that
+    had recipients to send to, or when a chunk failed for good — ``errors`` says which and why); the message is
+    ``sent``, or ``scheduled`` again with its next run."""
     with transaction(ctx.engine) as s:
         run = s.get(Run, run_id)
         assert run is not None
@@ -293,8 +294,8 @@ def finish(ctx: WorkerContext, run_id: int) -> str:
         sent = sum(n for st, n in c["statuses"].items() if st in ACCEPTED)
         failed = c["statuses"].get("failed", 0)
         cancelled = run.status == "cancelled" or m.status == messages.CANCELLED
-        run.status = "cancelled" if cancelled else FAILED if failed and not sent else SENT
-        run.summary = {**c, "audience": run.size, "sent": sent, "failed": failed}
+        run.status = "cancelled" if cancelled else FAILED if errors or (failed and not sent) else SENT
+        run.summary = {**c, "audience": run.size, "sent": sent, "failed": failed, "errors": list(errors)}
         run.finished_at = now()
         if m.status == SENDING:
             nxt = _next_run(ctx, s, m, aware(run.at) or now(), strictly=True)

@@ -16,6 +16,7 @@ from engine.contracts import Transport
 from service.worker.transports.config import Options, TransportConfigError
 from service.worker.transports.fcm import FcmTransport
 from service.worker.transports.line import LineTransport
+from service.worker.transports.smpp import SmppTransport
 from service.worker.transports.smtp import SmtpTransport
 from service.worker.transports.twilio import TwilioTransport
 from service.worker.transports.viber import ViberTransport
@@ -34,6 +35,22 @@ class ClosableTransport(Transport, Protocol):
         ...
 
 
+def smpp(options: Options) -> ClosableTransport:
+    """An SMPP 3.4 transport (``host``, ``port``, ``system_id``, ``password`` required; ``system_type``,
+    ``default_sender``, ``window``, ``connect_timeout``, ``submit_timeout``, ``tls``, ``gsm7_packed``). Its
+    delivery receipts go to ``on_receipt``, which the worker sets (receipts update the delivery)."""
+    try:
+        return SmppTransport(
+            options.text("host"), options.whole("port", 2775, minimum=1, maximum=65535), options.text("system_id"),
+            options.secret("password").reveal(), options.text("system_type", ""),
+            default_sender=options.text("default_sender", ""), window=options.whole("window", 10, minimum=1, maximum=100),
+            connect_timeout=options.number("connect_timeout", 10.0, minimum=0.1, maximum=120),
+            submit_timeout=options.number("submit_timeout", 10.0, minimum=0.1, maximum=120),
+            tls=options.flag("tls", False), gsm7_packed=options.flag("gsm7_packed", False))
+    except ValueError as exc:
+        raise TransportConfigError(options.prefix, str(exc)) from None
+
+
 #: transport kind → constructor (reads its options from an ``Options``; unread options are refused after)
 KINDS: dict[str, Callable[[Options], ClosableTransport]] = {
     "smtp": SmtpTransport,
@@ -43,6 +60,7 @@ KINDS: dict[str, Callable[[Options], ClosableTransport]] = {
     "viber": ViberTransport,
     "wechat": WeChatTransport,
     "whatsapp": WhatsAppTransport,
+    "smpp": smpp,
 }
 
 

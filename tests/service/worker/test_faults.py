@@ -15,7 +15,15 @@ from service.storage.tables import Customer
 from service.worker import durable, sending
 from service.worker.outbox import LogTransport
 from tests.service.test_messages_support import API, ok
-from tests.service.worker.conftest import approve, customers_csv, deliveries, outbox, send_runs, upload, with_limits
+from tests.service.worker.conftest import (
+    approve,
+    customers_csv,
+    deliveries,
+    outbox,
+    send_runs,
+    upload,
+    with_limits,
+)
 
 EMAIL = {"subject": "Summer sale", "from": "offers@herald.example",
          "html": "<p>{{ vars.discount }} off</p><a href=\"{{ unsubscribe_url }}\">Unsubscribe</a>",
