@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import html
+import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -37,6 +38,8 @@ DEAD = ("hard_bounced", "invalid")
 _PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff",
                  "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
                                             "frame-ancestors 'none'"}
+#: a message's id in engine data, as the e-mail's link carries it (``service.storage.messages.engine_id``)
+_ENGINE_ID = re.compile(r"m([1-9][0-9]{0,17})")
 _STYLE = "body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem}"
 
 
@@ -58,9 +61,8 @@ def _checked(db: Db, query: dict[str, str]) -> tuple[str, int] | None:
     if not (isinstance(found, tuple) and len(found) == 2):
         return None
     customer, message = found
-    if not str(message).isdigit() or len(str(message)) > 18:
-        return None
-    return str(customer), int(message)
+    m = _ENGINE_ID.fullmatch(str(message))
+    return (str(customer), int(m.group(1))) if m else None
 
 
 def _query(request: Request[Any, Any, Any]) -> dict[str, str]:
