@@ -140,10 +140,11 @@ def email_only(client: Any, org: Any, content: dict[str, Any] = EMAIL) -> Any:
     return edit
 
 
-def decide(ctx: WorkerContext, client: Any, db_engine: Engine, org: Any, n: int, *, edit: Any) -> tuple[int, int]:
+def decide(ctx: WorkerContext, client: Any, db_engine: Engine, org: Any, n: int, *, edit: Any,
+           title: str = "Sale") -> tuple[int, int]:
     """An approved message's send run, begun and its first chunk decided (nothing sent): (message, run)."""
     upload(client, org, customers_csv(n))
-    m = approve(client, db_engine, org, edit=edit)
+    m = approve(client, db_engine, org, edit=edit, title=title)
     runs.schedule_approved(ctx)
     (run,) = send_runs(db_engine, m["id"])
     assert run.id is not None

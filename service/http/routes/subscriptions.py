@@ -69,11 +69,17 @@ def _query(request: Request[Any, Any, Any]) -> dict[str, str]:
     return {k: request.query_params.get(k) for k in ("c", "m", "t") if request.query_params.get(k) is not None}
 
 
-@get("/u", operation_id="unsubscribePage", tags=["subscriptions"], security=[], sync_to_thread=False)
+def _exists(db: Db, message_id: int) -> bool:
+    with db.tx() as s:
+        return s.get(MessageRow, message_id) is not None
+
+
+@get("/u", operation_id="unsubscribePage", tags=["subscriptions"], security=[], sync_to_thread=True)
 def unsubscribe_page(request: Request[Any, Any, Any], db: DbDep) -> Response[str]:
     """The unsubscribe link's page: a button that confirms (a POST). Nothing changes on GET."""
     query = _query(request)
-    if _checked(db, query) is None:
+    found = _checked(db, query)
+    if found is None or not _exists(db, found[1]):
         return _page("Link not valid", "<p>This unsubscribe link is not valid. Use the link in the most recent "
                      "e-mail you received.</p>", 404)
     action = html.escape("/u?" + urlencode(query), quote=True)
