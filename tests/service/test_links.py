@@ -31,8 +31,17 @@ from service.worker.context import WorkerContext
 from service.worker.links import new_code, shorten
 from service.worker.outbox import LogTransport
 from tests.service.conftest import FIELDS
-from tests.service.test_messages_support import API, ok
-from tests.service.worker.conftest import FAST, SIGNED, approve, customers_csv, deliveries, outbox, send_runs, upload
+from tests.service.test_messages_support import ok
+from tests.service.worker.conftest import (
+    FAST,
+    SIGNED,
+    approve,
+    customers_csv,
+    deliveries,
+    outbox,
+    send_runs,
+    upload,
+)
 
 BASE = "https://go.herald.example"
 UNSUB = "https://herald.example/u?c=c1&m=7&t=AbC_-"
@@ -114,9 +123,8 @@ def test_codes_are_random_url_safe_and_long_enough():
 # -- end to end: decided, shortened, sent, clicked -----------------------------------------------------
 
 
-@pytest.fixture
-def ctx(db_engine: Engine) -> Iterator[WorkerContext]:
-    """The worker's context (signed e-mail links, the log transport), used without DBOS."""
+def worker_context(db_engine: Engine) -> Iterator[WorkerContext]:
+    """A worker's context (signed e-mail links, the log transport), used without DBOS (for a fixture)."""
     signed = Herald.build(DEFAULT_PLUGINS, settings=SIGNED, fields_file=FIELDS, entry_points=False)
     log = LogTransport(db_engine)
     c = WorkerContext(db_engine, signed, {"sms": log, "email": log}, FAST)
@@ -124,12 +132,23 @@ def ctx(db_engine: Engine) -> Iterator[WorkerContext]:
     c.loop.close()
 
 
-@pytest.fixture
-def signed_client(database_url: str, db_engine: Engine, ctx: WorkerContext) -> Iterator[TestClient]:
-    """A client of an app whose e-mail channel checks the worker's unsubscribe signatures."""
+def signed_app_client(database_url: str, db_engine: Engine, ctx: WorkerContext) -> Iterator[TestClient]:
+    """A client of an app whose e-mail channel checks the worker's unsubscribe signatures (for a fixture)."""
     app = create_app(Settings(database_url=database_url), ctx.herald, engine=db_engine)
     with TestClient(app) as c:
         yield c
+
+
+@pytest.fixture
+def ctx(db_engine: Engine) -> Iterator[WorkerContext]:
+    """The worker's steps' context."""
+    yield from worker_context(db_engine)
+
+
+@pytest.fixture
+def signed_client(database_url: str, db_engine: Engine, ctx: WorkerContext) -> Iterator[TestClient]:
+    """A client of the app with the worker's signed e-mail channel."""
+    yield from signed_app_client(database_url, db_engine, ctx)
 
 
 def email_only(client: Any, org: Any, content: dict[str, Any] = EMAIL) -> Any:

@@ -4,9 +4,13 @@ changes nothing; opt-out / opt-in through the API are audited, confined to the c
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+from litestar.testing import TestClient
+from sqlalchemy import Engine
 from sqlmodel import select
 
 from plugins.channels.email import unsubscribe_token
@@ -14,12 +18,25 @@ from service.storage import audit
 from service.storage.db import transaction
 from service.storage.tables import Customer
 from service.worker import runs
-from tests.service.test_links import ctx, decide, email_only, send_all, signed_client  # noqa: F401 (fixtures)
+from service.worker.context import WorkerContext
+from tests.service.test_links import decide, email_only, send_all, signed_app_client, worker_context
 from tests.service.test_messages_support import API, ok
 from tests.service.worker.conftest import SIGNED, deliveries, outbox, upload
 
 SECRET = SIGNED["plugins.channels.email"]["unsubscribe_secret"]
 ONE_CLICK = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@pytest.fixture
+def ctx(db_engine: Engine) -> Iterator[WorkerContext]:
+    """The worker's steps' context (without DBOS)."""
+    yield from worker_context(db_engine)
+
+
+@pytest.fixture
+def signed_client(database_url: str, db_engine: Engine, ctx: WorkerContext) -> Iterator[TestClient]:
+    """A client of the app with the worker's signed e-mail channel."""
+    yield from signed_app_client(database_url, db_engine, ctx)
 
 
 def subscriptions(db_engine: Any, org: Any, customer: str) -> dict[str, str]:
@@ -134,6 +151,7 @@ def test_opt_out_and_opt_in_are_audited_and_confined_to_the_callers_org(client, 
     assert subscriptions(db_engine, org, "k1") == {"email": "hard_bounced", "sms": "subscribed"}
     with transaction(db_engine) as s:
         cid = s.exec(select(Customer.id).where(Customer.org_id == org.org_id, Customer.external_id == "k1")).one()
+        assert cid is not None
         trail = [(e.action, e.from_status, e.to_status, e.actor_id) for e in audit.entries(s, org.org_id, "customer", cid)]
     assert trail == [("opt_out", None, "unsubscribed", org.user_ids["marketer"]),
                      ("opt_in", "unsubscribed", "subscribed", org.user_ids["service"])]

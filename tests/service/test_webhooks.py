@@ -9,25 +9,41 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from litestar.testing import TestClient
+from sqlalchemy import Engine
 from sqlmodel import func, select
 
 from service.storage.db import transaction
 from service.storage.tables import Customer, Delivery, ReceiptEvent, WebhookSecret
 from service.worker import runs
+from service.worker.context import WorkerContext
 from tests.service.conftest import make_org
-from tests.service.test_links import ctx, decide, email_only, send_all, signed_client  # noqa: F401 (fixtures)
+from tests.service.test_links import decide, email_only, send_all, signed_app_client, worker_context
 from tests.service.test_messages_support import API, ok
 from tests.service.worker.conftest import deliveries
 
 HOOKS = f"{API}/webhooks"
 HERALD_SECRET = "receipts-secret-0123456789abcdef"
 TWILIO_TOKEN = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture
+def ctx(db_engine: Engine) -> Iterator[WorkerContext]:
+    """The worker's steps' context (without DBOS)."""
+    yield from worker_context(db_engine)
+
+
+@pytest.fixture
+def signed_client(database_url: str, db_engine: Engine, ctx: WorkerContext) -> Iterator[TestClient]:
+    """A client of the app with the worker's signed e-mail channel."""
+    yield from signed_app_client(database_url, db_engine, ctx)
 
 
 def herald_post(client: Any, events: list[dict[str, Any]], secret: str = HERALD_SECRET, **kw: Any) -> Any:

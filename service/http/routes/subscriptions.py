@@ -66,7 +66,12 @@ def _checked(db: Db, query: dict[str, str]) -> tuple[str, int] | None:
 
 
 def _query(request: Request[Any, Any, Any]) -> dict[str, str]:
-    return {k: request.query_params.get(k) for k in ("c", "m", "t") if request.query_params.get(k) is not None}
+    out: dict[str, str] = {}
+    for k in ("c", "m", "t"):
+        value = request.query_params.get(k)
+        if isinstance(value, str):
+            out[k] = value
+    return out
 
 
 def _exists(db: Db, message_id: int) -> bool:
