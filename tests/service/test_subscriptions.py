@@ -111,6 +111,8 @@ def test_a_forged_or_edited_unsubscribe_link_is_404_and_changes_nothing(ctx, sig
         assert client.get(path).status_code == 404, path
     r = client.post(link, content=b"unsubscribe=yes", headers=ONE_CLICK)
     assert r.status_code == 400 and r.json()["errors"][0]["path"] == "List-Unsubscribe"
+    r = client.post(link, content=b"List-Unsubscribe=One-Click&pad=" + b"x" * 20_000, headers=ONE_CLICK)
+    assert r.status_code == 413
     assert subscriptions(db_engine, org, "c0000") == {} and subscriptions(db_engine, org, "c0001") == {}
     # multipart, as some mailbox providers post it, works too
     r = client.post(link, files={"List-Unsubscribe": (None, "One-Click")})

@@ -130,6 +130,7 @@ def test_a_bad_signature_or_another_orgs_secret_is_401_and_changes_nothing(ctx, 
     assert herald_post(client, event, secret="not-the-secret-0123456789").status_code == 401
     body = json.dumps({"events": event}).encode()
     assert client.post(f"{HOOKS}/herald", content=body).status_code == 401  # unsigned
+    assert client.post(f"{HOOKS}/herald", content=body, headers={"X-Herald-Signature": b"sha256=\xe9\xe9"}).status_code == 401
     intruder = make_org(db_engine)
     set_secret(client, intruder, "herald", "intruders-own-secret-0123456789")
     assert herald_post(client, event, secret="intruders-own-secret-0123456789").status_code == 401

@@ -33,6 +33,8 @@ from service.storage.tables import MessageRow
 
 #: who may record an opt-out or opt-in
 RECORDERS = requires("marketer", "admin", "service")
+#: the largest one-click body read
+MAX_FORM = 16 * 1024
 #: recorded statuses an opt-in does not override: the address itself is dead, not the consent withdrawn
 DEAD = ("hard_bounced", "invalid")
 _PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff",
@@ -115,6 +117,9 @@ async def unsubscribe(request: Request[Any, Any, Any], db: DbDep) -> Response[st
     found = _checked(db, _query(request))
     if found is None:
         raise Problem(404, "this unsubscribe link is not valid", code="not_found")
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_FORM):
+        raise Problem(413, f"a one-click unsubscribe body is at most {MAX_FORM} bytes", code="too_large")
     try:
         form = await request.form()
     except Exception:  # a body that is not a form

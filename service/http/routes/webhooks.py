@@ -116,6 +116,11 @@ def herald_signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def same(expected: str, given: str) -> bool:
+    """Constant-time comparison of a computed signature with the one a request carries (any characters)."""
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogateescape"))
+
+
 def sendgrid_key(secret: str) -> Any:
     """The ECDSA public key of a SendGrid verification key (base64 DER, or PEM); ValueError when it is not one."""
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -307,7 +312,7 @@ async def receive(provider: FromPath[str], request: Request[Any, Any, Any], db: 
         receipts = [receipt]
 
         def verifies(secret: str) -> bool:
-            return any(hmac.compare_digest(twilio_signature(secret, u, params), given) for u in urls)
+            return any(same(twilio_signature(secret, u, params), given) for u in urls)
     elif provider == "sendgrid":
         signature, stamp = request.headers.get(SENDGRID_SIGNATURE, ""), request.headers.get(SENDGRID_TIMESTAMP, "")
         receipts = parse_sendgrid(body)
@@ -319,7 +324,7 @@ async def receive(provider: FromPath[str], request: Request[Any, Any, Any], db: 
         receipts = parse_herald(body)
 
         def verifies(secret: str) -> bool:
-            return hmac.compare_digest(herald_signature(secret, body), given)
+            return same(herald_signature(secret, body), given)
     return await anyio.to_thread.run_sync(partial(_process, db, provider, receipts, verifies))
 
 
