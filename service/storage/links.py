@@ -70,6 +70,11 @@ def record_links(session: Session, org_id: int, key: str, message_id: int, run_i
     return max(0, result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+def codes_of(session: Session, key: str) -> dict[str, str]:
+    """The codes a delivery already has: URL → code."""
+    return {url: code for url, code in session.exec(select(TinyLink.url, TinyLink.code).where(TinyLink.key == key)).all()}
+
+
 def click(session: Session, code: str, at: datetime | None = None) -> str | None:
     """Follow a code: its URL (and one more click counted, atomically in the database), or ``None`` for an
     unknown code or one whose URL is not a safe http(s) URL (then nothing is counted). A click moves its

@@ -24,6 +24,10 @@ import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sqlmodel import Session
+
+from service.storage.links import codes_of, record_links
+
 #: a link in plain text: scheme, then anything up to whitespace or a character that cannot end a bare URL
 _TEXT_URL = re.compile(r"""https?://[^\s<>"'`{}|\\^]+""", re.IGNORECASE)
 #: characters a bare URL in prose does not end with (sentence punctuation; ")" only when unbalanced)
@@ -61,10 +65,11 @@ def _trim(url: str) -> str:
 class _Shortener:
     """One recipient's links: a code per distinct URL, skipping the protected ones."""
 
-    def __init__(self, base: str, new_code: Callable[[], str], protected: set[str]):
+    def __init__(self, base: str, new_code: Callable[[], str], protected: set[str], known: Mapping[str, str]):
         self.prefix = f"{base.rstrip('/')}/t/"
         self.new_code = new_code
         self.protected = protected
+        self.known = known
         self.codes: dict[str, str] = {}
 
     def link(self, url: str) -> str | None:
@@ -72,12 +77,12 @@ class _Shortener:
         if (not _is_web(url) or url in self.protected or url.startswith(self.prefix) or len(url) > MAX_URL
                 or re.search(r"[\x00-\x20\x7f]", url)):
             return None
-        code = self.codes.get(url)
+        code = self.codes.get(url) or self.known.get(url)
         if code is None:
             code = self.new_code()
-            if code in self.codes.values():
+            if code in self.codes.values() or code in self.known.values():
                 raise ValueError("new_code returned a code twice")
-            self.codes[url] = code
+        self.codes[url] = code
         return self.prefix + code
 
     def text(self, value: Any) -> Any:
@@ -128,16 +133,17 @@ def _protected(payload: Mapping[str, Any]) -> set[str]:
     return found
 
 
-def shorten(payload: Mapping[str, Any], channel: str, *, base: str,
-            new_code: Callable[[], str] = new_code) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+def shorten(payload: Mapping[str, Any], channel: str, *, base: str, new_code: Callable[[], str] = new_code,
+            known: Mapping[str, str] | None = None) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """The rendered ``payload`` of ``channel`` with its clickable http(s) links rewritten to
-    ``{base}/t/{code}``, and the (code, original URL) pairs to store (one per distinct URL, first seen
-    first). The input is not changed. The unsubscribe link (every URL of the List-Unsubscribe header) is never
+    ``{base}/t/{code}``, and the (code, original URL) pairs of the links it rewrote (one per distinct URL,
+    first seen first). ``known`` (URL → code) are codes this recipient already has: they are reused, not made
+    again. The input is not changed. The unsubscribe link (every URL of the List-Unsubscribe header) is never
     rewritten, nor any link already under ``{base}/t/``."""
     if not isinstance(base, str) or not _is_web(base):
         raise ValueError(f"the tiny-URL base must be an http(s) URL, not {base!r}")
     out: dict[str, Any] = copy.deepcopy(dict(payload))
-    s = _Shortener(base, new_code, _protected(payload))
+    s = _Shortener(base, new_code, _protected(payload), known or {})
     if channel == "sms":
         out["text"] = s.text(out.get("text"))
     elif channel == "email":
@@ -169,3 +175,21 @@ def shorten(payload: Mapping[str, Any], channel: str, *, base: str,
         if "url" in out:
             out["url"] = s.url(out["url"])
     return out, [(code, url) for url, code in s.codes.items()]
+
+
+def track(session: Session, delivery: Any, *, base: str,
+          new_code: Callable[[], str] = new_code) -> dict[str, Any] | None:
+    """The tracked payload of one delivery (a ``Delivery`` row or the row dict the run step inserts: ``org_id``,
+    ``key``, ``message_id``, ``run_id``, ``channel``, ``payload``), its links recorded in ``session`` — call it
+    in the transaction that writes the payload. Codes the delivery already has (a repeated step, a fallback
+    channel's payload) are reused. ``None`` when there is no payload."""
+    get = delivery.get if isinstance(delivery, Mapping) else (lambda name: getattr(delivery, name, None))
+    payload = get("payload")
+    if not payload:
+        return None
+    key = str(get("key"))
+    known = codes_of(session, key)
+    out, pairs = shorten(payload, str(get("channel") or ""), base=base, new_code=new_code, known=known)
+    fresh = [(code, url) for code, url in pairs if url not in known]
+    record_links(session, int(get("org_id")), key, int(get("message_id")), int(get("run_id")), fresh)
+    return out

@@ -28,7 +28,7 @@ from service.storage.links import click_counts, record_links
 from service.storage.tables import Delivery, TinyLink
 from service.worker import runs, sending
 from service.worker.context import WorkerContext
-from service.worker.links import new_code, shorten
+from service.worker.links import new_code, shorten, track
 from service.worker.outbox import LogTransport
 from tests.service.conftest import FIELDS
 from tests.service.test_messages_support import ok
@@ -175,13 +175,11 @@ def decide(ctx: WorkerContext, client: Any, db_engine: Engine, org: Any, n: int,
 
 
 def shorten_run(db_engine: Engine, run_id: int) -> None:
-    """What the run step does with tiny URLs on: each pending payload shortened and its links recorded, in one
-    transaction with the payload."""
+    """What the run step does with tiny URLs on: each pending payload tracked (shortened, its links recorded)
+    in the transaction that writes the payload."""
     with transaction(db_engine) as s:
         for d in s.exec(select(Delivery).where(Delivery.run_id == run_id, Delivery.status == "pending")).all():
-            payload, pairs = shorten(d.payload or {}, d.channel or "", base=BASE)
-            d.payload = payload
-            record_links(s, d.org_id, d.key, d.message_id, d.run_id, pairs)
+            d.payload = track(s, d, base=BASE)
             s.add(d)
 
 
@@ -203,8 +201,20 @@ def test_sent_links_redirect_to_their_url_count_clicks_and_move_the_delivery_to_
         ctx, signed_client, db_engine, org):
     client = signed_client
     message_id, run_id = decide(ctx, client, db_engine, org, 3, edit=email_only(client, org))
+    with transaction(db_engine) as s:  # a repeated step (the row as decided again) reuses the codes
+        first = s.exec(select(Delivery).where(Delivery.run_id == run_id, Delivery.customer == "c0001")).one()
+        decided = {"org_id": first.org_id, "key": first.key, "message_id": first.message_id, "run_id": run_id,
+                   "channel": "email", "payload": first.payload}
     shorten_run(db_engine, run_id)
-    shorten_run(db_engine, run_id)  # repeating the step stores nothing twice (one code per URL per recipient)
+    with transaction(db_engine) as s:
+        again = track(s, decided, base=BASE)
+        stored = s.exec(select(Delivery.payload).where(Delivery.key == decided["key"])).one()
+    assert again == stored
+    # a fallback channel's payload of the same recipient gets the same code for the same link
+    with transaction(db_engine) as s:
+        sms = track(s, {**decided, "channel": "sms", "payload": {"text": "https://shop.example/terms STOP"}},
+                    base=BASE)
+    assert sms is not None and sms["text"] == f"{BASE}/t/{links_of(db_engine, decided['key'])['https://shop.example/terms']} STOP"
     assert send_all(ctx, run_id) == {"sent": 3}
     rows = {r.customer: r for r in deliveries(db_engine, run_id)}
     mine = rows["c0001"]
