@@ -183,7 +183,9 @@ def track(session: Session, delivery: Any, *, base: str,
     ``key``, ``message_id``, ``run_id``, ``channel``, ``payload``), its links recorded in ``session`` — call it
     in the transaction that writes the payload. Codes the delivery already has (a repeated step, a fallback
     channel's payload) are reused. ``None`` when there is no payload."""
-    get = delivery.get if isinstance(delivery, Mapping) else (lambda name: getattr(delivery, name, None))
+    def get(name: str) -> Any:
+        return delivery.get(name) if isinstance(delivery, Mapping) else getattr(delivery, name, None)
+
     payload = get("payload")
     if not payload:
         return None
