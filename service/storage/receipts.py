@@ -5,7 +5,8 @@ Status order: ``sent`` → ``delivered`` → ``opened`` → ``clicked`` only eve
 ``delivered`` after ``opened`` changes nothing); ``bounced`` and ``failed`` replace only ``sent`` or
 ``delivered`` (an asynchronous bounce after the receiving server took the message). A hard bounce that
 applies also records ``hard_bounced`` for the customer on the delivery's channel, so no later run tries the
-address again.
+address again; an ``unsubscribed`` receipt (a spam report or an unsubscribe the provider took) records
+``unsubscribed`` on the channel and leaves the delivery's status as it is.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ PROVIDERS = {"twilio": "the account's auth token", "sendgrid": "the Event Webhoo
 FORWARD = {"sent": 0, "delivered": 1, "opened": 2, "clicked": 3}
 #: statuses a receipt can bring (others are stored and change nothing)
 STATUSES = (*[s for s in FORWARD if s != "sent"], "bounced", "failed")
+#: a receipt saying the recipient opted out (a spam report, an unsubscribe at the provider)
+UNSUBSCRIBED = "unsubscribed"
 #: what a bounce or failure may replace
 _NEGATIVE_FROM = ("sent", "delivered")
 
@@ -143,6 +146,13 @@ def apply_receipts(session: Session, provider: str, receipts: Sequence[tuple[int
         event_row = _store_event(session, org_id, provider, r, d.key)
         if event_row is None:
             tally["duplicates"] += 1
+            continue
+        if r.status == UNSUBSCRIBED and d.channel:
+            cid = _customer_id(session, org_id, d.customer)
+            moved = cid is not None and set_subscription(session, cid, d.channel, UNSUBSCRIBED) != UNSUBSCRIBED
+            if moved:
+                session.execute(update(ReceiptEvent).where(col(ReceiptEvent.id) == event_row).values(applied=True))
+            tally["applied" if moved else "unchanged"] += 1
             continue
         moved = _move(session, d, r)
         if moved:

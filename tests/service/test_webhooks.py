@@ -262,3 +262,8 @@ def test_sendgrid_signed_events_are_verified_and_deduplicated_by_event_id(
     assert subscription(db_engine, org, "c0002", "email") is None  # "blocked" is a soft bounce
     assert ok(post(body, signature))["duplicates"] == 4
     assert events_of(db_engine, org) == 4
+    spam = json.dumps([{"event": "spamreport", "sg_event_id": "sg-5", "sg_message_id": pid["c0000"],
+                        "timestamp": 1783170100}]).encode()
+    assert ok(post(spam, private.sign(stamp.encode() + spam, ec.ECDSA(hashes.SHA256()))))["applied"] == 1
+    assert subscription(db_engine, org, "c0000", "email") == "unsubscribed"
+    assert statuses(db_engine, rows)["c0000"] == "delivered"

@@ -12,7 +12,8 @@ Providers:
   SHA-256 signature (``X-Twilio-Email-Event-Webhook-Signature``, base64 DER) of the
   ``X-Twilio-Email-Event-Webhook-Timestamp`` header followed by the raw body, checked with the
   verification key (the base64 public key SendGrid shows). delivered, bounce (hard unless ``type`` is
-  ``blocked``), dropped → failed, open → opened, click → clicked.
+  ``blocked``), dropped → failed, open → opened, click → clicked; spamreport, unsubscribe and
+  group_unsubscribe record the customer ``unsubscribed`` on the channel.
 * ``herald`` — ``{"events": [{"id", "provider_id", "status", "at", "error"?, "bounce"?}]}``, signed
   ``X-Herald-Signature: sha256=<hex>``: HMAC-SHA256 of the raw body under the org's secret. ``status`` is
   delivered, bounced (``bounce``: ``hard`` — the default — or ``soft``), failed, opened or clicked.
@@ -61,7 +62,8 @@ SECRET_MIN, SECRET_MAX = 16, 4096
 TWILIO_STATUS = {"delivered": "delivered", "read": "opened", "undelivered": "bounced", "failed": "failed"}
 TWILIO_HARD = {"30005", "30006"}
 SENDGRID_STATUS = {"delivered": "delivered", "bounce": "bounced", "dropped": "failed", "open": "opened",
-                   "click": "clicked"}
+                   "click": "clicked", "spamreport": "unsubscribed", "unsubscribe": "unsubscribed",
+                   "group_unsubscribe": "unsubscribed"}
 HERALD_STATUS = ("delivered", "bounced", "failed", "opened", "clicked")
 SENDGRID_SIGNATURE = "x-twilio-email-event-webhook-signature"
 SENDGRID_TIMESTAMP = "x-twilio-email-event-webhook-timestamp"
