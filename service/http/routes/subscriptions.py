@@ -18,6 +18,7 @@ import re
 from typing import Any
 from urllib.parse import urlencode
 
+import anyio
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import FromPath, JSONBody
@@ -112,8 +113,6 @@ def _unsubscribe(db: Db, customer: str, message_id: int) -> bool:
 async def unsubscribe(request: Request[Any, Any, Any], db: DbDep) -> Response[str]:
     """RFC 8058 one-click unsubscribe (body ``List-Unsubscribe=One-Click``): the customer gets no more e-mail
     from now on. 404 (nothing changed) for a link whose token does not verify."""
-    import anyio
-
     found = _checked(db, _query(request))
     if found is None:
         raise Problem(404, "this unsubscribe link is not valid", code="not_found")

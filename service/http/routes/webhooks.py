@@ -290,7 +290,7 @@ def _process(db: Db, provider: str, receipts: list[Receipt], verifies: Any) -> d
             ok = found & verified
             if not ok:
                 raise Problem(401, f"the {provider} signature does not verify with the secret of the org this "
-                              "receipt belongs to (set it with PUT /api/v1/org/webhooks/{provider})",
+                              f"receipt belongs to (set it with PUT /api/v1/org/webhooks/{provider})",
                               code="bad_signature")
             pairs += [(org, r) for org in sorted(ok)]
         tally = apply_receipts(s, provider, pairs)
