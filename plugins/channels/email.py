@@ -220,6 +220,19 @@ class Email(ContactReachability):
         """Whether an unsubscribe request's token is genuine for (customer, message) under this org's secret."""
         return verify_unsubscribe(self.unsubscribe_secret, customer_id, message_id, token)
 
+    def check_unsubscribe(self, query: Mapping[str, Any]) -> tuple[str, str] | None:
+        """The (customer id, message id) of an unsubscribe link's query (``c``, ``m``, ``t`` as
+        :meth:`unsubscribe_url` writes them) when its token is genuine; None for a missing, unsigned or forged
+        one (and always without an ``unsubscribe_secret``)."""
+        values = [query.get(k) for k in ("c", "m", "t")]
+        if not all(isinstance(v, str) and 0 < len(v) <= 200 for v in values):
+            return None
+        customer_id, message_id, token = values
+        assert isinstance(customer_id, str) and isinstance(message_id, str) and isinstance(token, str)
+        if token == UNSIGNED or not self.verify_unsubscribe(customer_id, message_id, token):
+            return None
+        return customer_id, message_id
+
     async def send(self, payload: Mapping[str, Any], ctx: SendContext) -> SendResult:
         """Send the e-mail to ``payload["to"]`` through ``ctx.transport``."""
         return await transport_send(self.name, payload, ctx, to=payload.get("to"))

@@ -13,8 +13,9 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 from service.http.problems import forbidden
 from service.storage.keys import Principal, authenticate
 
-#: paths anyone may call
-PUBLIC = ("/health", "/ready", "/schema")
+#: paths anyone may call (regular expressions anchored at the start): tiny links, unsubscribes and receipts
+#: (authenticated by the provider's signature) included
+PUBLIC = ("/health", "/ready", "/schema", "/t/", "/u/?$", "/api/v1/webhooks/")
 
 
 class KeyAuth(AbstractAuthenticationMiddleware):

@@ -441,3 +441,55 @@ class IdempotencyRecord(SQLModel, table=True):
     body: bytes
     content_type: str = Field(max_length=100)
     created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class TinyLink(SQLModel, table=True):
+    """A tracked link of one delivery: ``/t/{code}`` redirects to ``url`` (a link of the rendered, approved
+    content) and counts its clicks. One code per distinct URL per delivery (unique ``(key, url_hash)``)."""
+
+    __tablename__ = "tiny_link"  # type: ignore[assignment]
+    __table_args__ = (UniqueConstraint("key", "url_hash"), Index("ix_tiny_link_org_message_run", "org_id", "message_id",
+                                                                 "run_id"))
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIG_ID)
+    code: str = Field(max_length=64, unique=True)
+    org_id: int = Field(foreign_key="org.id")
+    key: str = Field(max_length=64, index=True, description="the delivery's idempotency key")
+    message_id: int = Field(foreign_key="message.id")
+    run_id: int = Field(foreign_key="run.id")
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    url_hash: str = Field(max_length=64, description="SHA-256 of the URL (hex)")
+    clicks: int = 0
+    first_clicked_at: datetime | None = None
+    last_clicked_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class WebhookSecret(SQLModel, table=True):
+    """An org's secret for one receipt provider: the Twilio auth token, the SendGrid verification key (its
+    public key) or the HMAC key of ``herald`` receipts. Kept as given (signatures need it); never returned."""
+
+    __tablename__ = "webhook_secret"  # type: ignore[assignment]
+    __table_args__ = (UniqueConstraint("org_id", "provider"),)
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(foreign_key="org.id", index=True)
+    provider: str = Field(max_length=30)
+    secret: str = Field(sa_column=Column(Text, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ReceiptEvent(SQLModel, table=True):
+    """A delivery receipt, stored once per (org, provider, event id): a repeated event changes nothing."""
+
+    __tablename__ = "receipt_event"  # type: ignore[assignment]
+    __table_args__ = (UniqueConstraint("org_id", "provider", "event_id"),)
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIG_ID)
+    org_id: int = Field(foreign_key="org.id")
+    provider: str = Field(max_length=30)
+    event_id: str = Field(max_length=200)
+    key: str = Field(max_length=64, index=True, description="the delivery's idempotency key")
+    status: str = Field(max_length=20, description="delivered, bounced, failed, opened, clicked or other")
+    hard: bool = Field(default=False, description="a bounce the provider called permanent")
+    applied: bool = Field(default=False, description="whether it moved the delivery's status")
+    at: datetime | None = None
+    error: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,4 +1,5 @@
-"""The ``/api/v1`` routes, one module per resource of the six-step flow."""
+"""The ``/api/v1`` routes, one module per resource of the six-step flow, and the few public routes at the root
+(``/t/{code}`` tiny links, ``/u`` unsubscribes) that recipients follow from the messages they got."""
 
 from __future__ import annotations
 
@@ -11,15 +12,22 @@ from service.http.routes import (
     customers,
     evaluation,
     incentives,
+    links,
     messages,
     org,
     reports,
     rulesets,
+    subscriptions,
+    webhooks,
     workflow,
 )
 
 #: every module's handlers; each module lists its own in ``HANDLERS``
 MODULES = (org, campaigns, customers, audiences, messages, creatives, incentives, rulesets, workflow, evaluation,
-           reports)
+           reports, links, webhooks, subscriptions)
 
-api_router = Router(path="/api/v1", route_handlers=[h for m in MODULES for h in m.HANDLERS])
+#: the API under /api/v1, and beside it the public routes at the root (``PUBLIC_HANDLERS`` of a module)
+api_router = Router(path="/", route_handlers=[
+    Router(path="/api/v1", route_handlers=[h for m in MODULES for h in m.HANDLERS]),
+    *[h for m in MODULES for h in getattr(m, "PUBLIC_HANDLERS", ())],
+])
