@@ -93,3 +93,17 @@ def test_the_stored_frame_without_free_attributes_is_the_readers_frame(client, o
     assert some.equals(part.select(some.columns))
     # only c1 has handle_error marks: a key no chosen customer holds is no column (complete() adds the rest)
     assert set(part.columns) - set(some.columns) == {"customer.handle_error.phone", "customer.handle_error.email"}
+
+
+def test_a_contact_sent_again_drops_only_its_own_handle_marks(client, org):
+    _store(client, org, "id,phone,email,tier\nc1,0812345678,not-an-address,gold\n")
+    first = client.get("/api/v1/customers/c1", headers=org.headers()).json()["attributes"]
+    assert "handle_error.phone" in first and "handle_error.email" in first
+    _store(client, org, "id,phone\nc1,+447911123456\n")
+    again = client.get("/api/v1/customers/c1", headers=org.headers()).json()["attributes"]
+    assert "handle_error.phone" not in again and again["handle_type.phone"] == "mobile"
+    assert again["handle_error.email"] == first["handle_error.email"] and again["tier"] == "gold"
+    _store(client, org, "id,email,phone\nc1,ann@example.com,\n")
+    last = client.get("/api/v1/customers/c1", headers=org.headers()).json()["attributes"]
+    assert "handle_error.email" not in last and last["handle_type.email"] == "address"
+    assert last["handle_type.phone"] == "mobile" and last["phone"] == "+447911123456"
