@@ -116,7 +116,7 @@ def _json_object(items: Sequence[tuple[str, str]]) -> pl.Expr:
     frags = []
     for key, column in items:
         encoded = pl.struct(pl.col(column).alias(key)).struct.json_encode()
-        frags.append(pl.when(pl.col(column).is_not_null()).then(encoded.str.slice(1, encoded.str.len_bytes() - 2)))
+        frags.append(pl.when(pl.col(column).is_not_null()).then(encoded.str.slice(1, encoded.str.len_chars() - 2)))
     return pl.concat_str([pl.lit("{"), pl.concat_str(frags, separator=",", ignore_nulls=True), pl.lit("}")])
 
 

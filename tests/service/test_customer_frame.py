@@ -107,3 +107,16 @@ def test_a_contact_sent_again_drops_only_its_own_handle_marks(client, org):
     last = client.get("/api/v1/customers/c1", headers=org.headers()).json()["attributes"]
     assert "handle_error.email" not in last and last["handle_type.email"] == "address"
     assert last["handle_type.phone"] == "mobile" and last["phone"] == "+447911123456"
+
+
+def test_non_ascii_attributes_are_stored_as_valid_json_and_read_back(client, org, db_engine, herald):
+    # a bulk upsert builds each row's JSON in polars; a value with multi-byte characters once cut it wrongly
+    body = ('{"id": "c1", "first_name": "Zoë 😀", "colour": "grün", "tier": "gold"}\n'
+            '{"id": "c2", "first_name": "Ann", "colour": "red"}\n').encode()
+    r = client.post("/api/v1/customers/bulk", content=body, headers=org.headers(**{"Content-Type": "application/x-ndjson"}))
+    assert r.status_code == 200, r.text
+    got = client.get("/api/v1/customers/c1", headers=org.headers()).json()["attributes"]
+    assert got == {"first_name": "Zoë 😀", "colour": "grün", "tier": "gold"}
+    frame = customers_frame(db_engine, org.org_id, herald)
+    assert frame.get_column("customer.first_name").to_list() == ["Zoë 😀", "Ann"]
+    assert frame.get_column("customer.colour").to_list() == ["grün", "red"]  # a free attribute: inferred
