@@ -115,7 +115,7 @@ def row(name: str, latencies: list[float], failures: int, seconds: float) -> tup
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "http load").splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--connections", type=int, default=8)
     args = ap.parse_args()
