@@ -169,8 +169,11 @@ def _decoded_as(json_text: pl.Series, known: Mapping[str, pl.DataType], prefix: 
     if not keys:
         return []
     schema = {k: known[k] for k in sorted(keys)}
+    lines = io.BytesIO()  # the texts one per line, written by polars as they are (no Python string of them all)
+    pl.DataFrame({"json": json_text}).write_csv(lines, include_header=False, quote_style="never")
+    lines.seek(0)
     try:
-        parsed = pl.read_ndjson(io.BytesIO(json_text.str.join("\n").item().encode()), schema=schema)
+        parsed = pl.read_ndjson(lines, schema=schema)
     except pl.exceptions.PolarsError:
         return None
     if parsed.height != json_text.len():
