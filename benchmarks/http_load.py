@@ -115,7 +115,7 @@ def row(name: str, latencies: list[float], failures: int, seconds: float) -> tup
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "http load").splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--connections", type=int, default=8)
     args = ap.parse_args()
@@ -155,7 +155,8 @@ def main() -> None:
         lines.append(text)
         print("\n".join(lines))
         print(f"\nevaluate / hello-world: {eval_rps / hello_rps:.0%} (goal ≥ 50 %); "
-              f"{args.connections} connections, {args.seconds:.0f} s each, one uvicorn worker, loopback")
+              f"{args.connections} connections, {args.seconds:.0f} s each, one uvicorn worker, loopback; "
+              f"1-minute load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     finally:
         server.terminate()
         server.wait()

@@ -131,6 +131,8 @@ def main() -> None:
                      f"{r['evaluate']:.2f} | {r['dry_run']:.2f} | {r['recipients']:,} | {_included(r['summary'])} |")
         print(lines[-1], file=sys.stderr, flush=True)
     print("\n".join(lines))
+    print(f"\n1-minute load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
+          "(the machine is shared: other processes' load slows every figure)")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ import hashlib
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -165,9 +166,68 @@ def engine_refusal(exc: EngineError, base: Sequence[str | int] = ("message",)) -
 # -- the Prepared cache ------------------------------------------------------------------------------------
 
 
+class DecisionLedger:
+    """A ledger store for a kept ``Prepared``: every call goes to ``store``, except that while one decision is
+    made (inside :meth:`decision`) each ledger's ``info`` is read from the database once (a coupon's check
+    before the decision and its count when it takes a code read the same row: one snapshot, one query). A
+    write (``open``, ``reserve``, ``mark``, ``release``) forgets what was read; nothing is kept between
+    decisions."""
+
+    def __init__(self, store: Any):
+        self.store = store
+        self._read: dict[Any, Any] | None = None
+
+    @contextmanager
+    def decision(self) -> Iterator[None]:
+        """Reads of ``info`` shared for the duration of the block (one decision)."""
+        self._read = {}
+        try:
+            yield
+        finally:
+            self._read = None
+
+    def info(self, ledger: Any) -> Any:
+        """See ``LedgerStore.info`` (read once per decision)."""
+        if self._read is None:
+            return self.store.info(ledger)
+        if ledger not in self._read:
+            self._read[ledger] = self.store.info(ledger)
+        return self._read[ledger]
+
+    def entry(self, ledger: Any, holder: Any) -> Any:
+        """See ``LedgerStore.entry``."""
+        return self.store.entry(ledger, holder)
+
+    def _wrote(self) -> None:
+        if self._read is not None:
+            self._read.clear()
+
+    def open(self, ledger: Any, owner: str, settings: Mapping[str, Any]) -> Any:
+        """See ``LedgerStore.open``."""
+        self._wrote()
+        return self.store.open(ledger, owner, settings)
+
+    def reserve(self, ledger: Any, holder: Any, data: Mapping[str, Any], *, candidates: Iterable[str] | None = None,
+                cap: int | None = None, space: int | None = None) -> Any:
+        """See ``LedgerStore.reserve``."""
+        self._wrote()
+        return self.store.reserve(ledger, holder, data, candidates=candidates, cap=cap, space=space)
+
+    def mark(self, ledger: Any, holder: Any, status: str, data: Mapping[str, Any]) -> Any:
+        """See ``LedgerStore.mark``."""
+        self._wrote()
+        return self.store.mark(ledger, holder, status, data)
+
+    def release(self, ledger: Any, holder: Any, item: str | None = None) -> bool:
+        """See ``LedgerStore.release``."""
+        self._wrote()
+        return self.store.release(ledger, holder, item)
+
+
 @dataclass
 class _Entry:
     prepared: Prepared
+    ledger: DecisionLedger | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -183,8 +243,9 @@ class PreparedCache:
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: tuple[Any, ...], make: Callable[[], Prepared]) -> _Entry:
-        """The entry for ``key``, made by ``make()`` when missing (outside the cache's lock)."""
+    def get(self, key: tuple[Any, ...], make: Callable[[], tuple[Prepared, DecisionLedger | None]]) -> _Entry:
+        """The entry for ``key``, made by ``make()`` (the ``Prepared`` and the :class:`DecisionLedger` it was
+        prepared with, if any) when missing, outside the cache's lock."""
         with self._lock:
             found = self._items.get(key)
             if found is not None:
@@ -192,7 +253,7 @@ class PreparedCache:
                 self.hits += 1
                 return found
             self.misses += 1
-        entry = _Entry(make())
+        entry = _Entry(*make())
         with self._lock:
             self._items[key] = entry
             self._items.move_to_end(key)
@@ -205,7 +266,10 @@ class PreparedCache:
         """``entry``'s decision for ``customer``, as a run of that one recipient makes it (the engine starts
         each call afresh), under the entry's lock: a ``Prepared`` is not thread-safe."""
         with entry.lock:
-            return entry.prepared.decide(customer)
+            if entry.ledger is None:
+                return entry.prepared.decide(customer)
+            with entry.ledger.decision():
+                return entry.prepared.decide(customer)
 
 
 def prepared_key(content: str, at: datetime, explain: bool, render: bool) -> tuple[Any, ...]:

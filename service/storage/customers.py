@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from engine.columnar.frame import ID, read_frame
@@ -116,7 +116,7 @@ def _json_object(items: Sequence[tuple[str, str]]) -> pl.Expr:
     frags = []
     for key, column in items:
         encoded = pl.struct(pl.col(column).alias(key)).struct.json_encode()
-        frags.append(pl.when(pl.col(column).is_not_null()).then(encoded.str.slice(1, encoded.str.len_bytes() - 2)))
+        frags.append(pl.when(pl.col(column).is_not_null()).then(encoded.str.slice(1, encoded.str.len_chars() - 2)))
     return pl.concat_str([pl.lit("{"), pl.concat_str(frags, separator=",", ignore_nulls=True), pl.lit("}")])
 
 
@@ -213,8 +213,9 @@ def upsert_frame(session: Session, org_id: int, frame: pl.DataFrame, catalogue: 
         _upsert_postgres(conn.connection.dbapi_connection, org_id, wide, text, flags, contacts, now)
     else:  # pragma: no cover - the service runs on these two
         raise RuntimeError(f"bulk upsert is not written for {dialect}")
-    created = session.exec(select(Customer.id).where(Customer.org_id == org_id, Customer.created_at == now)).all()
-    return len(created), frame.height - len(created)
+    created = session.exec(select(func.count()).select_from(Customer)
+                           .where(col(Customer.org_id) == org_id, col(Customer.created_at) == now)).one()
+    return int(created), frame.height - int(created)
 
 
 def _contacts_present(catalogue: FieldCatalogue, text: list[str], rest: list[str]) -> list[tuple[str, bool]]:
@@ -234,10 +235,12 @@ def _set_clauses(text: list[str], flags: list[str], contacts: list[tuple[str, bo
                  "subscriptions = json_patch(customer.subscriptions, excluded.subscriptions)"]
     else:
         attrs = "customer.attributes::jsonb"
+        marks = []
         for name, typed in contacts:
             present = f"excluded.{name} IS NOT NULL" if typed else f"excluded.attributes::jsonb ? '{name}'"
-            attrs = (f"(CASE WHEN {present} THEN {attrs} - '{HANDLE_ERROR}{name}' - '{HANDLE_TYPE}{name}' "
-                     f"ELSE {attrs} END)")
+            marks += [f"CASE WHEN {present} THEN '{mark}{name}' END" for mark in (HANDLE_ERROR, HANDLE_TYPE)]
+        if marks:  # jsonb - text[]: the marks of every contact sent again, dropped (one expression per contact)
+            attrs = f"({attrs} - array_remove(ARRAY[{', '.join(marks)}]::text[], NULL))"
         sets += [f"attributes = ({attrs} || excluded.attributes::jsonb)::json",
                  "subscriptions = (customer.subscriptions::jsonb || excluded.subscriptions::jsonb)::json"]
     return [*sets, "updated_at = excluded.updated_at", "deleted_at = NULL"]

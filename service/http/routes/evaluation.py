@@ -24,6 +24,7 @@ from engine.run import NEXT_RUNS, Run
 from engine.scheduling import next_runs
 from engine.summary import Summary
 from service.http.adhoc import (
+    DecisionLedger,
     PreparedCache,
     content_hash,
     engine_refusal,
@@ -192,11 +193,12 @@ def evaluate_adhoc(data: JSONBody[EvaluateIn], caller: Caller, db: DbDep) -> dic
 
 def _single(db: Db, caller: Principal, data: EvaluateIn, content: str, at: datetime,
             customer: Customer) -> dict[str, Any]:
-    def make() -> Any:
+    def make() -> tuple[Any, DecisionLedger]:
         message = load_inline_message(db.herald, data.message, data.rulesets)
+        ledger = DecisionLedger(DbLedgerStore(db.engine, caller.org_id))
         try:
             return db.herald.prepare(message, at=at, explain=data.explain, render=data.render,
-                                     ledger=DbLedgerStore(db.engine, caller.org_id))
+                                     ledger=ledger), ledger
         except EngineError as exc:
             raise engine_refusal(exc) from None
 
