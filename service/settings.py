@@ -42,6 +42,18 @@ def _identifier(env: Mapping[str, str], name: str) -> str | None:
     return raw
 
 
+def _public_url(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise SettingsError(f"HERALD_PUBLIC_URL must be an http(s) address such as https://herald.example.com, "
+                            f"not {raw!r}")
+    return raw.rstrip("/")
+
+
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if not raw:
@@ -91,6 +103,8 @@ class Settings:
     * ``worker_id`` (``HERALD_WORKER_ID``): this worker's name among all of them; a worker restarted with the
       same name takes back the work it was doing when it stopped (default: host name and process id).
     * ``scheduler_poll`` (``HERALD_SCHEDULER_POLL``, seconds): how often workers look for approved messages.
+    * ``public_url`` (``HERALD_PUBLIC_URL``): the address recipients reach this service at; tiny URLs are
+      ``{public_url}/t/{code}`` (a message with tiny URLs on cannot be sent without it).
     * ``dbos_schema`` (``HERALD_DBOS_SCHEMA``, PostgreSQL): the schema of DBOS's workflow and queue tables in
       Herald's database (default ``dbos``; one per Herald database that shares a PostgreSQL database).
     """
@@ -109,6 +123,7 @@ class Settings:
     worker_id: str | None = None
     scheduler_poll: float = 1.0
     dbos_schema: str | None = None
+    public_url: str | None = None
     extra_plugins: tuple[object, ...] = field(default=(), repr=False)
 
     @classmethod
@@ -132,6 +147,7 @@ class Settings:
             worker_id=env.get("HERALD_WORKER_ID") or None,
             scheduler_poll=_seconds(env, "HERALD_SCHEDULER_POLL", cls.scheduler_poll),
             dbos_schema=_identifier(env, "HERALD_DBOS_SCHEMA"),
+            public_url=_public_url(env.get("HERALD_PUBLIC_URL") or None),
         )
 
     def with_database(self, url: str) -> Settings:

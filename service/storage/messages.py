@@ -41,6 +41,7 @@ from service.storage.tables import (
 
 DRAFT, AWAITING, APPROVED, REJECTED = "draft", "awaiting_approval", "approved", "rejected"
 SCHEDULED, CANCELLED = "scheduled", "cancelled"
+SENDING, SENT, FAILED = "sending", "sent", "failed"
 #: the statuses in which a message's steps may change (an edit of a submitted or approved one makes it a draft)
 EDITABLE = (DRAFT, AWAITING, APPROVED, REJECTED)
 #: the document keys that are not engine message data

@@ -29,9 +29,10 @@ def send_runs(session: Session, org_id: int, message_id: int) -> list[Run]:
                                                Run.kind == "send").order_by(col(Run.id))).all())
 
 
-def report(session: Session, org_id: int, run_ids: Sequence[int], costs: Mapping[str, float]) -> dict[str, Any]:
+def report(session: Session, org_id: int, run_ids: Sequence[int], costs: Mapping[str, float],
+           clicks: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The report of these runs (of one org): counts over their delivery rows; ``costs`` is each channel's
-    cost of one send (what the accepted sends cost)."""
+    cost of one send (what the accepted sends cost); ``clicks`` what the link counter says (tiny URLs)."""
     where = (col(Delivery.org_id) == org_id, col(Delivery.run_id).in_(list(run_ids)))
     rows = session.execute(sa_select(col(Delivery.status), col(Delivery.channel), col(Delivery.variant),
                                      col(Delivery.excluded_reason), func.count())
@@ -80,4 +81,5 @@ def report(session: Session, org_id: int, run_ids: Sequence[int], costs: Mapping
         "incentives": {"coupons_issued": incentives["issued"], "points_credited": incentives["credited"],
                        "points": points, "released": incentives["released"]},
         "cost": round(sum(costs.get(ch, 0.0) * c["sent"] for ch, c in channels.items()), 6),
+        "clicks": dict(clicks or {}),
     }

@@ -60,6 +60,8 @@ def build_transports(engine: Engine, herald: Herald, configs: Mapping[str, Mappi
             out[channel] = build_transport(channel, config)
         except TransportConfigError as exc:
             raise SettingsError(f"HERALD_TRANSPORTS: {exc}") from None
+        if hasattr(out[channel], "on_receipt"):  # SMPP: receipts arrive on the session
+            out[channel].on_receipt = SmppReceipts(engine)  # type: ignore[attr-defined]
     if default == "log":
         for name, reg in herald.registry.channels.items():
             if name not in out and reg.obj.kind == "direct":
@@ -67,11 +69,43 @@ def build_transports(engine: Engine, herald: Herald, configs: Mapping[str, Mappi
     return out
 
 
+class SmppReceipts:
+    """Stores the delivery receipts an SMSC sends on the SMPP session, as the receipt webhooks do: each once,
+    moving its delivery forward (``delivered``, ``failed`` …) in the org that sent it."""
+
+    #: SMPP final states → delivery statuses
+    STATUSES = {"delivered": "delivered", "failed": "failed", "expired": "failed", "rejected": "failed"}
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    async def __call__(self, receipt: Any) -> None:
+        """Apply one receipt (in a thread: the database call blocks); a state that is not final moves nothing."""
+        import asyncio
+
+        await asyncio.to_thread(self.apply, receipt)
+
+    def apply(self, receipt: Any) -> dict[str, int]:
+        """Apply one receipt; the counts of :func:`service.storage.receipts.apply_receipts`."""
+        from service.storage.db import transaction
+        from service.storage.receipts import Receipt, apply_receipts, orgs_by_provider_id
+
+        status = self.STATUSES.get(receipt.status)
+        if status is None:
+            return {}
+        event = Receipt(f"smpp:{receipt.provider_id}:{receipt.message_id}:{receipt.status}", receipt.provider_id,
+                        status, receipt.done_at, receipt.error_code)
+        with transaction(self.engine) as s:
+            orgs = orgs_by_provider_id(s, [receipt.provider_id]).get(receipt.provider_id, set())
+            return apply_receipts(s, "smpp", [(org, event) for org in sorted(orgs)])
+
+
 def build_worker(settings: Settings, herald: Herald, engine: Engine) -> WorkerContext:
     """The worker context of this process, from ``settings``."""
     configs = read_transports(settings.transports_file) if settings.transports_file else {}
     transports = build_transports(engine, herald, configs, settings.default_transport)
-    limits = Limits(chunk_size=settings.chunk_size, rates=dict(settings.rate_limits), poll=settings.scheduler_poll)
+    limits = Limits(chunk_size=settings.chunk_size, rates=dict(settings.rate_limits), poll=settings.scheduler_poll,
+                    public_url=settings.public_url)
     return WorkerContext(engine, herald, transports, limits, name=settings.worker_id or executor_name())
 
 

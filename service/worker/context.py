@@ -72,6 +72,7 @@ class Limits:
     * ``lease``: seconds a claimed delivery stays with its worker before another may take it over.
     * ``rates``: channel → messages per second across every worker (a DBOS queue rate limit).
     * ``poll``: seconds between two looks of the scheduler for approved messages.
+    * ``public_url``: the service's address for recipients (tiny URLs need it).
     """
 
     chunk_size: int = 500
@@ -82,6 +83,8 @@ class Limits:
     lease: float = 120.0
     rates: Mapping[str, float] = field(default_factory=dict)
     poll: float = 1.0
+    #: where recipients reach the service: tiny URLs are ``{public_url}/t/{code}``
+    public_url: str | None = None
 
     def batch_for(self, channel: str) -> int:
         """Sends per batch of ``channel``: ``batch_size``, or under a rate limit about a tenth of a second's

@@ -33,10 +33,11 @@ from service.storage.ledger import DbLedgerStore
 from service.storage.runs import audience_of
 from service.storage.tables import Approval, Delivery, MessageRow, MessageVersion, Run, RunMember
 from service.worker.context import WorkerContext
+from service.worker.links import track
 
 log = logging.getLogger(__name__)
 
-SENDING, SENT, FAILED = "sending", "sent", "failed"
+SENDING, SENT, FAILED = messages.SENDING, messages.SENT, messages.FAILED
 #: delivery statuses that still wait for a send
 WAITING = ("pending", "retrying", "sending")
 #: delivery statuses of a provider that took the message (receipts move sent on to these)
@@ -93,6 +94,9 @@ def _next_run(ctx: WorkerContext, session: Session, m: MessageRow, after: dateti
     message = messages.load_version(ctx.herald, session, m.org_id, version)
     if strictly and message.schedule.kind != "recurring":
         return None  # a one-off message has one run
+    if message.delivery.tiny_url and not ctx.limits.public_url:
+        raise EngineError("the message uses tiny URLs but HERALD_PUBLIC_URL is not set: recipients could not "
+                          "follow its links")
     start = after + timedelta(seconds=1) if strictly else after
     when = run_time_or_none(message.schedule, message.campaign, start)
     if when is None:
@@ -125,7 +129,7 @@ def schedule_approved(ctx: WorkerContext, at: datetime | None = None) -> list[in
             try:
                 run = _next_run(ctx, s, m, at)
             except EngineError as exc:
-                run, why = None, f"the approved version no longer loads: {exc}"
+                run, why = None, f"the approved version cannot be sent: {exc}"
             else:
                 why = "its schedule has no run time left (past, or after the campaign's end)"
             if run is None:
@@ -227,8 +231,16 @@ def prepare_chunk(ctx: WorkerContext, run_id: int, chunk: int) -> int:
     stamp = now()
     rows += [{**_base(run, chunk, c), "status": "excluded", "excluded_reason": "customer_deleted",
               "updated_at": stamp} for c in sorted(missing)]
-    _insert_new(ctx, rows)
+    _insert_new(ctx, rows, tracked=message.delivery.tiny_url)
     return len(rows)
+
+
+def tiny_base(ctx: WorkerContext) -> str:
+    """Where tiny URLs point (``HERALD_PUBLIC_URL``); a message with tiny URLs on is not sent without it."""
+    if not ctx.limits.public_url:
+        raise RuntimeError("the message uses tiny URLs but HERALD_PUBLIC_URL is not set: recipients could not "
+                           "follow its links")
+    return ctx.limits.public_url
 
 
 def _base(run: Run, chunk: int, customer: str) -> dict[str, Any]:
@@ -252,8 +264,9 @@ def _row(run: Run, chunk: int, d: Any) -> dict[str, Any]:
             "payload": dict(rendered.get("payload") or {}), "send_at": d.send_at or aware(run.at)}
 
 
-def _insert_new(ctx: WorkerContext, rows: list[dict[str, Any]]) -> None:
-    """Insert delivery rows, leaving alone any whose key is already there."""
+def _insert_new(ctx: WorkerContext, rows: list[dict[str, Any]], *, tracked: bool = False) -> None:
+    """Insert delivery rows, leaving alone any whose key is already there; with ``tracked``, the links of each
+    payload become the recipient's tiny URLs first (recorded in the same transaction)."""
     if not rows:
         return
     table = Delivery.__table__  # type: ignore[attr-defined]
@@ -263,9 +276,21 @@ def _insert_new(ctx: WorkerContext, rows: list[dict[str, Any]]) -> None:
         from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
     columns = {k for r in rows for k in r}
     rows = [{**dict.fromkeys(columns), **r} for r in rows]  # one statement needs the same keys in every row
+    base = tiny_base(ctx) if tracked else ""
     with transaction(ctx.engine) as s:
+        if tracked:
+            new = _new_keys(s, [r["key"] for r in rows])
+            for r in rows:
+                if r["payload"] and r["key"] in new:
+                    r["payload"] = track(s, r, base=base)
         for start in range(0, len(rows), MEMBER_BATCH):
             s.execute(upsert(table).on_conflict_do_nothing(index_elements=["key"]), rows[start:start + MEMBER_BATCH])
+
+
+def _new_keys(session: Session, keys: list[str]) -> set[str]:
+    """The keys that have no delivery row yet (a repeated step must not record links for rows it keeps)."""
+    found = set(session.exec(select(Delivery.key).where(col(Delivery.key).in_(keys))).all())
+    return set(keys) - found
 
 
 def counts(session: Session, run_id: int) -> dict[str, Any]:

@@ -40,7 +40,8 @@ from service.storage.ledger import DbLedgerStore
 from service.storage.tables import Customer as CustomerRow
 from service.storage.tables import Delivery, MessageRow, Run
 from service.worker.context import WorkerContext
-from service.worker.runs import approved_message, aware, now
+from service.worker.links import track
+from service.worker.runs import approved_message, aware, now, tiny_base
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ def _record(ctx: WorkerContext, message: Message, run: Run, d: Delivery, result:
             return "retrying"
         if result.unreachable and person is not None:
             _mark_unreachable(s, person.id, row.channel or "")
-        outcome = _fall_back(ctx, message, row, person)
+        outcome = _fall_back(ctx, s, message, row, person)
         if outcome == "failed":
             _release(ctx, message, row)
         s.add(row)
@@ -214,7 +215,8 @@ def _mark_unreachable(s: Session, customer_id: int | None, channel: str) -> None
         s.add(row)
 
 
-def _fall_back(ctx: WorkerContext, message: Message, row: Delivery, person: CustomerRow | None) -> str:
+def _fall_back(ctx: WorkerContext, session: Session, message: Message, row: Delivery,
+               person: CustomerRow | None) -> str:
     """Move the delivery to its next fallback channel that renders (``pending`` again, due now), or mark it
     ``failed`` when none is left."""
     tried = [*row.tried, row.channel or ""]
@@ -223,6 +225,8 @@ def _fall_back(ctx: WorkerContext, message: Message, row: Delivery, person: Cust
         rendering = _render(ctx, message, row, channel, person)
         if rendering is not None and rendering.ok:
             row.tried, row.channel, row.payload = tried, channel, dict(rendering.payload or {})
+            if message.delivery.tiny_url:
+                row.payload = track(session, row, base=tiny_base(ctx)) or row.payload
             row.status, row.attempts, row.next_attempt_at = "pending", 0, None
             return "fell_back"
         why = "no customer" if rendering is None else rendering.failure

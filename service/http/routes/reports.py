@@ -11,7 +11,7 @@ from sqlmodel import col, select
 
 from service.http.auth import READERS
 from service.http.deps import Caller, Db, DbDep, IdPath, encode_cursor, id_cursor, owned, page_limit
-from service.storage import reports
+from service.storage import links, reports
 from service.storage.tables import Delivery, MessageRow, OutboxMessage, Run
 
 
@@ -32,11 +32,12 @@ def run_out(run: Run) -> dict[str, Any]:
 def message_report(message_id: IdPath, caller: Caller, db: DbDep) -> dict[str, Any]:
     """The message's sends: every send run (status, size, times) and the counts over all of them — audience,
     excluded by reason, control group, sent, delivered, failed, waiting, by channel and variant, incentives,
-    cost."""
+    cost and clicks (total, unique)."""
     with db.tx() as s:
         m = owned(s, MessageRow, message_id, caller, "message")
         runs = reports.send_runs(s, caller.org_id, message_id)
-        body = reports.report(s, caller.org_id, [r.id for r in runs if r.id is not None], _costs(db))
+        body = reports.report(s, caller.org_id, [r.id for r in runs if r.id is not None], _costs(db),
+                              links.click_counts(s, caller.org_id, message_id))
         return {"message_id": m.id, "status": m.status, **body, "runs": [run_out(r) for r in runs]}
 
 
@@ -47,7 +48,8 @@ def run_report(run_id: IdPath, caller: Caller, db: DbDep) -> dict[str, Any]:
     with db.tx() as s:
         run = owned(s, Run, run_id, caller, "run")
         assert run.id is not None
-        return {"message_id": run.message_id, **reports.report(s, caller.org_id, [run.id], _costs(db)),
+        clicks = links.click_counts(s, caller.org_id, run.message_id, run.id)
+        return {"message_id": run.message_id, **reports.report(s, caller.org_id, [run.id], _costs(db), clicks),
                 "runs": [run_out(run)]}
 
 

@@ -8,8 +8,9 @@
   draft).
 * ``withdraw`` (approver): takes an approval back: ``approved`` or ``scheduled`` → ``awaiting_approval``; the
   approval becomes inactive and the submitted version waits for a decision again. It does not end the message.
-* ``cancel`` (marketer, approver, admin): ends the send: ``approved`` or ``scheduled`` → ``cancelled`` (final;
-  the approval stays on record as it was).
+* ``cancel`` (marketer, approver, admin): ends the send: ``approved``, ``scheduled`` or ``sending`` →
+  ``cancelled`` (final; the approval stays on record as it was). A send under way stops: what was sent stays
+  sent, every delivery not yet sent is cancelled and its incentive released.
 
 Every transition is audited; a transition the status does not allow is 409 naming the status.
 """
@@ -35,6 +36,7 @@ from service.storage.messages import (
     DRAFT,
     REJECTED,
     SCHEDULED,
+    SENDING,
     deactivate_approvals,
     snapshot,
     submission_problems,
@@ -168,9 +170,10 @@ def withdraw(message_id: IdPath, data: JSONBody[ReasonIn], caller: Caller, db: D
 @post("/messages/{message_id:int}/cancel", operation_id="cancelMessage", tags=["workflow"], guards=[READERS],
       sync_to_thread=True, status_code=200)
 def cancel(message_id: IdPath, data: JSONBody[ReasonIn], caller: Caller, db: DbDep) -> dict[str, Any]:
-    """Cancel the send of an approved or scheduled message (final: the message will not go out)."""
+    """Cancel the send of an approved, scheduled or sending message (final: nothing more goes out; what was
+    already sent stays sent)."""
     with db.tx() as s:
-        m = _message(s, message_id, caller, APPROVED, SCHEDULED, action="cancel")
+        m = _message(s, message_id, caller, APPROVED, SCHEDULED, SENDING, action="cancel")
         version = _version(s, m.approved_version_id or m.submitted_version_id)
         _move(s, m, CANCELLED, "cancelled", caller, (data.reason or "").strip() or None, version.hash)
         return message_out(s, m)
