@@ -60,9 +60,9 @@ def test_the_readme_walkthrough_runs_verbatim_against_a_served_demo(tmp_path):
                               env={**env, "MARKETER": keys["marketer"], "APPROVER": keys["approver"]})
         assert done.returncode == 0, done.stdout + done.stderr
         lines = done.stdout.strip().splitlines()
-        assert lines[-2:] == ["approved", "approved"]
+        assert lines[-5:] == ["approved", "sent", "True", "Hi ", "sent"], lines
         assert lines[0] == "2"  # the two customers the walk-through uploads are new
-        summary = lines[-3]
+        summary = lines[-6]
         assert summary.startswith("{'total': ") and "'included': " in summary and "'channels': {'sms': " in summary
     finally:
         server.terminate()
