@@ -25,7 +25,7 @@ class Provider:
     def __init__(self, *, fail_5xx: float = 0.0, fail_429: float = 0.0, seed: int = 7):
         self.fail_5xx, self.fail_429 = fail_5xx, fail_429
         self.random = random.Random(seed)
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.attempts: dict[str, int] = defaultdict(int)
         self.delivered: dict[str, tuple[str, float, str]] = {}  # token -> (sid, monotonic instant, to)
         self.repeats = 0
