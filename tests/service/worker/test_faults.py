@@ -198,3 +198,44 @@ def test_a_restarted_worker_takes_back_its_own_claims_at_once_and_nobody_elses(c
     assert sorted(i for _, ids in plan.batches for i in ids) == sorted(r.id for r in rows[:2])
     fresh_worker.transports = {"sms": Scripted()}
     assert sending.send_batch(fresh_worker, run.id, [r.id for r in rows], "restarted/b") == {"sent": 2}
+
+
+def test_points_are_credited_once_per_recipient_with_their_expiry(client, db_engine, org, fresh_worker):
+    upload(client, org, customers_csv(5))
+    fresh_worker.transports = {"sms": LogTransport(db_engine)}
+    inc = ok(client.post(f"{API}/incentives", json={"name": "Points", "kind": "points", "settings": {
+        "program": "Rewards", "amount": 250, "expiry": {"days": 30}}}, headers=org.headers()), 201)
+
+    def edit(url):
+        ok(client.put(f"{url}/incentive", json={"incentive_id": inc["id"]}, headers=org.headers()))
+
+    m, run_id, status = run_message(client, db_engine, org, fresh_worker, edit=edit)
+    rows = deliveries(db_engine, run_id)
+    assert status == "sent" and all(r.incentive and r.incentive["status"] == "credited" for r in rows)
+    assert all(r.incentive["amount"] == 250 and r.incentive["expires_on"] for r in rows if r.incentive)
+    report = ok(client.get(f"{API}/messages/{m['id']}/report", headers=org.headers()))
+    assert report["incentives"] == {"coupons_issued": 0, "points_credited": 5, "points": 1250, "released": 0}
+    # crediting again (a repeated step) returns the first credit: the ledger holds one entry per recipient
+    from service.storage.tables import Run
+    from service.worker.runs import approved_message, now
+    from service.worker.sending import _issue
+    with transaction(db_engine) as s:
+        run = s.get(Run, run_id)
+        message = approved_message(fresh_worker, s, run)
+    again = _issue(fresh_worker, message, rows[0], now())
+    assert again == rows[0].incentive
+
+
+def test_frequency_caps_read_what_was_really_sent(client, db_engine, org, fresh_worker):
+    upload(client, org, customers_csv(3))
+    fresh_worker.transports = {"sms": LogTransport(db_engine)}
+    run_message(client, db_engine, org, fresh_worker, title="First")
+
+    def capped(url):
+        lock = ok(client.get(url, headers=org.headers()))["version"]
+        ok(client.patch(url, json={"optimizers": {"frequency_cap": {"limits": [
+            {"channel": "overall", "period": "day", "max": 1}]}}, "version": lock}, headers=org.headers()))
+
+    _, run_id, status = run_message(client, db_engine, org, fresh_worker, title="Second", edit=capped)
+    rows = deliveries(db_engine, run_id)
+    assert {r.status for r in rows} == {"excluded"} and {r.excluded_reason for r in rows} == {"frequency_cap"}
