@@ -5,9 +5,21 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
+from engine.contracts import SendResult
+from service.storage.db import is_sqlite
 from service.worker import durable
 from tests.service.test_messages_support import API, ok
-from tests.service.worker.conftest import approve, customers_csv, deliveries, outbox, send_runs, upload
+from tests.service.worker.conftest import (
+    approve,
+    customers_csv,
+    deliveries,
+    outbox,
+    send_runs,
+    upload,
+    with_limits,
+)
 
 
 def test_an_approved_message_is_sent_once_to_every_recipient(client, db_engine, org, worker):
@@ -66,3 +78,26 @@ def test_another_org_sees_no_report_and_no_outbox(client, db_engine, org, other_
     m = approve(client, db_engine, org)
     for path in ("report", "outbox"):
         assert client.get(f"{API}/messages/{m['id']}/{path}", headers=other_org.headers()).status_code == 404
+
+
+@pytest.mark.slow
+def test_twenty_thousand_recipients_in_process_on_sqlite_each_sent_once_through_a_flaky_provider(
+        client, db_engine, org, fresh_worker, database_url):
+    if not is_sqlite(database_url):
+        pytest.skip("PostgreSQL runs this with worker processes: test_scale_out.py")
+    from tests.service.worker.test_faults import Scripted
+
+    n = 20_000
+    flaky = Scripted(lambda r, k: SendResult.transient("503", retry_after=0.01) if k == 1 and hash(r.to) % 5 == 0
+                     else None)
+    fresh_worker.transports = {"sms": flaky}
+    with_limits(fresh_worker, chunk_size=1000, batch_size=100)
+    upload(client, org, customers_csv(n, prefix="b"))
+    m = approve(client, db_engine, org, title="Big")
+    durable.schedule_once(fresh_worker)
+    (run,) = send_runs(db_engine, m["id"])
+    assert run.id is not None and durable.wait_for_run(run.id, timeout=900) == "sent"
+    rows = deliveries(db_engine, run.id)
+    assert len(rows) == n and {r.status for r in rows} == {"sent"}
+    assert len(flaky.accepted) == n and set(flaky.accepted.values()) == {1}
+    assert sum(1 for r in rows if r.attempts == 2) > n // 10  # the fifth that failed first was retried
