@@ -85,6 +85,9 @@ class Limits:
     poll: float = 1.0
     #: where recipients reach the service: tiny URLs are ``{public_url}/t/{code}``
     public_url: str | None = None
+    #: the longest durable sleep of a chunk waiting for its next wave: it looks again at least this often, so a
+    #: cancel stops a waiting wave within it
+    max_sleep: float = 30.0
 
     def batch_for(self, channel: str) -> int:
         """Sends per batch of ``channel``: ``batch_size``, or under a rate limit about a tenth of a second's

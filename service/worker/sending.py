@@ -85,7 +85,7 @@ def plan_pass(ctx: WorkerContext, run_id: int, chunk: int) -> Plan:
             later.append(when)
     batches = [(ch, ids[i:i + size]) for ch, ids in sorted(due.items())
                for size in (ctx.limits.batch_for(ch),) for i in range(0, len(ids), size)]
-    wait = None if batches or not later else max(0.05, (min(later) - t).total_seconds())
+    wait = None if batches or not later else min(ctx.limits.max_sleep, max(0.05, (min(later) - t).total_seconds()))
     return Plan(batches, wait)
 
 

@@ -24,7 +24,8 @@ from tests.service.test_messages_support import API, insert_dry_run, ok, ready_m
 
 #: a real send of e-mail needs signed unsubscribe links
 SIGNED = {"plugins.channels.email": {"unsubscribe_secret": "org-secret-0123456789"}}
-FAST = Limits(chunk_size=10, batch_size=5, max_attempts=3, backoff=0.05, backoff_cap=0.2, lease=30, poll=0.2)
+FAST = Limits(chunk_size=10, batch_size=5, max_attempts=3, backoff=0.05, backoff_cap=0.2, lease=30, poll=0.2,
+              max_sleep=1.0)
 
 
 @pytest.fixture(scope="session")

@@ -74,3 +74,19 @@ def test_local_send_times_go_out_in_time_zone_waves_and_a_cancel_stops_the_later
     assert durable.wait_for_run(run_id, timeout=60) == "cancelled"
     rows = {r.customer: r for r in deliveries(db_engine, run_id)}
     assert rows["kol"].status == "cancelled" and rows["lon"].status == "sent"
+
+
+def test_quiet_hours_defer_a_send_to_their_end_and_never_drop_it(client, db_engine, org, worker):
+    upload(client, org, "id,tier,phone,timezone\nq1,gold,+447911123456,Europe/London\n")
+    local = datetime.now(UTC).astimezone(ZoneInfo("Europe/London"))
+    start, end = (local - timedelta(hours=1)).strftime("%H:%M"), (local + timedelta(hours=2)).strftime("%H:%M")
+    m = approve(client, db_engine, org, schedule={"kind": "immediate", "quiet_hours": [start, end]})
+    durable.schedule_once(worker)
+    (run,) = send_runs(db_engine, m["id"])
+    assert run.id is not None
+    wait_until(lambda: deliveries(db_engine, run.id), 60, "the chunk to be decided")
+    (row,) = deliveries(db_engine, run.id)
+    assert row.status == "pending" and row.send_at is not None  # waiting, not excluded
+    assert row.send_at.replace(tzinfo=UTC).astimezone(ZoneInfo("Europe/London")).strftime("%H:%M") == end
+    ok(client.post(f"{API}/messages/{m['id']}/cancel", json={"reason": "test over"}, headers=org.headers()))
+    assert durable.wait_for_run(run.id, timeout=60) == "cancelled"
