@@ -130,9 +130,9 @@ def test_bad_settings_name_the_field_and_never_the_secret(channel, config, path,
 
 
 @pytest.mark.parametrize(("config", "message"), [
-    ({}, "transports.sms.kind: required (one of: fcm, line, smtp, twilio, viber, wechat, whatsapp)"),
+    ({}, "transports.sms.kind: required (one of: fcm, line, smpp, smtp, twilio, viber, wechat, whatsapp)"),
     ({"kind": "carrier-pigeon"}, "transports.sms.kind: unknown transport kind 'carrier-pigeon' "
-                                 "(known kinds: fcm, line, smtp, twilio, viber, wechat, whatsapp)"),
+                                 "(known kinds: fcm, line, smpp, smtp, twilio, viber, wechat, whatsapp)"),
     ("twilio", "transports.sms: must be a mapping with a 'kind', not str"),
 ])
 def test_the_kind_is_required_and_known(config, message):
