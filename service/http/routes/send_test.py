@@ -12,9 +12,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import anyio.to_thread
 import msgspec
-from litestar import Request, post
+from litestar import post
+from litestar.params import JSONBody
 
 from engine.errors import EngineError
 from service.http.adhoc import engine_refusal
@@ -32,19 +32,6 @@ class SendTestIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Which version to send (its number; default: the message's current version, snapshotted now)."""
 
     version: Id | None = None
-
-
-def _body(raw: bytes) -> SendTestIn:
-    if not raw.strip():
-        return SendTestIn()
-    try:
-        return msgspec.json.decode(raw, type=SendTestIn)
-    except msgspec.ValidationError as exc:
-        where = str(exc).rpartition(" - at `$")[2].rstrip("`")
-        path = "/" + where.lstrip(".").replace(".", "/") if where and where != str(exc) else ""
-        raise unprocessable("the request body is not valid", [error(path, "invalid", str(exc))]) from None
-    except msgspec.DecodeError as exc:
-        raise unprocessable("the request body is not JSON", [error("", "invalid_json", str(exc))]) from None
 
 
 def _version(s: Any, caller: Any, message: MessageRow, number: int | None) -> MessageVersion:
@@ -81,21 +68,18 @@ def check_pocs(version: MessageVersion, channels: Any) -> list[dict[str, str]]:
 
 
 @post("/messages/{message_id:int}/send-test", operation_id="sendTestMessage", tags=["delivery"], guards=[READERS],
-      status_code=202, request_max_body_size=MAX_BODY)
-async def send_test(message_id: IdPath, request: Request, caller: Caller, db: DbDep) -> dict[str, Any]:
+      sync_to_thread=True, status_code=202, request_max_body_size=MAX_BODY)
+def send_test(message_id: IdPath, caller: Caller, db: DbDep,
+              data: JSONBody[SendTestIn | None] = None) -> dict[str, Any]:
     """Send a version of the message (``{"version": n}``; default the current one) to its points of contact:
     a test run a worker sends soon. Returns ``{run_id, version, recipients, poc}``; follow it with
     ``GET /runs/{run_id}/report``. Nothing of the audience, no incentive reserved, the message's status kept."""
-    data = _body(await request.body())
-    return await anyio.to_thread.run_sync(_record, message_id, data, caller, db)
-
-
-def _record(message_id: int, data: SendTestIn, caller: Any, db: Any) -> dict[str, Any]:
+    number = data.version if data is not None else None
     with db.tx() as s:
         message = owned(s, MessageRow, message_id, caller, "message")
         if message.status == messages.CANCELLED:
             raise conflict("the message is cancelled: it sends nothing, not even a test", "cancelled")
-        version = _version(s, caller, message, data.version)
+        version = _version(s, caller, message, number)
         pocs = check_pocs(version, db.herald.registry.channels)
         try:
             runs.sources.load(db.herald, s, caller.org_id, version)

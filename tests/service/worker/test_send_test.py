@@ -4,6 +4,8 @@ draft) — and the request is refused, naming the field, when there is nobody to
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from sqlmodel import select
 
 from service.storage.db import transaction
@@ -11,7 +13,7 @@ from service.storage.ledger import DbLedgerStore
 from service.storage.tables import Delivery, Run
 from service.worker import durable
 from tests.service.test_messages_support import API, ok, ready_message
-from tests.service.worker.conftest import customers_csv, deliveries, outbox, send_runs, upload
+from tests.service.worker.conftest import approve, customers_csv, deliveries, outbox, send_runs, upload
 
 EMAIL = {"subject": "Summer sale", "from": "offers@herald.example",
          "html": "<p>{{ vars.discount }} off with {{ coupon.code }}</p><a href=\"{{ unsubscribe_url }}\">Unsubscribe</a>",
@@ -82,6 +84,26 @@ def test_a_draft_goes_to_its_points_of_contact_only_with_a_preview_coupon(client
     assert report["runs"][0]["status"] == "sent"
     # the message's report counts its real sends only
     assert ok(client.get(f"{API}/messages/{m['id']}/report", headers=org.headers()))["sent"] == 0
+
+
+def test_a_scheduled_message_stays_scheduled_and_its_real_run_is_untouched(client, db_engine, org, worker):
+    upload(client, org, customers_csv(4))
+    at = (datetime.now(UTC) + timedelta(seconds=6)).replace(microsecond=0)
+
+    def poc(url):
+        ok(client.put(f"{url}/delivery", json={"senders": {"sms": {"sender_id": "HERALD"}},
+                                               "poc": [{"channel": "sms", "handle": PHONE}]}, headers=org.headers()))
+
+    m = approve(client, db_engine, org, schedule={"kind": "at", "at": at.isoformat()}, edit=poc)
+    durable.schedule_once(worker)
+    (real,) = send_runs(db_engine, m["id"])
+    answer, status = run_test(client, org, worker, m["id"], who="approver")
+    assert status == "sent" and [r.customer for r in deliveries(db_engine, answer["run_id"])] == ["poc:0"]
+    assert ok(client.get(f"{API}/messages/{m['id']}", headers=org.headers()))["status"] == "scheduled"
+    assert real.id is not None and deliveries(db_engine, real.id) == []  # the real run still waits for `at`
+    assert durable.wait_for_run(real.id, timeout=60) == "sent"
+    assert len(deliveries(db_engine, real.id)) == 4
+    assert ok(client.get(f"{API}/messages/{m['id']}", headers=org.headers()))["status"] == "sent"
 
 
 def test_a_handle_the_channel_cannot_take_fails_alone_with_the_reason(client, db_engine, org, worker):
