@@ -32,6 +32,7 @@ from service.storage.db import transaction
 from service.storage.ledger import DbLedgerStore
 from service.storage.runs import audience_of
 from service.storage.tables import Approval, Delivery, MessageRow, MessageVersion, Run, RunMember
+from service.worker import test_sends
 from service.worker.context import WorkerContext
 from service.worker.links import track
 
@@ -145,9 +146,10 @@ def schedule_approved(ctx: WorkerContext, at: datetime | None = None) -> list[in
 
 
 def runs_to_start(ctx: WorkerContext) -> list[tuple[int, datetime]]:
-    """Send runs whose durable workflow is not started yet: (run id, run time)."""
+    """Send and test runs whose durable workflow is not started yet: (run id, run time)."""
     with transaction(ctx.engine) as s:
-        rows = s.exec(select(Run.id, Run.at).where(Run.kind == "send", Run.status == "scheduled",
+        rows = s.exec(select(Run.id, Run.at).where(col(Run.kind).in_(("send", test_sends.TEST)),
+                                                   Run.status == "scheduled",
                                                    Run.workflow_started == False)).all()  # noqa: E712
     return [(rid, aware(at)) for rid, at in rows]  # type: ignore[misc]
 
@@ -163,7 +165,8 @@ def mark_started(ctx: WorkerContext, run_id: int) -> None:
 
 def begin(ctx: WorkerContext, run_id: int) -> int:
     """Start the run: resolve its audience now and freeze it (once: a repeat finds it frozen); the message and
-    the run become ``sending``. Returns the number of chunks (0 for a cancelled message or run)."""
+    the run become ``sending`` (a test run freezes its points of contact and leaves the message alone).
+    Returns the number of chunks (0 for a cancelled message or run)."""
     with transaction(ctx.engine) as s:
         run = s.get(Run, run_id)
         assert run is not None
@@ -172,7 +175,9 @@ def begin(ctx: WorkerContext, run_id: int) -> int:
         if run.status == "cancelled" or m.status == messages.CANCELLED:
             run.status, run.finished_at = "cancelled", run.finished_at or now()
             return 0
-        if run.size is None:
+        if run.size is None and test_sends.is_test(run):
+            run.size, run.status, run.started_at = test_sends.freeze(s, run), SENDING, now()
+        elif run.size is None:
             version = s.get(MessageVersion, run.version_id)
             assert version is not None
             frame = audience_frame(ctx.engine, run.org_id, ctx.herald, audience_of(version) or {})
@@ -221,7 +226,12 @@ def prepare_chunk(ctx: WorkerContext, run_id: int, chunk: int) -> int:
         if not todo:
             return 0
         message = approved_message(ctx, s, run)
-        seen = history(s, run.org_id, todo)
+        test = s.get(MessageVersion, run.version_id) if test_sends.is_test(run) else None
+        seen = history(s, run.org_id, todo) if test is None else {}
+    if test is not None:  # the points of contact: no rules, no audience, a preview incentive
+        values = test_sends.decide(ctx.herald.registry, message, test, DbLedgerStore(ctx.engine, run.org_id), todo)
+        _insert_new(ctx, [{**_base(run, chunk, v["customer"]), **v} for v in values], tracked=message.delivery.tiny_url)
+        return len(values)
     frame = customers_frame(ctx.engine, run.org_id, ctx.herald, todo)
     at = aware(run.at) or now()
     decisions = ctx.herald.evaluate(message, frame, at=at, mode="per_recipient", preview=False, render=True,
@@ -307,7 +317,7 @@ def counts(session: Session, run_id: int) -> dict[str, Any]:
 def finish(ctx: WorkerContext, run_id: int, errors: Sequence[str] = ()) -> str:
     """End the run: its summary and status (``sent``; ``failed`` when nothing could be sent to an audience that
     had recipients to send to, or when a chunk failed for good — ``errors`` says which and why); the message is
-    ``sent``, or ``scheduled`` again with its next run."""
+    ``sent``, or ``scheduled`` again with its next run (a test run leaves the message alone)."""
     with transaction(ctx.engine) as s:
         run = s.get(Run, run_id)
         assert run is not None
@@ -322,7 +332,7 @@ def finish(ctx: WorkerContext, run_id: int, errors: Sequence[str] = ()) -> str:
         run.status = "cancelled" if cancelled else FAILED if errors or (failed and not sent) else SENT
         run.summary = {**c, "audience": run.size, "sent": sent, "failed": failed, "errors": list(errors)}
         run.finished_at = now()
-        if m.status == SENDING:
+        if m.status == SENDING and not test_sends.is_test(run):
             nxt = _next_run(ctx, s, m, aware(run.at) or now(), strictly=True)
             to = messages.SCHEDULED if nxt is not None else run.status
             why = f"run {run_id}: {sent} sent, {failed} failed" + (f"; next run {nxt.id} at {nxt.at.isoformat()}"

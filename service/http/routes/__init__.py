@@ -17,6 +17,7 @@ from service.http.routes import (
     org,
     reports,
     rulesets,
+    send_test,
     subscriptions,
     webhooks,
     workflow,
@@ -24,7 +25,7 @@ from service.http.routes import (
 
 #: every module's handlers; each module lists its own in ``HANDLERS``
 MODULES = (org, campaigns, customers, audiences, messages, creatives, incentives, rulesets, workflow, evaluation,
-           reports, links, webhooks, subscriptions)
+           reports, send_test, links, webhooks, subscriptions)
 
 #: the API under /api/v1, and beside it the public routes at the root (``PUBLIC_HANDLERS`` of a module)
 api_router = Router(path="/", route_handlers=[
