@@ -204,10 +204,12 @@ def chunk_members(ctx: WorkerContext, run_id: int, chunk: int) -> list[str]:
 
 
 def history(session: Session, org_id: int, customers: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-    """What the org really sent these customers (frequency caps read it): customer → ``[{channel, sent_at}]``."""
+    """What the org really sent these customers (frequency caps read it): customer → ``[{channel, sent_at}]``;
+    test sends to the points of contact are not sends to customers."""
     out: dict[str, list[dict[str, Any]]] = {}
-    rows = session.exec(select(Delivery.customer, Delivery.channel, Delivery.sent_at).where(
-        Delivery.org_id == org_id, col(Delivery.customer).in_(list(customers)),
+    rows = session.exec(select(Delivery.customer, Delivery.channel, Delivery.sent_at)
+                        .join(Run, col(Run.id) == col(Delivery.run_id)).where(
+        Delivery.org_id == org_id, col(Delivery.customer).in_(list(customers)), Run.kind == "send",
         col(Delivery.status).in_(ACCEPTED), col(Delivery.sent_at).is_not(None))).all()
     for customer, channel, sent_at in rows:
         out.setdefault(customer, []).append({"channel": channel, "sent_at": aware(sent_at)})
