@@ -11,6 +11,7 @@ from service.http.routes import (
     creatives,
     customers,
     evaluation,
+    exports,
     incentives,
     links,
     messages,
@@ -18,13 +19,14 @@ from service.http.routes import (
     reports,
     rulesets,
     subscriptions,
+    tasks,
     webhooks,
     workflow,
 )
 
 #: every module's handlers; each module lists its own in ``HANDLERS``
 MODULES = (org, campaigns, customers, audiences, messages, creatives, incentives, rulesets, workflow, evaluation,
-           reports, links, webhooks, subscriptions)
+           reports, links, webhooks, subscriptions, tasks, exports)
 
 #: the API under /api/v1, and beside it the public routes at the root (``PUBLIC_HANDLERS`` of a module)
 api_router = Router(path="/", route_handlers=[
