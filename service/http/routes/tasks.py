@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import get, post
-from litestar.params import FromQuery, JSONBody, Parameter
+from litestar.params import FromQuery, JSONBody, Parameter, QueryParameter
 
 from service.http.auth import requires
-from service.http.deps import Caller, DbDep, IdPath, encode_cursor, id_cursor, page_limit
+from service.http.deps import MAX_ID, Caller, DbDep, IdPath, encode_cursor, id_cursor, page_limit
 from service.http.problems import Problem, conflict, error, not_found, unprocessable
 from service.storage import tasks
 
@@ -34,7 +34,7 @@ def _problem(exc: tasks.TaskStateError) -> Problem:
 
 @get("/tasks", operation_id="listTasks", tags=["tasks"], guards=[AGENTS], sync_to_thread=True)
 def list_tasks(caller: Caller, db: DbDep, status: FromQuery[str | None] = None,
-               message_id: Annotated[int | None, Parameter(query="message_id", ge=1, le=2**62)] = None,
+               message_id: Annotated[int | None, QueryParameter(ge=1, le=MAX_ID)] = None,
                cursor: FromQuery[str | None] = None,
                limit: Annotated[int | None, Parameter(ge=1)] = None) -> dict[str, Any]:
     """The org's call tasks, oldest first, a page at a time; ``status`` (open, claimed, done) and
