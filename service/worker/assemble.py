@@ -14,8 +14,8 @@ from sqlalchemy import Engine
 from engine.contracts import Transport
 from engine.runtime import Herald
 from service.settings import Settings, SettingsError
-from service.worker.context import Limits, WorkerContext, executor_name
 from service.worker.ad_exports import AdExportTransport
+from service.worker.context import Limits, WorkerContext, executor_name
 from service.worker.outbox import LogTransport
 from service.worker.tasks import TaskTransport
 

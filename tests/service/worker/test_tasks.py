@@ -55,7 +55,7 @@ def test_a_call_task_message_queues_one_task_per_recipient_and_a_retry_adds_none
     m, run_id = send_call_tasks(client, db_engine, org, fresh_worker)
     rows = deliveries(db_engine, run_id)
     sent = [d for d in rows if d.status == "sent"]
-    assert len(sent) == 6 and all(d.channel == "call_task" and d.provider_id.startswith("task-") for d in sent)
+    assert len(sent) == 6 and all(d.channel == "call_task" and (d.provider_id or "").startswith("task-") for d in sent)
     tasks = all_tasks(client, org, message_id=m["id"])  # pages of 4: the cursor walks them all
     assert sorted(t["customer"] for t in tasks) == sorted(d.customer for d in sent)
     first = next(t for t in tasks if t["customer"] == "c0001")
