@@ -16,7 +16,7 @@ import csv
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,13 +64,11 @@ def _hash(value: Any) -> str | None:
     return value if isinstance(value, str) and _HEX64.fullmatch(value) else None
 
 
-def record_once(engine: Engine, key: str, channel: str, identifiers: Mapping[str, Any]) -> bool | None:
-    """Store the hashed ``email`` and ``phone`` of the delivery ``key`` on ``channel`` (values that are not
-    SHA-256 hex are dropped). True when written now, False when already there (a retried send), None when no
-    delivery has that key or no identifier is left."""
-    email, phone = _hash(identifiers.get("email")), _hash(identifiers.get("phone"))
-    if email is None and phone is None:
-        return None
+def record_once(engine: Engine, key: str, channel: str,
+                identifiers: Callable[[Delivery], Mapping[str, Any]]) -> bool | None:
+    """Store the hashed ``email`` and ``phone`` that ``identifiers`` finds for the delivery ``key`` on ``channel``
+    (values that are not SHA-256 hex are dropped). True when written now, False when already there (a retried
+    send), None when no delivery has that key or no identifier is left."""
     for _ in range(2):
         try:
             with transaction(engine) as s:
@@ -78,6 +76,10 @@ def record_once(engine: Engine, key: str, channel: str, identifiers: Mapping[str
                     return False
                 d = s.exec(select(Delivery).where(Delivery.key == key)).first()
                 if d is None:
+                    return None
+                ids = identifiers(d)
+                email, phone = _hash(ids.get("email")), _hash(ids.get("phone"))
+                if email is None and phone is None:
                     return None
                 s.add(AdExportRow(org_id=d.org_id, key=key, channel=channel, message_id=d.message_id, run_id=d.run_id,
                                   email=email, phone=phone))

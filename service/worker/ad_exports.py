@@ -7,13 +7,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine
-from sqlmodel import select
 
 from engine.contracts import SendRequest, SendResult
 from service.storage import ad_exports
-from service.storage.db import transaction
 from service.storage.tables import Delivery
 from service.worker.context import WorkerContext
 
@@ -32,18 +31,13 @@ class AdExportTransport:
         """Record the member (in a thread: the database call blocks) and accept it."""
         return await asyncio.to_thread(self._write, request)
 
-    def _identifiers(self, request: SendRequest) -> dict[str, object]:
-        """The hashed identifiers of the delivery's rendered payload (what ``AdChannel.render`` produced)."""
-        with transaction(self.engine) as s:
-            d = s.exec(select(Delivery).where(Delivery.key == request.idempotency_key)).first()
-        if d is None or d.channel != request.channel:
-            return {}
-        ids = (d.payload or {}).get("identifiers")
-        return dict(ids) if isinstance(ids, dict) else {}
-
     def _write(self, request: SendRequest) -> SendResult:
-        written = ad_exports.record_once(self.engine, request.idempotency_key, request.channel,
-                                         self._identifiers(request))
+        def identifiers(d: Delivery) -> dict[str, Any]:
+            """The hashed identifiers of the delivery's rendered payload (what ``AdChannel.render`` produced)."""
+            ids = (d.payload or {}).get("identifiers") if d.channel == request.channel else None
+            return dict(ids) if isinstance(ids, dict) else {}
+
+        written = ad_exports.record_once(self.engine, request.idempotency_key, request.channel, identifiers)
         if written is None:
             return SendResult.permanent(f"{request.channel}: the delivery has no hashed e-mail or phone to export")
         return SendResult.accepted(f"export-{request.channel}-{request.idempotency_key}")
