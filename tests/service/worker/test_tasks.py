@@ -5,9 +5,12 @@ Another org sees none of it."""
 
 from __future__ import annotations
 
+import threading
+
 from sqlmodel import select
 
 from engine.contracts import SendRequest
+from service.storage import tasks
 from service.storage.db import transaction
 from service.storage.tables import CallTask, Customer
 from service.worker import durable
@@ -56,9 +59,9 @@ def test_a_call_task_message_queues_one_task_per_recipient_and_a_retry_adds_none
     rows = deliveries(db_engine, run_id)
     sent = [d for d in rows if d.status == "sent"]
     assert len(sent) == 6 and all(d.channel == "call_task" and (d.provider_id or "").startswith("task-") for d in sent)
-    tasks = all_tasks(client, org, message_id=m["id"])  # pages of 4: the cursor walks them all
-    assert sorted(t["customer"] for t in tasks) == sorted(d.customer for d in sent)
-    first = next(t for t in tasks if t["customer"] == "c0001")
+    listed = all_tasks(client, org, message_id=m["id"])  # pages of 4: the cursor walks them all
+    assert sorted(t["customer"] for t in listed) == sorted(d.customer for d in sent)
+    first = next(t for t in listed if t["customer"] == "c0001")
     assert first["status"] == "open" and first["phone"] == "+919800000001" and first["queue"] == "retention"
     assert first["task"]["script"] == "Hello c0001, this is Herald about our summer sale."
     assert first["task"]["priority"] == "high" and first["task"]["call_window"]["timezone"] == "Asia/Kolkata"
@@ -122,3 +125,28 @@ def test_claim_and_complete(client, db_engine, org, other_org, fresh_worker):
     assert [t["customer"] for t in all_tasks(client, org, status="open")] == ["c0003"]
     r = client.get(f"{API}/tasks", params={"status": "lost"}, headers=org.headers())
     assert r.status_code == 422
+
+
+def test_agents_racing_for_one_task_leave_it_with_exactly_one(client, db_engine, org, fresh_worker):
+    send_call_tasks(client, db_engine, org, fresh_worker, n=1)
+    (task,) = all_tasks(client, org)
+    users = [org.user_ids[who] for who in ("marketer", "marketer2", "admin", "service")]
+    start = threading.Barrier(len(users))
+    won, refused = [], []
+
+    def claim(user_id):
+        start.wait()
+        try:
+            with transaction(db_engine) as s:
+                won.append(tasks.claim(s, org.org_id, task["id"], user_id).claimed_by)
+        except tasks.TaskStateError as exc:
+            refused.append(exc.code)
+
+    threads = [threading.Thread(target=claim, args=(u,)) for u in users]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(won) == 1 and refused == ["claimed_by_another"] * 3
+    listed = ok(client.get(f"{API}/tasks", params={"status": "claimed"}, headers=org.headers()))["items"]
+    assert [t["claimed_by"] for t in listed] == won
