@@ -94,7 +94,8 @@ class Settings:
     * ``fields_file`` (``HERALD_FIELDS``): the org field catalogue rules are checked against.
     * ``idempotency_hours``: how long a repeated ``Idempotency-Key`` replays the first response.
     * ``transports_file`` (``HERALD_TRANSPORTS``): YAML or JSON, channel → ``{kind: smtp | twilio | smpp |
-      fcm | line | viber | wechat | whatsapp | log, …its options}``: how each channel reaches its provider.
+      fcm | line | viber | wechat | whatsapp | log | task | ad_export, …its options}``: how each channel reaches
+      its provider (``task`` and ``ad_export`` are what call-task and ad channels get without an entry).
     * ``default_transport`` (``HERALD_DEFAULT_TRANSPORT``): ``log`` sends every channel without a transport
       to the outbox table (the demo); unset, such a channel's sends fail with "no transport configured".
     * ``chunk_size`` (``HERALD_CHUNK_SIZE``): recipients per queued chunk of a send run.
@@ -107,6 +108,8 @@ class Settings:
       ``{public_url}/t/{code}`` (a message with tiny URLs on cannot be sent without it).
     * ``dbos_schema`` (``HERALD_DBOS_SCHEMA``, PostgreSQL): the schema of DBOS's workflow and queue tables in
       Herald's database (default ``dbos``; one per Herald database that shares a PostgreSQL database).
+    * ``export_dir`` (``HERALD_EXPORT_DIR``, default ``./exports``): where ad channels' audience files are written
+      (``<org>/<message>/<run>/<channel>.csv``); the API lists them from there, so workers and the API share it.
     """
 
     database_url: str = DEFAULT_DATABASE
@@ -124,6 +127,7 @@ class Settings:
     scheduler_poll: float = 1.0
     dbos_schema: str | None = None
     public_url: str | None = None
+    export_dir: Path = Path("exports")
     extra_plugins: tuple[object, ...] = field(default=(), repr=False)
 
     @classmethod
@@ -148,6 +152,7 @@ class Settings:
             scheduler_poll=_seconds(env, "HERALD_SCHEDULER_POLL", cls.scheduler_poll),
             dbos_schema=_identifier(env, "HERALD_DBOS_SCHEMA"),
             public_url=_public_url(env.get("HERALD_PUBLIC_URL") or None),
+            export_dir=Path(env.get("HERALD_EXPORT_DIR") or "exports"),
         )
 
     def with_database(self, url: str) -> Settings:

@@ -493,3 +493,47 @@ class ReceiptEvent(SQLModel, table=True):
     at: datetime | None = None
     error: str | None = Field(default=None, max_length=500)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class CallTask(SQLModel, table=True):
+    """A call-centre task: what the ``task`` transport writes for a delivery on a ``kind="task"`` channel, once
+    per (delivery key, channel). ``status``: ``open`` → ``claimed`` (by ``claimed_by``, at ``claimed_at``) →
+    ``done`` with the agent's ``outcome`` (``reached``, ``no_answer`` …) and ``note``."""
+
+    __tablename__ = "call_task"  # type: ignore[assignment]
+    __table_args__ = (UniqueConstraint("key", "channel"), Index("ix_call_task_org_status", "org_id", "status", "id"),
+                      Index("ix_call_task_org_message", "org_id", "message_id", "id"))
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIG_ID)
+    org_id: int = Field(foreign_key="org.id")
+    key: str = Field(max_length=64, description="the delivery's idempotency key")
+    channel: str = Field(max_length=50)
+    message_id: int = Field(foreign_key="message.id")
+    run_id: int = Field(foreign_key="run.id")
+    customer: str = Field(max_length=200)
+    phone: str | None = Field(default=None, max_length=40)
+    queue: str | None = Field(default=None, max_length=200)
+    task: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False), description="the rendered task")
+    status: str = Field(default="open", max_length=20, description="open, claimed or done")
+    claimed_by: int | None = Field(default=None, foreign_key="user.id")
+    claimed_at: datetime | None = None
+    outcome: str | None = Field(default=None, max_length=30)
+    note: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    completed_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class AdExportRow(SQLModel, table=True):
+    """One member of an ad audience export: the hashed identifiers the ``ad`` transport records for a delivery on
+    a ``kind="ad"`` channel, once per (delivery key, channel); the run's export files are written from these."""
+
+    __tablename__ = "ad_export_row"  # type: ignore[assignment]
+    __table_args__ = (UniqueConstraint("key", "channel"), Index("ix_ad_export_row_run_channel", "run_id", "channel", "id"))
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIG_ID)
+    org_id: int = Field(foreign_key="org.id", index=True)
+    key: str = Field(max_length=64, description="the delivery's idempotency key")
+    channel: str = Field(max_length=50)
+    message_id: int = Field(foreign_key="message.id")
+    run_id: int = Field(foreign_key="run.id")
+    email: str | None = Field(default=None, max_length=64, description="SHA-256 hex of the normalised e-mail")
+    phone: str | None = Field(default=None, max_length=64, description="SHA-256 hex of the normalised phone")
+    created_at: datetime = Field(default_factory=utcnow)

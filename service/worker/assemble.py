@@ -14,8 +14,10 @@ from sqlalchemy import Engine
 from engine.contracts import Transport
 from engine.runtime import Herald
 from service.settings import Settings, SettingsError
+from service.worker.ad_exports import AdExportTransport
 from service.worker.context import Limits, WorkerContext, executor_name
 from service.worker.outbox import LogTransport
+from service.worker.tasks import TaskTransport
 
 MAX_TRANSPORTS_FILE = 1024 * 1024
 
@@ -41,18 +43,21 @@ def read_transports(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def build_transports(engine: Engine, herald: Herald, configs: Mapping[str, Mapping[str, Any]],
-                     default: str | None) -> dict[str, Transport]:
-    """A transport per channel: as configured, else the default (``log``) for every direct channel."""
+                     default: str | None, export_dir: Path = Path("exports")) -> dict[str, Transport]:
+    """A transport per channel: as configured (``kind: log | task | ad_export`` or a provider's), else the
+    call-task table for every ``task`` channel, the audience files in ``export_dir`` for every ``ad`` channel,
+    and the default (``log``) for every direct channel."""
     unknown = sorted(set(configs) - set(herald.registry.channels))
     if unknown:
         raise SettingsError(f"HERALD_TRANSPORTS: no channel named {', '.join(unknown)} "
                             f"(channels: {', '.join(sorted(herald.registry.channels))})")
-    log = LogTransport(engine)
+    log, tasks, ads = LogTransport(engine), TaskTransport(engine), AdExportTransport(engine, export_dir)
+    builtin: dict[str, Transport] = {"log": log, "task": tasks, "ad_export": ads}
     out: dict[str, Transport] = {}
     for channel, config in configs.items():
         kind = config.get("kind")
-        if kind == "log":
-            out[channel] = log
+        if isinstance(kind, str) and kind in builtin:
+            out[channel] = builtin[kind]
             continue
         from service.worker.transports.factory import TransportConfigError, build_transport
 
@@ -62,10 +67,15 @@ def build_transports(engine: Engine, herald: Herald, configs: Mapping[str, Mappi
             raise SettingsError(f"HERALD_TRANSPORTS: {exc}") from None
         if hasattr(out[channel], "on_receipt"):  # SMPP: receipts arrive on the session
             out[channel].on_receipt = SmppReceipts(engine)  # type: ignore[attr-defined]
-    if default == "log":
-        for name, reg in herald.registry.channels.items():
-            if name not in out and reg.obj.kind == "direct":
-                out[name] = log
+    for name, reg in herald.registry.channels.items():
+        if name in out:
+            continue
+        if reg.obj.kind == "task":
+            out[name] = tasks
+        elif reg.obj.kind == "ad":
+            out[name] = ads
+        elif default == "log" and reg.obj.kind == "direct":
+            out[name] = log
     return out
 
 
@@ -103,7 +113,7 @@ class SmppReceipts:
 def build_worker(settings: Settings, herald: Herald, engine: Engine) -> WorkerContext:
     """The worker context of this process, from ``settings``."""
     configs = read_transports(settings.transports_file) if settings.transports_file else {}
-    transports = build_transports(engine, herald, configs, settings.default_transport)
+    transports = build_transports(engine, herald, configs, settings.default_transport, settings.export_dir)
     limits = Limits(chunk_size=settings.chunk_size, rates=dict(settings.rate_limits), poll=settings.scheduler_poll,
                     public_url=settings.public_url)
     return WorkerContext(engine, herald, transports, limits, name=settings.worker_id or executor_name())

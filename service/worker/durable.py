@@ -28,7 +28,7 @@ from typing import Any
 from dbos import DBOS, DBOSConfig, SetEnqueueOptions, SetWorkflowID
 
 from service.storage.db import is_sqlite, make_engine
-from service.worker import runs, sending
+from service.worker import ad_exports, runs, sending
 from service.worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,11 @@ def _begin(run_id: int) -> int:
 @DBOS.step(name="herald.finish", **RETRIED)
 def _finish(run_id: int, errors: list[str]) -> str:
     return runs.finish(context(), run_id, errors)
+
+
+@DBOS.step(name="herald.exports", **RETRIED)
+def _exports(run_id: int) -> list[str]:
+    return ad_exports.write_run(context(), run_id)
 
 
 @DBOS.step(name="herald.prepare", **RETRIED)
@@ -135,6 +140,7 @@ def run_workflow(run_id: int) -> str:
             h.get_result()
         except Exception as exc:  # a chunk that failed for good: the run ends failed, saying why
             errors.append(f"chunk {i}: {type(exc).__name__}: {exc}"[:1000])
+    errors += _exports(run_id)  # the ad channels' audience files, before the run is seen as finished
     return _finish(run_id, errors)
 
 

@@ -11,6 +11,7 @@ from service.http.routes import (
     creatives,
     customers,
     evaluation,
+    exports,
     incentives,
     links,
     messages,
@@ -19,13 +20,14 @@ from service.http.routes import (
     rulesets,
     send_test,
     subscriptions,
+    tasks,
     webhooks,
     workflow,
 )
 
 #: every module's handlers; each module lists its own in ``HANDLERS``
 MODULES = (org, campaigns, customers, audiences, messages, creatives, incentives, rulesets, workflow, evaluation,
-           reports, send_test, links, webhooks, subscriptions)
+           reports, send_test, links, webhooks, subscriptions, tasks, exports)
 
 #: the API under /api/v1, and beside it the public routes at the root (``PUBLIC_HANDLERS`` of a module)
 api_router = Router(path="/", route_handlers=[

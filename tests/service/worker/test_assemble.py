@@ -9,8 +9,10 @@ from engine.runtime import Herald
 from plugins import DEFAULT_PLUGINS
 from service.settings import Settings, SettingsError
 from service.storage.db import make_engine
+from service.worker.ad_exports import AdExportTransport
 from service.worker.assemble import build_worker
 from service.worker.outbox import LogTransport
+from service.worker.tasks import TaskTransport
 from service.worker.transports.smpp import SmppTransport
 from service.worker.transports.smtp import SmtpTransport
 from service.worker.transports.twilio import TwilioTransport
@@ -55,9 +57,25 @@ def test_each_channel_gets_its_configured_transport_and_the_log_default_takes_th
 
 
 def test_without_a_default_a_channel_without_transport_has_none(tmp_path, herald):
-    ctx = worker(tmp_path, herald, None)
+    ctx = worker(tmp_path, herald, None, HERALD_EXPORT_DIR=str(tmp_path / "out"))
     try:
-        assert ctx.transports == {}  # its sends fail with "no transport configured for channel …"
+        # direct channels' sends fail with "no transport configured for channel …"; call tasks and ad exports
+        # are Herald's own: they always have a home
+        assert set(ctx.transports) == {"call_task", "facebook", "instagram", "google", "youtube"}
+        assert isinstance(ctx.transports["call_task"], TaskTransport)
+        ads = ctx.transports["facebook"]
+        assert isinstance(ads, AdExportTransport) and ads.export_dir == tmp_path / "out"
+    finally:
+        ctx.close()
+
+
+def test_the_transports_file_may_send_call_tasks_elsewhere(tmp_path, herald):
+    ctx = worker(tmp_path, herald, "call_task: {kind: log}\ngoogle: {kind: log}\n")
+    try:
+        assert isinstance(ctx.transports["call_task"], LogTransport)
+        assert isinstance(ctx.transports["google"], LogTransport)
+        assert isinstance(ctx.transports["youtube"], AdExportTransport)
+        assert ctx.transports["youtube"].export_dir == Settings().export_dir  # type: ignore[attr-defined]
     finally:
         ctx.close()
 
