@@ -55,6 +55,7 @@ def build_transports(engine: Engine, herald: Herald, configs: Mapping[str, Mappi
     builtin: dict[str, Transport] = {"log": log, "task": tasks, "ad_export": ads}
     out: dict[str, Transport] = {}
     for channel, config in configs.items():
+        config = {k: v for k, v in config.items() if k != "provider"}  # a queue grouping, not a transport option
         kind = config.get("kind")
         if isinstance(kind, str) and kind in builtin:
             out[channel] = builtin[kind]
@@ -110,12 +111,32 @@ class SmppReceipts:
             return apply_receipts(s, "smpp", [(org, event) for org in sorted(orgs)])
 
 
+def providers_of(configs: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """Channel → provider, for the channels of the transports file that name one (``provider: twilio-main``):
+    they share one queue and one rate limit. ``SettingsError`` for a name that is not a plain identifier."""
+    out: dict[str, str] = {}
+    for channel, config in configs.items():
+        name = config.get("provider")
+        if name is None:
+            continue
+        if not isinstance(name, str) or not name.replace("-", "_").replace("_", "a").isalnum() or len(name) > 50:
+            raise SettingsError(f"HERALD_TRANSPORTS: transports.{channel}.provider: a name of letters, digits, - "
+                                f"and _, not {name!r}")
+        out[channel] = name
+    return out
+
+
 def build_worker(settings: Settings, herald: Herald, engine: Engine) -> WorkerContext:
     """The worker context of this process, from ``settings``."""
     configs = read_transports(settings.transports_file) if settings.transports_file else {}
     transports = build_transports(engine, herald, configs, settings.default_transport, settings.export_dir)
+    providers = providers_of(configs)
+    unknown = sorted(set(settings.rate_limits) - set(herald.registry.channels) - set(providers.values()))
+    if unknown:
+        raise SettingsError(f"HERALD_RATE_LIMITS: {', '.join(unknown)} is neither a channel nor a provider of the "
+                            "transports file")
     limits = Limits(chunk_size=settings.chunk_size, rates=dict(settings.rate_limits), poll=settings.scheduler_poll,
-                    public_url=settings.public_url)
+                    public_url=settings.public_url, providers=providers)
     return WorkerContext(engine, herald, transports, limits, name=settings.worker_id or executor_name())
 
 

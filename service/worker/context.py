@@ -70,7 +70,9 @@ class Limits:
     * ``backoff`` / ``backoff_cap``: the first retry's delay and the largest, in seconds (doubled each time,
       with full jitter; a provider's ``Retry-After`` wins when longer).
     * ``lease``: seconds a claimed delivery stays with its worker before another may take it over.
-    * ``rates``: channel → messages per second across every worker (a DBOS queue rate limit).
+    * ``rates``: channel or provider → messages per second across every worker (a DBOS queue rate limit).
+    * ``providers``: channel → the provider it shares with other channels (``provider:`` in the transports
+      file): those channels go through one queue, under the provider's rate.
     * ``poll``: seconds between two looks of the scheduler for approved messages.
     * ``public_url``: the service's address for recipients (tiny URLs need it).
     """
@@ -82,6 +84,7 @@ class Limits:
     backoff_cap: float = 300.0
     lease: float = 120.0
     rates: Mapping[str, float] = field(default_factory=dict)
+    providers: Mapping[str, str] = field(default_factory=dict)
     poll: float = 1.0
     #: where recipients reach the service: tiny URLs are ``{public_url}/t/{code}``
     public_url: str | None = None
@@ -89,10 +92,21 @@ class Limits:
     #: cancel stops a waiting wave within it
     max_sleep: float = 30.0
 
+    def queue_key(self, channel: str) -> str:
+        """What the channel's sends queue under: its provider (``provider:<name>``) when it shares one, else
+        the channel itself."""
+        provider = self.providers.get(channel)
+        return f"provider:{provider}" if provider else channel
+
+    def rate_for(self, key: str) -> float | None:
+        """Messages per second of a queue key (:meth:`queue_key`), when limited."""
+        return self.rates.get(key[len("provider:"):] if key.startswith("provider:") else key)
+
     def batch_for(self, channel: str) -> int:
-        """Sends per batch of ``channel``: ``batch_size``, or under a rate limit about a tenth of a second's
-        worth (at least 1), so that the queue's limit on batch starts paces the sends evenly."""
-        rate = self.rates.get(channel)
+        """Sends per batch of ``channel``: ``batch_size``, or under a rate limit (the channel's, or its
+        provider's) about a tenth of a second's worth (at least 1), so that the queue's limit on batch starts
+        paces the sends evenly."""
+        rate = self.rate_for(self.queue_key(channel))
         if not rate:
             return self.batch_size
         return max(1, min(self.batch_size, int(rate // 10)))

@@ -7,7 +7,8 @@ PostgreSQL, where any number of worker processes on any number of machines share
   delay until the run's time, so a scheduled run survives restarts): begins the run, enqueues one
   ``herald.chunk`` per chunk of its frozen audience on ``herald-chunks`` and finishes the run when they end.
 * ``herald.chunk``: decides its recipients into delivery rows (a step), then loops: the deliveries due now go
-  out as ``herald.batch`` workflows on the channel's queue ``herald-send-<channel>`` (a queue rate limit,
+  out as ``herald.batch`` workflows on the channel's queue ``herald-send-<channel>`` (or its provider's,
+  ``herald-send-provider-<name>``, shared by the channels that name it; a queue rate limit,
   held across every worker process, when the channel has one); otherwise it sleeps durably until the next is
   due (a time-zone wave, a quiet-hours deferral, a retry's backoff).
 * ``herald.batch``: claims, sends and records one batch (:func:`service.worker.sending.send_batch`).
@@ -47,9 +48,9 @@ def context() -> WorkerContext:
     return ctx
 
 
-def send_queue(channel: str) -> str:
-    """The queue a channel's batches go through."""
-    return f"herald-send-{channel}"
+def send_queue(key: str) -> str:
+    """The queue of a queue key (a channel, or ``provider:<name>`` for channels sharing a provider)."""
+    return f"herald-send-{key.replace(':', '-')}"
 
 
 def _queue(name: str) -> Any:
@@ -115,7 +116,8 @@ def chunk_workflow(run_id: int, chunk: int) -> int:
             handles = []
             for k, (channel, ids) in enumerate(plan["batches"]):
                 with SetWorkflowID(f"{DBOS.workflow_id}-p{passes}-b{k}"):
-                    handles.append(_queue(send_queue(channel)).enqueue(batch_workflow, run_id, ids))
+                    queue = _queue(send_queue(context().limits.queue_key(channel)))
+                    handles.append(queue.enqueue(batch_workflow, run_id, ids))
             for h in handles:
                 h.get_result()
         elif plan["wait"] is None:
@@ -215,12 +217,12 @@ def launch(ctx: WorkerContext, database_url: str, *, executor_id: str | None = N
     DBOS.launch()
     DBOS.register_queue(RUNS, polling_interval_sec=0.5)
     DBOS.register_queue(CHUNKS, worker_concurrency=4, polling_interval_sec=0.2)
-    for name in sorted(ctx.herald.registry.channels):
-        rate = ctx.limits.rates.get(name)
-        limiter = None
-        if rate:
-            limiter = {"limit": max(1, int(rate // ctx.limits.batch_for(name))), "period": 1.0}
-        DBOS.register_queue(send_queue(name), worker_concurrency=8, limiter=limiter,  # type: ignore[arg-type]
+    limits = ctx.limits
+    for key in sorted({limits.queue_key(name) for name in ctx.herald.registry.channels}):
+        rate = limits.rate_for(key)
+        first = next(n for n in sorted(ctx.herald.registry.channels) if limits.queue_key(n) == key)
+        limiter = {"limit": max(1, int(rate // limits.batch_for(first))), "period": 1.0} if rate else None
+        DBOS.register_queue(send_queue(key), worker_concurrency=8, limiter=limiter,  # type: ignore[arg-type]
                             polling_interval_sec=0.1)
     if scheduler:
         stop = threading.Event()

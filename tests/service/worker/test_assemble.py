@@ -105,3 +105,23 @@ def test_bad_worker_settings_are_refused_naming_the_variable(name, value, messag
     with pytest.raises(SettingsError, match=name) as err:
         Settings.from_env({name: value})
     assert message in str(err.value)
+
+
+def test_channels_naming_one_provider_share_its_queue_and_its_rate(tmp_path, herald, monkeypatch):
+    monkeypatch.setenv("TEST_TWILIO_TOKEN", "s3cr3t-twilio")
+    text = TRANSPORTS.replace("from: HERALD}", "from: HERALD, provider: twilio-main}") + \
+        "push: {kind: log, provider: twilio-main}\n"
+    ctx = worker(tmp_path, herald, text, HERALD_RATE_LIMITS="twilio-main=30,email=100")
+    try:
+        limits = ctx.limits
+        assert limits.providers == {"sms": "twilio-main", "push": "twilio-main"}
+        assert limits.queue_key("sms") == limits.queue_key("push") == "provider:twilio-main"
+        assert limits.queue_key("email") == "email" and limits.rate_for("email") == 100
+        assert limits.rate_for("provider:twilio-main") == 30 and limits.batch_for("sms") == 3
+        assert isinstance(ctx.transports["sms"], TwilioTransport)  # `provider` is not a transport option
+    finally:
+        ctx.close()
+    with pytest.raises(SettingsError, match="HERALD_RATE_LIMITS: nexmo is neither a channel nor a provider"):
+        worker(tmp_path, herald, text, HERALD_RATE_LIMITS="nexmo=5")
+    with pytest.raises(SettingsError, match="transports.sms.provider"):
+        worker(tmp_path, herald, "sms: {kind: log, provider: 'a b'}")

@@ -99,5 +99,5 @@ def test_twenty_thousand_recipients_in_process_on_sqlite_each_sent_once_through_
     assert run.id is not None and durable.wait_for_run(run.id, timeout=900) == "sent"
     rows = deliveries(db_engine, run.id)
     assert len(rows) == n and {r.status for r in rows} == {"sent"}
-    assert len(flaky.accepted) == n and set(flaky.accepted.values()) == {1}
+    assert {flaky.accepted[r.key] for r in rows} == {1}  # every key accepted once
     assert sum(1 for r in rows if r.attempts == 2) > n // 10  # the fifth that failed first was retried
