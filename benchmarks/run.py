@@ -37,7 +37,7 @@ def measure(cmd: list[str], stdout=subprocess.DEVNULL, env=None) -> tuple[float,
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     if status != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.read().decode()[-2000:]}")
+        raise SystemExit(f"{' '.join(cmd)} failed: {(proc.stderr.read() if proc.stderr else b'').decode()[-2000:]}")
     return wall, usage.ru_maxrss / 1024
 
 
