@@ -37,7 +37,7 @@ def measure(cmd: list[str], stdout=subprocess.DEVNULL, env=None) -> tuple[float,
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     if status != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.read().decode()[-2000:]}")
+        raise SystemExit(f"{' '.join(cmd)} failed: {(proc.stderr.read() if proc.stderr else b'').decode()[-2000:]}")
     return wall, usage.ru_maxrss / 1024
 
 
@@ -101,14 +101,31 @@ def service() -> list[str]:
     return out
 
 
+def delivery() -> list[str]:
+    """The delivery figures: ``delivery.py`` (a whole send run, log and loopback HTTP transports, 1 and 2 worker
+    processes on PostgreSQL and the in-process worker on SQLite; ``HERALD_BENCH_DELIVERY_N`` recipients)."""
+    cmd = [str(HERE / "delivery.py"), os.environ.get("HERALD_BENCH_DELIVERY_N", "20000")]
+    run = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if run.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed:\n{run.stderr[-3000:]}")
+    out = ["## Delivery", "", run.stdout.strip(), ""]
+    print("\n".join(out), flush=True)
+    return out
+
+
 def main() -> None:
     """``--quick`` (20k, one run), ``--engines a,b`` (only these), ``--no-e2e`` / ``--e2e-only``,
     ``--workload current|realistic`` (default: both, one after the other, then the service's section unless
-    ``--no-service``; ``--service-only`` runs just that), ``--sizes 200000,1000000``."""
+    ``--no-service``; ``--service-only`` runs just that; then the delivery section unless ``--no-delivery``;
+    ``--delivery-only`` runs just that), ``--sizes 200000,1000000``."""
     global ENGINES, WORKLOAD
     args = sys.argv[1:]
     if "--service-only" in args:
         print("\n".join(service()))
+        return
+    if "--delivery-only" in args:
+        delivery()
         return
     if "--workload" not in args:
         out = []
@@ -117,6 +134,8 @@ def main() -> None:
             out.append((HERE / ".work" / name / "results.md").read_text())
         if "--no-service" not in args:
             out.append("\n".join(service()))
+        if "--no-delivery" not in args:
+            out.append("\n".join(delivery()))
         (HERE / ".work" / "results.md").write_text("\n".join(out))
         return
     WORKLOAD = args[args.index("--workload") + 1]

@@ -863,9 +863,10 @@ def sample(at: Annotated[str, typer.Option(metavar="DATETIME", help="evaluation 
 
 
 def _register_service_commands() -> None:
-    from service import server_cli
+    from service import runs_cli, server_cli
 
     server_cli.register(app, user_errors, UserError)
+    runs_cli.register(app, user_errors, UserError)
 
 
 _register_service_commands()
