@@ -147,7 +147,9 @@ def start(settings: Settings, *, scheduler: bool = True) -> WorkerContext:
     from service.storage.db import make_engine
     from service.worker import durable
 
-    engine = make_engine(settings.database_url, pool_size=6, max_overflow=6)  # many workers share the server
+    # many workers share the server: 6 kept, up to 16 at a peak (chunk and batch steps, the log transport's
+    # threads, the scheduler); DBOS has its own 6
+    engine = make_engine(settings.database_url, pool_size=6, max_overflow=10)
     ctx = build_worker(settings, build_herald(settings), engine)
     durable.launch(ctx, settings.database_url, executor_id=ctx.name, scheduler=scheduler,
                    system_schema=settings.dbos_schema)

@@ -35,6 +35,10 @@ from service.worker.context import WorkerContext
 log = logging.getLogger(__name__)
 
 RUNS, CHUNKS = "herald-runs", "herald-chunks"
+#: batches of one send queue a process runs at once (each holds a database connection while it records, and
+#: a database-backed transport such as ``log`` one more per send in flight: the pool of ``assemble.start``
+#: is sized for it)
+SEND_CONCURRENCY = 4
 #: every step is safe to repeat (the delivery rows make it so): a database hiccup is retried, not fatal
 RETRIED: dict[str, Any] = {"retries_allowed": True, "max_attempts": 6, "interval_seconds": 0.5, "backoff_rate": 2.0}
 _state: dict[str, Any] = {}
@@ -222,7 +226,7 @@ def launch(ctx: WorkerContext, database_url: str, *, executor_id: str | None = N
         rate = limits.rate_for(key)
         first = next(n for n in sorted(ctx.herald.registry.channels) if limits.queue_key(n) == key)
         limiter = {"limit": max(1, int(rate // limits.batch_for(first))), "period": 1.0} if rate else None
-        DBOS.register_queue(send_queue(key), worker_concurrency=8, limiter=limiter,  # type: ignore[arg-type]
+        DBOS.register_queue(send_queue(key), worker_concurrency=SEND_CONCURRENCY, limiter=limiter,  # type: ignore[arg-type]
                             polling_interval_sec=0.1)
     if scheduler:
         stop = threading.Event()
