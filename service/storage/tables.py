@@ -400,6 +400,16 @@ class Delivery(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+class SendPace(SQLModel, table=True):
+    """The next free send time of a rate-limited channel or provider (``key``, as the worker's queues name
+    it), in seconds since the epoch by the database's clock: every worker reserves its sends' times here, so a
+    rate holds in every second across all of them."""
+
+    __tablename__ = "send_pace"  # type: ignore[assignment]
+    key: str = Field(primary_key=True, max_length=120)
+    next_at: float
+
+
 class OutboxMessage(SQLModel, table=True):
     """What the ``log`` transport "sends": the rendered request, once per (delivery key, channel); its org is
     the delivery's (joined on ``key``)."""

@@ -4,7 +4,8 @@ its limits (chunk size, rate limits, scheduler poll) and its name."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from service.worker.ad_exports import AdExportTransport
 from service.worker.context import Limits, WorkerContext, executor_name
 from service.worker.outbox import LogTransport
 from service.worker.tasks import TaskTransport
+
+log = logging.getLogger(__name__)
 
 MAX_TRANSPORTS_FILE = 1024 * 1024
 
@@ -82,22 +85,35 @@ def build_transports(engine: Engine, herald: Herald, configs: Mapping[str, Mappi
 
 class SmppReceipts:
     """Stores the delivery receipts an SMSC sends on the SMPP session, as the receipt webhooks do: each once,
-    moving its delivery forward (``delivered``, ``failed`` …) in the org that sent it."""
+    moving its delivery forward (``delivered``, ``failed`` …) in the org that sent it.
+
+    A receipt can come back before the worker has recorded the message id the SMSC gave (a batch records its
+    outcomes when its last send is answered): a receipt no delivery matches yet is tried again after each of
+    ``retry_delays`` seconds, then dropped with a warning (the SMSC was answered at once, so it will not send it
+    again; a worker that stops meanwhile loses it)."""
 
     #: SMPP final states → delivery statuses
     STATUSES = {"delivered": "delivered", "failed": "failed", "expired": "failed", "rejected": "failed"}
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, retry_delays: Sequence[float] = (1, 2, 4, 8, 15, 30, 60, 120)):
         self.engine = engine
+        self.retry_delays = tuple(retry_delays)
 
     async def __call__(self, receipt: Any) -> None:
-        """Apply one receipt (in a thread: the database call blocks); a state that is not final moves nothing."""
+        """Apply one receipt (in a thread: the database call blocks), again later while no delivery matches it;
+        a state that is not final moves nothing."""
         import asyncio
 
-        await asyncio.to_thread(self.apply, receipt)
+        for delay in (0, *self.retry_delays):
+            await asyncio.sleep(delay)
+            if not (await asyncio.to_thread(self.apply, receipt)).get("unmatched"):
+                return
+        log.warning("smpp: a %s receipt for %s matched no delivery after %s s; dropped", receipt.status,
+                    receipt.provider_id, sum(self.retry_delays))
 
     def apply(self, receipt: Any) -> dict[str, int]:
-        """Apply one receipt; the counts of :func:`service.storage.receipts.apply_receipts`."""
+        """Apply one receipt; the counts of :func:`service.storage.receipts.apply_receipts` (``unmatched`` 1 when
+        no delivery has its message id)."""
         from service.storage.db import transaction
         from service.storage.receipts import Receipt, apply_receipts, orgs_by_provider_id
 
@@ -108,6 +124,8 @@ class SmppReceipts:
                         status, receipt.done_at, receipt.error_code)
         with transaction(self.engine) as s:
             orgs = orgs_by_provider_id(s, [receipt.provider_id]).get(receipt.provider_id, set())
+            if not orgs:
+                return {"unmatched": 1}
             return apply_receipts(s, "smpp", [(org, event) for org in sorted(orgs)])
 
 

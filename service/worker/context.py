@@ -70,7 +70,9 @@ class Limits:
     * ``backoff`` / ``backoff_cap``: the first retry's delay and the largest, in seconds (doubled each time,
       with full jitter; a provider's ``Retry-After`` wins when longer).
     * ``lease``: seconds a claimed delivery stays with its worker before another may take it over.
-    * ``rates``: channel or provider → messages per second across every worker (a DBOS queue rate limit).
+    * ``rates``: channel or provider → messages per second across every worker: each send takes a slot of
+      the pace the workers share (:mod:`service.storage.pacing`), and the queue's DBOS rate limit keeps
+      batches from queueing up for slots.
     * ``providers``: channel → the provider it shares with other channels (``provider:`` in the transports
       file): those channels go through one queue, under the provider's rate.
     * ``poll``: seconds between two looks of the scheduler for approved messages.

@@ -8,8 +8,9 @@ PostgreSQL, where any number of worker processes on any number of machines share
   ``herald.chunk`` per chunk of its frozen audience on ``herald-chunks`` and finishes the run when they end.
 * ``herald.chunk``: decides its recipients into delivery rows (a step), then loops: the deliveries due now go
   out as ``herald.batch`` workflows on the channel's queue ``herald-send-<channel>`` (or its provider's,
-  ``herald-send-provider-<name>``, shared by the channels that name it; a queue rate limit,
-  held across every worker process, when the channel has one); otherwise it sleeps durably until the next is
+  ``herald-send-provider-<name>``, shared by the channels that name it; under a rate limit the queue's limiter
+  bounds batch starts across every worker process, and each send waits for its slot of the shared pace,
+  :mod:`service.storage.pacing`); otherwise it sleeps durably until the next is
   due (a time-zone wave, a quiet-hours deferral, a retry's backoff).
 * ``herald.batch``: claims, sends and records one batch (:func:`service.worker.sending.send_batch`).
 

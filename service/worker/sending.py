@@ -39,6 +39,7 @@ from service.storage.db import transaction
 from service.storage.ledger import DbLedgerStore
 from service.storage.tables import Customer as CustomerRow
 from service.storage.tables import Delivery, MessageRow, Run
+from service.worker import pace
 from service.worker.context import WorkerContext
 from service.worker.links import track
 from service.worker.runs import approved_message, aware, now, tiny_base
@@ -155,8 +156,11 @@ def send_batch(ctx: WorkerContext, run_id: int, ids: list[int], token: str) -> d
         if why is not None:
             blocked[d.id] = why  # type: ignore[index]
 
+    sendable = [d for d in claimed if d.id not in blocked]
+    slots = pace.slots_for(ctx.engine, ctx.limits, [(d.id, d.channel or "") for d in sendable])  # type: ignore[misc]
+
     async def go() -> list[SendResult]:
-        return list(await asyncio.gather(*(_send(ctx, message, run, d) for d in claimed if d.id not in blocked)))
+        return list(await asyncio.gather(*(_send(ctx, message, run, d, slots.get(d.id)) for d in sendable)))  # type: ignore[arg-type]
 
     results = iter(ctx.loop.run(go()))
     tally: dict[str, int] = defaultdict(int)
@@ -166,7 +170,9 @@ def send_batch(ctx: WorkerContext, run_id: int, ids: list[int], token: str) -> d
     return dict(tally)
 
 
-async def _send(ctx: WorkerContext, message: Message, run: Run, d: Delivery) -> SendResult:
+async def _send(ctx: WorkerContext, message: Message, run: Run, d: Delivery, slot: pace.Slot | None) -> SendResult:
+    if slot is not None:
+        await pace.wait(ctx.engine, slot)
     channel = ctx.herald.registry.channel(d.channel or "")
     settings = dict(message.delivery.senders.get(d.channel or "", {}))
     send = SendContext(str(run.message_id), str(run.id), d.customer, settings, ctx.transports.get(d.channel or ""))

@@ -118,7 +118,12 @@ def _serve(settings: dict[str, Any], ready: Any) -> None:
             form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
             self._send(*state.answer(self.path, self.headers, form))
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        # a real provider's backlog: with the default 5, connections opened at once wait for a SYN retry (1 s)
+        # and arrive together with later sends, which looks like a burst that no client sent
+        request_queue_size = 256
+
+    server = Server(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     ready.put(server.server_address[1])
     server.serve_forever()

@@ -4,11 +4,13 @@ public URL such a message is refused at scheduling, saying why; SMPP receipts mo
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlmodel import select
+from sqlalchemy import update
+from sqlmodel import col, select
 
 from service.storage.db import transaction
 from service.storage.tables import Delivery
@@ -87,6 +89,32 @@ def test_smpp_receipts_move_the_delivery_forward_once(client, db_engine, org, fr
     assert receipts.apply(SmscReceipt(row.provider_id, "enroute")) == {}  # not final: nothing moves
     assert receipts.apply(SmscReceipt(row.provider_id, "delivered", done_at=done, message_id="m1"))["applied"] == 1
     assert receipts.apply(SmscReceipt(row.provider_id, "delivered", done_at=done, message_id="m1"))["duplicates"] == 1
-    assert receipts.apply(SmscReceipt("unknown-id", "delivered"))["unmatched"] == 0  # no org sent it: ignored
+    assert receipts.apply(SmscReceipt("unknown-id", "delivered")) == {"unmatched": 1}  # no delivery has that id
     with transaction(db_engine) as s:
         assert s.exec(select(Delivery.status).where(Delivery.id == row.id)).one() == "delivered"
+
+
+def test_an_smpp_receipt_that_comes_before_its_message_id_is_recorded_still_lands(client, db_engine, org,
+                                                                                   fresh_worker, caplog):
+    upload(client, org, "id,tier,phone\nc1,gold,+919800000001\n")
+    m = approve(client, db_engine, org)
+    durable.schedule_once(fresh_worker)
+    (run,) = send_runs(db_engine, m["id"])
+    assert run.id is not None and durable.wait_for_run(run.id, timeout=60) == "sent"
+    (row,) = deliveries(db_engine, run.id)
+    early = f"smsc-{row.id}-early"
+    receipts = SmppReceipts(db_engine, retry_delays=(0.2, 0.2, 0.2, 0.2))
+
+    async def receipt_then_record() -> None:
+        arriving = asyncio.create_task(receipts(SmscReceipt(early, "delivered", message_id=early)))
+        await asyncio.sleep(0.3)  # the receipt was tried once and found nothing; now the worker records the id
+        with transaction(db_engine) as s:
+            s.execute(update(Delivery).where(col(Delivery.id) == row.id).values(provider_id=early))
+        await arriving
+
+    asyncio.run(receipt_then_record())
+    with transaction(db_engine) as s:
+        assert s.exec(select(Delivery.status).where(Delivery.id == row.id)).one() == "delivered"
+    # one that never matches is given up, saying so
+    asyncio.run(receipts(SmscReceipt("never-sent", "delivered")))
+    assert "matched no delivery after 0.8 s; dropped" in caplog.text
