@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import get
+from litestar.response import File
 
 from service.http.auth import READERS
 from service.http.deps import Caller, DbDep, IdPath, owned
+from service.http.problems import Problem
 from service.storage import ad_exports
 from service.storage.tables import Run
 
@@ -24,4 +26,20 @@ def run_exports(run_id: IdPath, caller: Caller, db: DbDep) -> dict[str, Any]:
     return {"run_id": run.id, "items": files}
 
 
-HANDLERS = [run_exports]
+@get("/runs/{run_id:int}/exports/{name:str}", operation_id="runExportFile", tags=["delivery"], guards=[READERS],
+     sync_to_thread=True, media_type="text/csv")
+def run_export_file(run_id: IdPath, name: str, caller: Caller, db: DbDep) -> File:
+    """One export file of the run (as listed by ``runExports``: ``<channel>.csv``), for the ad platform's
+    upload; 404 for a name the run has not written."""
+    with db.tx() as s:
+        run = owned(s, Run, run_id, caller, "run")
+        message_id = run.message_id
+    assert run.id is not None
+    listed = {f["name"] for f in ad_exports.list_files(db.settings.export_dir, caller.org_id, message_id, run.id)}
+    if name not in listed:  # only names the run wrote: nothing a caller types reaches the path
+        raise Problem(404, f"run {run.id} has no export file {name[:100]!r}", code="not_found")
+    path = ad_exports.file_path(db.settings.export_dir, caller.org_id, message_id, run.id, name.removesuffix(".csv"))
+    return File(path, filename=f"run-{run.id}-{name}", media_type="text/csv; charset=utf-8")
+
+
+HANDLERS = [run_exports, run_export_file]

@@ -83,6 +83,15 @@ def test_each_platform_gets_one_file_of_each_members_hashed_identifiers_once(cli
     assert listed["items"] == [{"name": "facebook.csv", "channel": "facebook", "rows": 12,
                                 "bytes": meta_file.stat().st_size}]
     assert client.get(f"{API}/runs/{meta_run.id}/exports", headers=other_org.headers()).status_code == 404
+    got = client.get(f"{API}/runs/{meta_run.id}/exports/facebook.csv", headers=org.headers())
+    assert got.status_code == 200 and got.content == meta_file.read_bytes()
+    assert got.headers["content-type"].startswith("text/csv")
+    assert f'filename="run-{meta_run.id}-facebook.csv"' in got.headers["content-disposition"]
+    for bad in ("google.csv", "..%2F..%2Fetc%2Fpasswd", "facebook", "facebook.csv.tmp"):  # not this run's files
+        missing = client.get(f"{API}/runs/{meta_run.id}/exports/{bad}", headers=org.headers())
+        assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+    assert client.get(f"{API}/runs/{meta_run.id}/exports/facebook.csv",
+                      headers=other_org.headers()).status_code == 404
 
     # a worker crashed after the transport recorded the chunk, before the deliveries were: they are sent again
     before = meta_file.read_bytes()
