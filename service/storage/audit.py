@@ -16,7 +16,7 @@ MAX_REASON = 2000
 
 
 def record(session: Session, org_id: int, entity: str, entity_id: int, action: str, from_status: str | None,
-           to_status: str | None, actor_id: int, reason: str | None = None,
+           to_status: str | None, actor_id: int | None, reason: str | None = None,
            version_hash: str | None = None) -> AuditEntry:
     """Append one entry to the audit log (in the caller's transaction: it is kept exactly when the change is)."""
     entry = AuditEntry(org_id=org_id, entity=entity, entity_id=entity_id, action=action, from_status=from_status,

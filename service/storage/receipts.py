@@ -6,7 +6,8 @@ Status order: ``sent`` → ``delivered`` → ``opened`` → ``clicked`` only eve
 ``delivered`` (an asynchronous bounce after the receiving server took the message). A hard bounce that
 applies also records ``hard_bounced`` for the customer on the delivery's channel, so no later run tries the
 address again; an ``unsubscribed`` receipt (a spam report or an unsubscribe the provider took) records
-``unsubscribed`` on the channel and leaves the delivery's status as it is.
+``unsubscribed`` on the channel (in the customer's audit log, no user acting) and leaves the delivery's
+status as it is.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from service.storage import audit
 from service.storage.tables import Customer, Delivery, ReceiptEvent, WebhookSecret
 
 #: receipt providers and what their secret is
@@ -149,9 +151,13 @@ def apply_receipts(session: Session, provider: str, receipts: Sequence[tuple[int
             continue
         if r.status == UNSUBSCRIBED and d.channel:
             cid = _customer_id(session, org_id, d.customer)
-            moved = cid is not None and set_subscription(session, cid, d.channel, UNSUBSCRIBED) != UNSUBSCRIBED
+            before = set_subscription(session, cid, d.channel, UNSUBSCRIBED) if cid is not None else UNSUBSCRIBED
+            moved = before != UNSUBSCRIBED
             if moved:
                 session.execute(update(ReceiptEvent).where(col(ReceiptEvent.id) == event_row).values(applied=True))
+                audit.record(session, org_id, "customer", cid, "unsubscribe", before, UNSUBSCRIBED,  # type: ignore[arg-type]
+                             None, f"{d.channel}: {before or 'not recorded'} → unsubscribed, reported by {provider} "
+                                   f"(event {r.event_id}, delivery {d.key})")
             tally["applied" if moved else "unchanged"] += 1
             continue
         moved = _move(session, d, r)

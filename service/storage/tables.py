@@ -322,7 +322,8 @@ class AuditEntry(SQLModel, table=True):
     to_status: str | None = Field(default=None, max_length=30)
     reason: str | None = Field(default=None, max_length=2000)
     version_hash: str | None = Field(default=None, max_length=80)
-    actor_id: int = Field(foreign_key="user.id")
+    #: the user who acted; none when the customer did (a one-click unsubscribe) or a provider reported it
+    actor_id: int | None = Field(default=None, foreign_key="user.id")
     at: datetime = Field(default_factory=utcnow)
 
 

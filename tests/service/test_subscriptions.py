@@ -69,6 +69,11 @@ def test_one_click_unsubscribe_stops_the_email_not_yet_sent_and_the_next_run(ctx
     assert r.status_code == 200, r.text
     assert subscriptions(db_engine, org, "c0001") == {"email": "unsubscribed"}
     assert client.post(link, content=b"List-Unsubscribe=One-Click", headers=ONE_CLICK).status_code == 200  # again
+    # the recipient's own act is in the customer's consent history, once (the repeat changed nothing)
+    trail = ok(client.get(f"{API}/customers/c0001/audit", headers=org.headers("approver")))
+    (entry,) = trail["items"]
+    assert (entry["action"], entry["from"], entry["to"], entry["actor"]) == ("unsubscribe", None, "unsubscribed", None)
+    assert "by the recipient's one-click link of message" in entry["reason"]
 
     assert send_all(ctx, run_id) == {"sent": 2, "failed": 1}
     after = {d.customer: d for d in deliveries(db_engine, run_id)}
@@ -157,3 +162,8 @@ def test_opt_out_and_opt_in_are_audited_and_confined_to_the_callers_org(client, 
         trail = [(e.action, e.from_status, e.to_status, e.actor_id) for e in audit.entries(s, org.org_id, "customer", cid)]
     assert trail == [("opt_out", None, "unsubscribed", org.user_ids["marketer"]),
                      ("opt_in", "unsubscribed", "subscribed", org.user_ids["service"])]
+    served = ok(client.get(f"{url}/audit", headers=org.headers()))
+    assert [(e["action"], e["actor"]["id"]) for e in served["items"]] == [("opt_out", org.user_ids["marketer"]),
+                                                                         ("opt_in", org.user_ids["service"])]
+    assert client.get(f"{API}/customers/k2/audit", headers=org.headers()).status_code == 404  # the other org's
+    assert client.get(f"{url}/audit").status_code == 401

@@ -267,3 +267,6 @@ def test_sendgrid_signed_events_are_verified_and_deduplicated_by_event_id(
     assert ok(post(spam, private.sign(stamp.encode() + spam, ec.ECDSA(hashes.SHA256()))))["applied"] == 1
     assert subscription(db_engine, org, "c0000", "email") == "unsubscribed"
     assert statuses(db_engine, rows)["c0000"] == "delivered"
+    (entry,) = ok(client.get(f"{API}/customers/c0000/audit", headers=org.headers()))["items"]
+    assert (entry["action"], entry["from"], entry["to"], entry["actor"]) == ("unsubscribe", None, "unsubscribed", None)
+    assert "reported by sendgrid (event sg-5" in entry["reason"]

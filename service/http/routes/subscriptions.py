@@ -24,9 +24,10 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath, JSONBody
 
 from engine.errors import UnknownReference
-from service.http.auth import requires
+from service.http.auth import READERS, requires
 from service.http.deps import Caller, Db, DbDep
 from service.http.problems import Problem, conflict, error, not_found, unprocessable
+from service.http.routes.workflow import audit_out, user_names
 from service.storage import audit
 from service.storage.customers import get_customer
 from service.storage.receipts import set_subscription
@@ -105,7 +106,11 @@ def _unsubscribe(db: Db, customer: str, message_id: int) -> bool:
             return False
         row = get_customer(s, m.org_id, customer)
         if row is not None and row.id is not None:
-            set_subscription(s, row.id, "email", "unsubscribed")
+            before = set_subscription(s, row.id, "email", "unsubscribed")
+            if before != "unsubscribed":  # the customer's own act: no user, the link's message says where
+                audit.record(s, m.org_id, "customer", row.id, "unsubscribe", before, "unsubscribed", None,
+                             f"email: {before or 'not recorded'} → unsubscribed, by the recipient's one-click "
+                             f"link of message {message_id}")
         return True
 
 
@@ -172,7 +177,21 @@ def opt_in(external_id: FromPath[str], data: JSONBody[ChannelIn], caller: Caller
     return _record(db, caller, external_id, data.channel, "subscribed", "opt_in")
 
 
+@get("/customers/{external_id:str}/audit", operation_id="customerAudit", tags=["customers"], guards=[READERS],
+     sync_to_thread=True)
+def customer_audit(external_id: FromPath[str], caller: Caller, db: DbDep) -> dict[str, Any]:
+    """The customer's consent history, oldest first: opt-outs and opt-ins recorded by users, one-click
+    unsubscribes by the recipient and unsubscribes reported by a provider (``actor`` null when no user acted)."""
+    with db.tx() as s:
+        row = get_customer(s, caller.org_id, external_id)
+        if row is None or row.id is None:
+            raise not_found("customer")
+        rows = audit.entries(s, caller.org_id, "customer", row.id)
+        names = user_names(s, caller.org_id, rows)
+        return {"id": row.external_id, "items": [audit_out(e, names) for e in rows]}
+
+
 #: handlers under /api/v1
-HANDLERS = [opt_out, opt_in]
+HANDLERS = [opt_out, opt_in, customer_audit]
 #: public handlers at the root
 PUBLIC_HANDLERS = [unsubscribe_page, unsubscribe]

@@ -17,6 +17,7 @@ Every transition is audited; a transition the status does not allow is 409 namin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import msgspec
@@ -180,10 +181,18 @@ def cancel(message_id: IdPath, data: JSONBody[ReasonIn], caller: Caller, db: DbD
 
 
 def audit_out(e: AuditEntry, names: dict[int, str]) -> dict[str, Any]:
-    """An audit entry on the wire."""
+    """An audit entry on the wire (``actor`` null when no user acted: a recipient or a provider did)."""
+    actor = None if e.actor_id is None else {"id": e.actor_id, "name": names.get(e.actor_id)}
     return {"id": e.id, "action": e.action, "from": e.from_status, "to": e.to_status, "reason": e.reason,
-            "version_hash": e.version_hash, "actor": {"id": e.actor_id, "name": names.get(e.actor_id)},
-            "at": e.at.isoformat()}
+            "version_hash": e.version_hash, "actor": actor, "at": e.at.isoformat()}
+
+
+def user_names(session: Session, org_id: int, rows: Sequence[AuditEntry]) -> dict[int, str]:
+    """The names of the org's users who acted in ``rows``."""
+    ids = {e.actor_id for e in rows if e.actor_id is not None}
+    if not ids:
+        return {}
+    return dict(session.exec(select(User.id, User.name).where(col(User.id).in_(ids), User.org_id == org_id)).all())  # type: ignore[arg-type]
 
 
 @get("/messages/{message_id:int}/audit", operation_id="messageAudit", tags=["workflow"], guards=[READERS],
@@ -194,10 +203,8 @@ def message_audit(message_id: IdPath, caller: Caller, db: DbDep) -> dict[str, An
         m = owned(s, MessageRow, message_id, caller, "message")
         assert m.id is not None
         rows = audit.entries(s, caller.org_id, "message", m.id)
-        ids = {e.actor_id for e in rows}
-        names = dict(s.exec(select(User.id, User.name).where(col(User.id).in_(ids), User.org_id == caller.org_id)).all()) \
-            if ids else {}
-        return {"items": [audit_out(e, names) for e in rows]}  # type: ignore[arg-type]
+        names = user_names(s, caller.org_id, rows)
+        return {"items": [audit_out(e, names) for e in rows]}
 
 
 HANDLERS = [submit, approve, reject, withdraw, cancel, message_audit]

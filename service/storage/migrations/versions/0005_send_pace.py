@@ -1,4 +1,5 @@
-"""send pace: the next free send time of each rate-limited channel or provider, shared by every worker
+"""send pace: the next free send time of each rate-limited channel or provider, shared by every worker;
+audit entries without a user (a recipient's one-click unsubscribe, a provider's unsubscribe report)
 
 Revision ID: 0005
 Revises: 0004
@@ -22,8 +23,12 @@ def upgrade() -> None:
     sa.Column('next_at', sa.Float(), nullable=False),
     sa.PrimaryKeyConstraint('key')
     )
+    with op.batch_alter_table('audit_log', schema=None) as batch_op:
+        batch_op.alter_column('actor_id', existing_type=sa.Integer(), nullable=True)
 
 
 def downgrade() -> None:
     """Revert this migration."""
+    with op.batch_alter_table('audit_log', schema=None) as batch_op:
+        batch_op.alter_column('actor_id', existing_type=sa.Integer(), nullable=False)
     op.drop_table('send_pace')
