@@ -76,13 +76,19 @@ class SmscReceipt:
     message_id: str = ""
 
 
-def test_smpp_receipts_move_the_delivery_forward_once(client, db_engine, org, fresh_worker):
+def _one_sent(client, db_engine, org, worker) -> Delivery:
+    """The delivery of a message sent to one customer."""
     upload(client, org, "id,tier,phone\nc1,gold,+919800000001\n")
     m = approve(client, db_engine, org)
-    durable.schedule_once(fresh_worker)
+    durable.schedule_once(worker)
     (run,) = send_runs(db_engine, m["id"])
     assert run.id is not None and durable.wait_for_run(run.id, timeout=60) == "sent"
     (row,) = deliveries(db_engine, run.id)
+    return row
+
+
+def test_smpp_receipts_move_the_delivery_forward_once(client, db_engine, org, fresh_worker):
+    row = _one_sent(client, db_engine, org, fresh_worker)
     assert row.provider_id
     receipts = SmppReceipts(db_engine)
     done = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
@@ -96,12 +102,7 @@ def test_smpp_receipts_move_the_delivery_forward_once(client, db_engine, org, fr
 
 def test_an_smpp_receipt_that_comes_before_its_message_id_is_recorded_still_lands(client, db_engine, org,
                                                                                    fresh_worker, caplog):
-    upload(client, org, "id,tier,phone\nc1,gold,+919800000001\n")
-    m = approve(client, db_engine, org)
-    durable.schedule_once(fresh_worker)
-    (run,) = send_runs(db_engine, m["id"])
-    assert run.id is not None and durable.wait_for_run(run.id, timeout=60) == "sent"
-    (row,) = deliveries(db_engine, run.id)
+    row = _one_sent(client, db_engine, org, fresh_worker)
     early = f"smsc-{row.id}-early"
     receipts = SmppReceipts(db_engine, retry_delays=(0.2, 0.2, 0.2, 0.2))
 
