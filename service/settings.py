@@ -67,6 +67,16 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _secret_keys(raw: str) -> tuple[str, ...]:
+    """The Fernet keys that seal secrets stored in the database (never shown in an error)."""
+    from service.storage.sealing import check_keys
+
+    try:
+        return check_keys(raw)
+    except ValueError as exc:
+        raise SettingsError(f"HERALD_SECRET_KEY: {exc}") from None
+
+
 def _rates(raw: str) -> dict[str, float]:
     """``sms=50,email=200`` → ``{"sms": 50.0, "email": 200.0}`` (messages per second, > 0)."""
     out: dict[str, float] = {}
@@ -108,6 +118,9 @@ class Settings:
       ``{public_url}/t/{code}`` (a message with tiny URLs on cannot be sent without it).
     * ``dbos_schema`` (``HERALD_DBOS_SCHEMA``, PostgreSQL): the schema of DBOS's workflow and queue tables in
       Herald's database (default ``dbos``; one per Herald database that shares a PostgreSQL database).
+    * ``secret_keys`` (``HERALD_SECRET_KEY``, Fernet keys, comma-separated, the first seals): the keys that
+      seal the secrets kept in the database (:mod:`service.storage.sealing`); a SQLite database without them
+      uses a key file beside it, PostgreSQL needs them to store a secret.
     * ``export_dir`` (``HERALD_EXPORT_DIR``, default ``./exports``): where ad channels' audience files are written
       (``<org>/<message>/<run>/<channel>.csv``); the API lists them from there, so workers and the API share it.
     """
@@ -128,6 +141,7 @@ class Settings:
     dbos_schema: str | None = None
     public_url: str | None = None
     export_dir: Path = Path("exports")
+    secret_keys: tuple[str, ...] = field(default=(), repr=False)
     extra_plugins: tuple[object, ...] = field(default=(), repr=False)
 
     @classmethod
@@ -153,6 +167,7 @@ class Settings:
             dbos_schema=_identifier(env, "HERALD_DBOS_SCHEMA"),
             public_url=_public_url(env.get("HERALD_PUBLIC_URL") or None),
             export_dir=Path(env.get("HERALD_EXPORT_DIR") or "exports"),
+            secret_keys=_secret_keys(env.get("HERALD_SECRET_KEY") or ""),
         )
 
     def with_database(self, url: str) -> Settings:

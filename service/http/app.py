@@ -21,6 +21,7 @@ from service.http.problems import Problem, handle_http, handle_problem, problem_
 from service.http.routes import api_router
 from service.settings import Settings
 from service.storage.db import NotMigrated, check_migrated, make_engine
+from service.storage.sealing import sealer_for
 
 
 @get("/health", operation_id="health", tags=["ops"], sync_to_thread=False)
@@ -58,7 +59,7 @@ def create_app(settings: Settings, herald: Herald, *, engine: Engine | None = No
     engine = engine or make_engine(settings.database_url)
     if check:
         check_migrated(engine, settings.database_url)
-    db = Db(engine, herald, settings)
+    db = Db(engine, herald, settings, sealer_for(settings.database_url, settings.secret_keys))
     openapi = OpenAPIConfig(
         title="Herald", version="1", path="/schema",
         components=Components(security_schemes={"apiKey": SecurityScheme(type="http", scheme="bearer",

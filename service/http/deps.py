@@ -7,7 +7,7 @@ import binascii
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
 import msgspec
@@ -23,17 +23,20 @@ from service.http.problems import Problem, conflict, error, not_found, unprocess
 from service.settings import Settings
 from service.storage.db import transaction
 from service.storage.keys import Principal
+from service.storage.sealing import Sealer
 
 T = TypeVar("T", bound=SQLModel)
 
 
 @dataclass(frozen=True)
 class Db:
-    """The database, the engine façade and the settings, as handlers use them."""
+    """The database, the engine façade and the settings, as handlers use them; ``sealer`` seals the secrets
+    kept in the database."""
 
     engine: Engine
     herald: Herald
     settings: Settings
+    sealer: Sealer = field(default_factory=Sealer)
 
     @contextmanager
     def tx(self) -> Iterator[Session]:

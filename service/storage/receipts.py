@@ -21,6 +21,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from service.storage import audit
+from service.storage.sealing import Sealer
 from service.storage.tables import Customer, Delivery, ReceiptEvent, WebhookSecret
 
 #: receipt providers and what their secret is
@@ -61,8 +62,9 @@ def allowed_from(status: str) -> tuple[str, ...]:
 # -- secrets --------------------------------------------------------------------------------------------
 
 
-def set_secret(session: Session, org_id: int, provider: str, secret: str) -> None:
-    """Store (or replace) the org's secret for ``provider``."""
+def set_secret(session: Session, org_id: int, provider: str, secret: str, sealer: Sealer) -> None:
+    """Store (or replace) the org's secret for ``provider``, sealed (``SealingError`` without a key)."""
+    secret = sealer.seal(secret)
     row = session.exec(select(WebhookSecret).where(WebhookSecret.org_id == org_id, WebhookSecret.provider == provider)
                        .with_for_update()).first()
     if row is None:
@@ -72,14 +74,14 @@ def set_secret(session: Session, org_id: int, provider: str, secret: str) -> Non
     session.flush()
 
 
-def secrets_of(session: Session, org_ids: Iterable[int], provider: str) -> dict[int, str]:
-    """The orgs' secrets for ``provider`` (orgs without one are left out)."""
+def secrets_of(session: Session, org_ids: Iterable[int], provider: str, sealer: Sealer) -> dict[int, str]:
+    """The orgs' secrets for ``provider``, unsealed (orgs without one are left out)."""
     ids = sorted(set(org_ids))
     if not ids:
         return {}
     rows = session.exec(select(WebhookSecret.org_id, WebhookSecret.secret).where(
         col(WebhookSecret.org_id).in_(ids), WebhookSecret.provider == provider)).all()
-    return dict(rows)
+    return {org: sealer.unseal(stored) for org, stored in rows}
 
 
 def orgs_by_provider_id(session: Session, provider_ids: Iterable[str]) -> dict[str, set[int]]:

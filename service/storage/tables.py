@@ -477,7 +477,8 @@ class TinyLink(SQLModel, table=True):
 
 class WebhookSecret(SQLModel, table=True):
     """An org's secret for one receipt provider: the Twilio auth token, the SendGrid verification key (its
-    public key) or the HMAC key of ``herald`` receipts. Kept as given (signatures need it); never returned."""
+    public key) or the HMAC key of ``herald`` receipts, sealed (:mod:`service.storage.sealing`: signatures need
+    the secret itself, so it is encrypted, not hashed); never returned."""
 
     __tablename__ = "webhook_secret"  # type: ignore[assignment]
     __table_args__ = (UniqueConstraint("org_id", "provider"),)

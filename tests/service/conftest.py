@@ -28,6 +28,8 @@ from service.storage.keys import create_org, issue_key
 from service.storage.tables import User
 
 ROOT = Path(__file__).resolve().parents[2]
+#: the key the test apps seal webhook secrets with (a PostgreSQL deployment must configure one)
+TEST_SECRET_KEYS = ("kPzZ8sB7cX3sRk1o3n0yq2bqk1cF7pQm2jK4rT9vW5E=",)
 FIELDS = ROOT / "rules" / "fields.yaml"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 PG_ENV = "HERALD_TEST_POSTGRES"
@@ -103,7 +105,8 @@ def db_engine(database_url: str) -> Iterator[Engine]:
 @pytest.fixture(scope="session")
 def app(database_url: str, db_engine: Engine, herald: Herald):
     """The app over the test database."""
-    return create_app(Settings(database_url=database_url, max_body=2 * 1024 * 1024), herald, engine=db_engine)
+    return create_app(Settings(database_url=database_url, max_body=2 * 1024 * 1024, secret_keys=TEST_SECRET_KEYS),
+                      herald, engine=db_engine)
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from service.worker import runs, sending
 from service.worker.context import WorkerContext
 from service.worker.links import new_code, shorten, track
 from service.worker.outbox import LogTransport
-from tests.service.conftest import FIELDS
+from tests.service.conftest import FIELDS, TEST_SECRET_KEYS
 from tests.service.test_messages_support import ok
 from tests.service.worker.conftest import (
     FAST,
@@ -134,7 +134,7 @@ def worker_context(db_engine: Engine) -> Iterator[WorkerContext]:
 
 def signed_app_client(database_url: str, db_engine: Engine, ctx: WorkerContext) -> Iterator[TestClient]:
     """A client of an app whose e-mail channel checks the worker's unsubscribe signatures (for a fixture)."""
-    app = create_app(Settings(database_url=database_url), ctx.herald, engine=db_engine)
+    app = create_app(Settings(database_url=database_url, secret_keys=TEST_SECRET_KEYS), ctx.herald, engine=db_engine)
     with TestClient(app) as c:
         yield c
 

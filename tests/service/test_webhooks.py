@@ -21,10 +21,11 @@ from sqlalchemy import Engine
 from sqlmodel import func, select
 
 from service.storage.db import transaction
+from service.storage.sealing import Sealer
 from service.storage.tables import Customer, Delivery, ReceiptEvent, WebhookSecret
 from service.worker import runs
 from service.worker.context import WorkerContext
-from tests.service.conftest import make_org
+from tests.service.conftest import TEST_SECRET_KEYS, make_org
 from tests.service.test_links import decide, email_only, send_all, signed_app_client, worker_context
 from tests.service.test_messages_support import API, ok
 from tests.service.worker.conftest import deliveries
@@ -178,7 +179,7 @@ def test_secrets_are_set_by_admins_only_validated_and_never_returned(signed_clie
     set_secret(client, org, "herald", HERALD_SECRET + "-rotated")
     with transaction(db_engine) as s:
         kept = s.exec(select(WebhookSecret).where(WebhookSecret.org_id == org.org_id)).all()
-    assert [(k.provider, k.secret) for k in kept] == [("herald", HERALD_SECRET + "-rotated")]
+    assert [(k.provider, Sealer(TEST_SECRET_KEYS).unseal(k.secret)) for k in kept] == [("herald", HERALD_SECRET + "-rotated")]
 
 
 def twilio_signature(token: str, url: str, params: dict[str, str]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import get
+from litestar.params import FromPath
 from litestar.response import File
 
 from service.http.auth import READERS
@@ -28,7 +29,7 @@ def run_exports(run_id: IdPath, caller: Caller, db: DbDep) -> dict[str, Any]:
 
 @get("/runs/{run_id:int}/exports/{name:str}", operation_id="runExportFile", tags=["delivery"], guards=[READERS],
      sync_to_thread=True, media_type="text/csv")
-def run_export_file(run_id: IdPath, name: str, caller: Caller, db: DbDep) -> File:
+def run_export_file(run_id: IdPath, name: FromPath[str], caller: Caller, db: DbDep) -> File:
     """One export file of the run (as listed by ``runExports``: ``<channel>.csv``), for the ad platform's
     upload; 404 for a name the run has not written."""
     with db.tx() as s:

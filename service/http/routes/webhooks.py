@@ -51,6 +51,7 @@ from service.storage.receipts import (
     secrets_of,
     set_secret,
 )
+from service.storage.sealing import SealingError
 
 #: the largest receipt body read (413 beyond)
 MAX_BODY = 1024 * 1024
@@ -278,7 +279,7 @@ def _process(db: Db, provider: str, receipts: list[Receipt], verifies: Any) -> d
     a 401 changes nothing)."""
     with db.tx() as s:
         orgs = orgs_by_provider_id(s, [r.provider_id for r in receipts])
-        secrets = secrets_of(s, {o for found in orgs.values() for o in found}, provider)
+        secrets = secrets_of(s, {o for found in orgs.values() for o in found}, provider, db.sealer)
         verified = {org for org, secret in secrets.items() if verifies(secret)}
         pairs: list[tuple[int, Receipt]] = []
         unmatched = 0
@@ -327,7 +328,10 @@ async def receive(provider: FromPath[str], request: Request[Any, Any, Any], db: 
 
         def verifies(secret: str) -> bool:
             return same(herald_signature(secret, body), given)
-    return await anyio.to_thread.run_sync(partial(_process, db, provider, receipts, verifies))
+    try:
+        return await anyio.to_thread.run_sync(partial(_process, db, provider, receipts, verifies))
+    except SealingError as exc:  # the org's secret is stored but this deployment cannot open it
+        raise Problem(503, f"receipts cannot be checked: {exc}", code="no_secret_key") from None
 
 
 class SecretIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -354,8 +358,11 @@ def set_webhook_secret(provider: FromPath[str], data: JSONBody[SecretIn], caller
         except ValueError as exc:
             raise unprocessable("the SendGrid verification key is not an ECDSA public key",
                                 [error("/secret", "invalid", str(exc))]) from None
-    with db.tx() as s:
-        set_secret(s, caller.org_id, provider, secret)
+    try:
+        with db.tx() as s:
+            set_secret(s, caller.org_id, provider, secret, db.sealer)
+    except SealingError as exc:
+        raise Problem(503, f"secrets cannot be stored: {exc}", code="no_secret_key") from None
 
 
 HANDLERS = [receive, set_webhook_secret]
