@@ -39,6 +39,7 @@ from engine.fields import FieldCatalogue
 from engine.model import Customer as EngineCustomer
 from engine.reachability import HANDLE_ERROR, HANDLE_TYPE
 from engine.runtime import Herald
+from service.storage.erasure import erase_customer
 from service.storage.tables import AudienceMember, Customer, utcnow
 
 #: typed text columns (attribute name → the column's length limit)
@@ -300,8 +301,9 @@ def list_customers(session: Session, org_id: int, after: int, limit: int) -> lis
 
 def anonymise(session: Session, org_id: int, external_id: str) -> bool:
     """Delete a customer by anonymising it: contacts and attributes cleared, ``deleted_at`` set, its upload
-    group memberships removed; the row stays (so counts of past runs stay true). False when there is no live
-    customer ``external_id`` in ``org_id``."""
+    group memberships removed, and what runs kept about it erased (:func:`service.storage.erasure.erase_customer`:
+    rendered messages, outbox rows, call tasks, export rows, stored decisions); the rows stay (so counts of past
+    runs stay true). False when there is no live customer ``external_id`` in ``org_id``."""
     row = get_customer(session, org_id, external_id)
     if row is None:
         return False
@@ -309,6 +311,7 @@ def anonymise(session: Session, org_id: int, external_id: str) -> bool:
     session.execute(update(Customer).where(col(Customer.id) == row.id)
                     .values(**cleared, subscriptions={}, attributes={}, deleted_at=utcnow(), updated_at=utcnow()))
     session.execute(AudienceMember.__table__.delete().where(AudienceMember.__table__.c.customer_id == row.id))  # type: ignore[attr-defined]
+    erase_customer(session, org_id, external_id)
     session.expire(row)
     return True
 
