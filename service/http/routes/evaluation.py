@@ -70,7 +70,7 @@ MAX_EXPLAINED = 10_000
 MAX_SAMPLES = 50
 NDJSON = "application/x-ndjson"
 
-#: one engine ``Prepared`` per (org, message content, instant, options): single-recipient requests skip loading
+#: one engine ``Prepared`` per (database, org, message content, instant, options): single-recipient requests skip loading
 PREPARED = PreparedCache(size=64)
 
 Inline = Annotated[list[dict[str, Any]], msgspec.Meta(min_length=1, max_length=MAX_CUSTOMERS)]
@@ -232,7 +232,9 @@ async def _single(db: Db, caller: Principal, data: EvaluateIn, content: bytes, a
         except EngineError as exc:
             raise engine_refusal(exc) from None
 
-    key = (caller.org_id, *prepared_key(content, at, data.explain, data.render))
+    # the database and the org: a kept ``Prepared`` reads that org's ledgers in that database (a process may
+    # serve apps over two databases, whose org ids overlap, as the tests do)
+    key = (db.engine, caller.org_id, *prepared_key(content, at, data.explain, data.render))
     entry = PREPARED.cached(key) or await anyio.to_thread.run_sync(PREPARED.get, key, make)
     try:
         decision = None
