@@ -65,7 +65,7 @@ _PEEK = (select(LEDGER.c.owner, LEDGER.c.settings, LEDGER.c.entries, LEDGER.c["i
          .where(LEDGER.c.org_id == bindparam("org_id"), LEDGER.c.kind == bindparam("kind"),
                 LEDGER.c.key == bindparam("key")))
 _COMPILED: dict[tuple[str, str, str], _Compiled] = {}
-_COMPILED_LOCK = threading.Lock()
+_LOCK = threading.Lock()
 
 
 def _fetch_one(conn: Any, sql: str, params: Any) -> Any:
@@ -85,14 +85,15 @@ _OWN: weakref.WeakKeyDictionary[Engine, threading.local] = weakref.WeakKeyDictio
 def _sqlite_fetch(engine: Engine, sql: str, params: Any) -> Any:
     """The first row of ``sql`` on this thread's own connection to ``engine``'s SQLite file (made from the pool
     once, with its pragmas, then detached from it); a connection that failed is dropped."""
-    with _COMPILED_LOCK:
-        local = _OWN.get(engine)
-        if local is None:
-            local = _OWN[engine] = threading.local()
+    local = _OWN.get(engine)
+    if local is None:
+        with _LOCK:
+            local = _OWN.setdefault(engine, threading.local())
     conn = getattr(local, "conn", None)
     if conn is None:
         pooled = engine.raw_connection()
         conn = pooled.dbapi_connection
+        assert conn is not None
         pooled.detach()
         local.conn = conn
     try:
@@ -113,7 +114,7 @@ def _compiled_peek(dialect: Dialect) -> _Compiled:
                       for col in _PEEK.selected_columns]
         found = _Compiled(str(compiled), list(compiled.positiontup or ()) if compiled.positional else None,
                           processors)
-        with _COMPILED_LOCK:
+        with _LOCK:
             _COMPILED[key] = found
     return found
 
