@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import re
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ import msgspec
 from engine.audience import flatten, id_kind_error, make_customer
 from engine.contracts import ContactField
 from engine.errors import EngineError, Problem, RuleFileError, ValidationFailed
+from engine.fields import FieldCatalogue
 from engine.messages import UnresolvedRuleset
 from engine.model import Customer, Message
 from engine.rulefiles.ir import Ruleset
@@ -173,12 +175,27 @@ def remembered_contacts(contacts: Mapping[str, ContactField],
     return out
 
 
+#: per field catalogue (immutable once built): its customer attribute types and its remembering contact fields
+_CHECKS: weakref.WeakKeyDictionary[FieldCatalogue, tuple[dict[str, str], dict[str, ContactField]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def customer_checks(catalogue: FieldCatalogue) -> tuple[dict[str, str], dict[str, ContactField]]:
+    """The catalogue's customer attribute types and :func:`remembered_contacts`, made once per catalogue."""
+    found = _CHECKS.get(catalogue)
+    if found is None:
+        found = (catalogue.customer_types(), remembered_contacts(catalogue.contacts))
+        with _REMEMBERED_LOCK:
+            found = _CHECKS.setdefault(catalogue, found)
+    return found
+
+
 def inline_customers(herald: Herald, customers: Sequence[Mapping[str, Any]], *,
                      base: str = "customers") -> list[Customer]:
     """Customers given as JSON objects (``id`` and attributes; nested objects are dotted attributes, as in an
     audience JSONL file), typed by the field catalogue; 422 naming each bad one (``/customers/3/tier``) and
     each repeated id."""
-    types, contacts = herald.catalogue.customer_types(), remembered_contacts(herald.catalogue.contacts)
+    types, contacts = customer_checks(herald.catalogue)
     out: list[Customer] = []
     items: list[dict[str, str]] = []
     seen: dict[str, int] = {}
