@@ -228,3 +228,28 @@ def test_one_recipient_sees_the_ledger_as_it_is_at_each_request(client, org, db_
     refused = decide(ben)
     assert not refused["included"] and refused["excluded_reason"] == "incentive_unavailable"
     assert decide(ana)["incentive"]["code"] == held  # a holder keeps its code at the cap
+
+
+def test_a_single_decision_reads_postgresql_off_the_event_loop_and_sqlite_on_it(client, org, db_engine, monkeypatch):
+    """The single-recipient handler is async: its ledger read may run on the event loop only when it is a local
+    SQLite file read; a PostgreSQL read (the network) goes to a worker thread."""
+    import asyncio
+
+    from service.storage.ledger import DbLedgerStore
+
+    on_loop: list[bool] = []
+    peek = DbLedgerStore.peek
+
+    def watched(self, ledger, holder):
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return peek(self, ledger, holder)
+
+    monkeypatch.setattr(DbLedgerStore, "peek", watched)
+    for customer in sample_customers()[:3]:
+        r = client.post("/api/v1/evaluate", json=body([customer]), headers=org.headers("service"))
+        assert r.status_code == 200, r.text
+    assert on_loop and set(on_loop) == {db_engine.dialect.name == "sqlite"}
