@@ -1,10 +1,14 @@
 """Single-recipient ``POST /api/v1/evaluate`` against a Litestar hello-world route on the same server.
 
-``python benchmarks/http_load.py [--seconds 10] [--connections 8]``: starts ``herald``'s app under uvicorn
-(one worker, a migrated SQLite file, a fresh org's service key) in a child process on loopback, adds a
+``python benchmarks/http_load.py [--seconds 10] [--connections 8] [--floor]``: starts ``herald``'s app under
+uvicorn (one worker, a migrated SQLite file, a fresh org's service key) in a child process on loopback, adds a
 ``GET /hello`` route to that same app, and drives both with a small keep-alive HTTP/1.1 load generator
 (asyncio sockets, a fixed number of connections, bounded in time) in this process. Prints requests/s and
 p50/p99 latency per route as a Markdown table, and the ratio evaluate/hello (goal ≥ 50 %).
+
+``--floor`` adds two reference routes to the same app, driven with the same evaluate bodies: ``POST /floor/body``
+reads the body and answers a constant; ``POST /floor/decode`` also has Litestar decode it into the endpoint's
+``EvaluateIn`` (what any handler taking that body pays before its first line).
 
 The evaluate request is the sample message (rules/examples) for one realistic customer, a different
 customer id and phone number per request.
@@ -42,6 +46,23 @@ def hello() -> dict[str, str]:
     return {"hello": "world"}
 
 app.register(hello)
+if "--floor" in sys.argv:
+    from typing import Any
+    from litestar import Request, post
+    from litestar.params import JSONBody
+    from service.http.routes.evaluation import EvaluateIn
+
+    @post("/floor/body", operation_id="floor_body", status_code=200)
+    async def floor_body(request: Request[Any, Any, Any]) -> dict[str, str]:
+        await request.body()
+        return {"ok": "read"}
+
+    @post("/floor/decode", operation_id="floor_decode", status_code=200)
+    async def floor_decode(data: JSONBody[EvaluateIn]) -> dict[str, str]:
+        return {"ok": "decoded"}
+
+    app.register(floor_body)
+    app.register(floor_decode)
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error", access_log=False)
 '''
 
@@ -118,6 +139,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "http load").splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--floor", action="store_true", help="also drive two reference POST routes that take the same "
+                    "body: one only reads it, one has Litestar decode it into EvaluateIn")
     args = ap.parse_args()
     from service.storage.db import make_engine, migrate, transaction
     from service.storage.keys import create_org, issue_key
@@ -135,7 +158,8 @@ def main() -> None:
     port = free_port()
     env = {**os.environ, "HERALD_DATABASE_URL": url, "HERALD_FIELDS": str(ROOT / "rules" / "fields.yaml"),
            "PYTHONPATH": str(ROOT)}
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], env=env, cwd=ROOT)
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(port), *(["--floor"] if args.floor else [])],
+                              env=env, cwd=ROOT)
     try:
         for _ in range(100):
             try:
@@ -146,6 +170,7 @@ def main() -> None:
         hello = [raw_request("GET", "/hello", key)]
         evaluate = [raw_request("POST", "/api/v1/evaluate", key, evaluate_body(i)) for i in range(1000)]
         asyncio.run(drive(port, evaluate[:50], 1.0, 2))  # warm-up: the prepared message is cached
+        notes: list[str] = []
         lines = ["| route | requests | non-2xx | requests/s | p50 ms | p99 ms |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
         lat, bad = asyncio.run(drive(port, hello, args.seconds, args.connections))
         text, hello_rps = row("GET /hello (Litestar hello-world)", lat, bad, args.seconds)
@@ -153,10 +178,20 @@ def main() -> None:
         lat, bad = asyncio.run(drive(port, evaluate, args.seconds, args.connections))
         text, eval_rps = row("POST /api/v1/evaluate (1 recipient)", lat, bad, args.seconds)
         lines.append(text)
+        if args.floor:
+            for path, name in (("/floor/body", "POST reads the same body, answers a constant"),
+                               ("/floor/decode", "POST decodes the same body into EvaluateIn, answers a constant")):
+                bodies = [raw_request("POST", path, key, evaluate_body(i)) for i in range(50)]
+                lat, bad = asyncio.run(drive(port, bodies, args.seconds, args.connections))
+                text, rps = row(f"{name} (reference)", lat, bad, args.seconds)
+                lines.append(text)
+                notes.append(f"{path}: {rps / hello_rps:.0%} of hello-world")
         print("\n".join(lines))
         print(f"\nevaluate / hello-world: {eval_rps / hello_rps:.0%} (goal ≥ 50 %); "
               f"{args.connections} connections, {args.seconds:.0f} s each, one uvicorn worker, loopback; "
               f"1-minute load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        if notes:
+            print("references: " + "; ".join(notes))
     finally:
         server.terminate()
         server.wait()

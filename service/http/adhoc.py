@@ -1,15 +1,18 @@
 """Evaluating what a request carries: a message definition with its rulesets inline, customers inline, and the
 engine's problems turned into ``{path, code, message}`` items that point into the request body.
 
-Also the cache that makes a single-recipient ``POST /api/v1/evaluate`` fast: one engine ``Prepared`` per
-(message and rulesets content hash, instant, options), in a small LRU, each used by one request at a time.
+Also the caches that make a single-recipient ``POST /api/v1/evaluate`` fast: one engine ``Prepared`` per
+(message and rulesets content, instant, options), in a small LRU, each used by one request at a time; and the
+answers of the contact fields' checks (phone numbers, e-mail addresses), in a bounded LRU per field.
 """
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
+import functools
 import re
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -20,7 +23,9 @@ from typing import Any
 import msgspec
 
 from engine.audience import flatten, id_kind_error, make_customer
+from engine.contracts import ContactField
 from engine.errors import EngineError, Problem, RuleFileError, ValidationFailed
+from engine.fields import FieldCatalogue
 from engine.messages import UnresolvedRuleset
 from engine.model import Customer, Message
 from engine.rulefiles.ir import Ruleset
@@ -97,9 +102,11 @@ class InlineRulesets:
         return rs
 
 
-def content_hash(message: Mapping[str, Any], rulesets: Mapping[str, Any]) -> str:
-    """A hash of a message definition and its rulesets (canonical JSON)."""
-    return hashlib.sha256(msgspec.json.encode({"message": message, "rulesets": rulesets}, order="sorted")).hexdigest()
+def content_key(message: Mapping[str, Any], rulesets: Mapping[str, Any]) -> bytes:
+    """A message definition and its rulesets as JSON, in the request's key order: the exact content, the key of
+    its kept ``Prepared`` (≈ 5 µs for the sample message, against 13 µs for a SHA-256 of sorted JSON; the same
+    content in another key order is another key, so another ``Prepared``, never a wrong one)."""
+    return msgspec.json.encode((message, rulesets))
 
 
 def load_inline_message(herald: Herald, message: Mapping[str, Any], rulesets: Mapping[str, Any], *,
@@ -119,7 +126,68 @@ def load_inline_message(herald: Herald, message: Mapping[str, Any], rulesets: Ma
 
 # -- customers given inline --------------------------------------------------------------------------------
 
+#: contact handles (phone numbers, addresses …) whose check is remembered, per contact field, at most
+HANDLE_CACHE_SIZE = 20_000
 
+
+def _remembered(normalise: Callable[..., str], size: int) -> Callable[..., str]:
+    """``normalise`` with its last ``size`` answers remembered, refusals (``ValueError``, re-raised with the same
+    text) included: a handle's check depends on nothing but the handle and the region."""
+
+    @functools.lru_cache(maxsize=size)
+    def outcome(value: str, region: str | None) -> tuple[bool, str]:
+        try:
+            return True, normalise(value, region=region) if region else normalise(value)
+        except ValueError as exc:
+            return False, str(exc)
+
+    def check(value: str, region: str | None = None) -> str:
+        ok, text = outcome(value, region)
+        if ok:
+            return text
+        raise ValueError(text)
+
+    check.cache_info = outcome.cache_info  # type: ignore[attr-defined]
+    return check
+
+
+_REMEMBERED: dict[tuple[ContactField, int], ContactField] = {}
+_REMEMBERED_LOCK = threading.Lock()
+
+
+def remembered_contacts(contacts: Mapping[str, ContactField],
+                        size: int = HANDLE_CACHE_SIZE) -> dict[str, ContactField]:
+    """``contacts`` (the catalogue's contact fields) with each field's ``normalise`` and ``handle_type``
+    remembering their last ``size`` answers (the same answers: checking the same phone number again costs a
+    dictionary look-up instead of ≈ 100 µs of parsing)."""
+    out: dict[str, ContactField] = {}
+    for name, contact in contacts.items():
+        found = _REMEMBERED.get((contact, size))
+        if found is None:
+            found = dataclasses.replace(
+                contact,
+                normalise=_remembered(contact.normalise, size) if contact.normalise is not None else None,
+                handle_type=functools.lru_cache(maxsize=size)(contact.handle_type)
+                if contact.handle_type is not None else None)
+            with _REMEMBERED_LOCK:
+                found = _REMEMBERED.setdefault((contact, size), found)
+        out[name] = found
+    return out
+
+
+#: per field catalogue (immutable once built): its customer attribute types and its remembering contact fields
+_CHECKS: weakref.WeakKeyDictionary[FieldCatalogue, tuple[dict[str, str], dict[str, ContactField]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def customer_checks(catalogue: FieldCatalogue) -> tuple[dict[str, str], dict[str, ContactField]]:
+    """The catalogue's customer attribute types and :func:`remembered_contacts`, made once per catalogue."""
+    found = _CHECKS.get(catalogue)
+    if found is None:
+        found = (catalogue.customer_types(), remembered_contacts(catalogue.contacts))
+        with _REMEMBERED_LOCK:
+            found = _CHECKS.setdefault(catalogue, found)
+    return found
 
 
 def inline_customers(herald: Herald, customers: Sequence[Mapping[str, Any]], *,
@@ -127,7 +195,7 @@ def inline_customers(herald: Herald, customers: Sequence[Mapping[str, Any]], *,
     """Customers given as JSON objects (``id`` and attributes; nested objects are dotted attributes, as in an
     audience JSONL file), typed by the field catalogue; 422 naming each bad one (``/customers/3/tier``) and
     each repeated id."""
-    types, contacts = herald.catalogue.customer_types(), herald.catalogue.contacts
+    types, contacts = customer_checks(herald.catalogue)
     out: list[Customer] = []
     items: list[dict[str, str]] = []
     seen: dict[str, int] = {}
@@ -168,39 +236,56 @@ def engine_refusal(exc: EngineError, base: Sequence[str | int] = ("message",)) -
 
 class DecisionLedger:
     """A ledger store for a kept ``Prepared``: every call goes to ``store``, except that while one decision is
-    made (inside :meth:`decision`) each ledger's ``info`` is read from the database once (a coupon's check
-    before the decision and its count when it takes a code read the same row: one snapshot, one query). A
-    write (``open``, ``reserve``, ``mark``, ``release``) forgets what was read; nothing is kept between
-    decisions."""
+    made (inside :meth:`decision`) the ledgers are read at most once each: the first ``info`` of a ledger
+    reads, in one statement when the store can (``peek``), its row and the decision's holder's entry (a coupon
+    preview's check before the decision, its look-up of the code already held and its count read one
+    snapshot). A write (``open``, ``reserve``, ``mark``, ``release``) forgets what was read; nothing is kept
+    between decisions."""
 
     def __init__(self, store: Any):
         self.store = store
         self._read: dict[Any, Any] | None = None
+        self._entries: dict[tuple[Any, Any], Any] = {}
+        self._holder: Any = None
+        self._peek: Callable[[Any, Any], tuple[Any, Any]] | None = getattr(store, "peek", None)
+        #: whether anything was ever asked of the store through this ledger
+        self.used = False
 
     @contextmanager
-    def decision(self) -> Iterator[None]:
-        """Reads of ``info`` shared for the duration of the block (one decision)."""
-        self._read = {}
+    def decision(self, holder: Any = None) -> Iterator[None]:
+        """Reads shared for the duration of the block (one decision, of ``holder``: ``(message id, customer
+        id)``, whose entries are read with their ledger's info when given)."""
+        self._read, self._holder = {}, holder
         try:
             yield
         finally:
-            self._read = None
+            self._read, self._holder = None, None
+            self._entries.clear()
 
     def info(self, ledger: Any) -> Any:
         """See ``LedgerStore.info`` (read once per decision)."""
+        self.used = True
         if self._read is None:
             return self.store.info(ledger)
         if ledger not in self._read:
-            self._read[ledger] = self.store.info(ledger)
+            if self._holder is not None and self._peek is not None:
+                self._read[ledger], self._entries[(ledger, self._holder)] = self._peek(ledger, self._holder)
+            else:
+                self._read[ledger] = self.store.info(ledger)
         return self._read[ledger]
 
     def entry(self, ledger: Any, holder: Any) -> Any:
-        """See ``LedgerStore.entry``."""
+        """See ``LedgerStore.entry`` (the decision's holder's entry as read with its ledger's info)."""
+        self.used = True
+        if self._read is not None and (ledger, holder) in self._entries:
+            return self._entries[(ledger, holder)]
         return self.store.entry(ledger, holder)
 
     def _wrote(self) -> None:
+        self.used = True
         if self._read is not None:
             self._read.clear()
+        self._entries.clear()
 
     def open(self, ledger: Any, owner: str, settings: Mapping[str, Any]) -> Any:
         """See ``LedgerStore.open``."""
@@ -230,10 +315,20 @@ class _Entry:
     ledger: DecisionLedger | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def holder(self, customer: Customer) -> tuple[str, str]:
+        """The ledger holder of ``customer``'s decision: ``(message id, customer id)``."""
+        return (self.prepared.message.id, customer.id)
+
+    @property
+    def reads_ledger(self) -> bool:
+        """Whether a decision may read the incentive ledgers: the message has an incentive, or a decision of
+        this entry has used the ledger already (a plugin reading ``ctx.ledger`` without one)."""
+        return self.ledger is not None and (self.prepared.message.incentive is not None or self.ledger.used)
+
 
 class PreparedCache:
     """At most ``size`` engine ``Prepared`` objects, least recently used dropped first, keyed by the message's
-    content hash, the instant and the options. :meth:`decide` uses an entry under its own lock (a ``Prepared``
+    content, the instant and the options. :meth:`decide` uses an entry under its own lock (a ``Prepared``
     keeps one evaluation context: one request at a time)."""
 
     def __init__(self, size: int = 64):
@@ -243,15 +338,22 @@ class PreparedCache:
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: tuple[Any, ...], make: Callable[[], tuple[Prepared, DecisionLedger | None]]) -> _Entry:
-        """The entry for ``key``, made by ``make()`` (the ``Prepared`` and the :class:`DecisionLedger` it was
-        prepared with, if any) when missing, outside the cache's lock."""
+    def cached(self, key: tuple[Any, ...]) -> _Entry | None:
+        """The entry for ``key`` when there is one (a hit), else ``None`` (nothing is counted)."""
         with self._lock:
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
                 self.hits += 1
-                return found
+            return found
+
+    def get(self, key: tuple[Any, ...], make: Callable[[], tuple[Prepared, DecisionLedger | None]]) -> _Entry:
+        """The entry for ``key``, made by ``make()`` (the ``Prepared`` and the :class:`DecisionLedger` it was
+        prepared with, if any) when missing, outside the cache's lock."""
+        found = self.cached(key)
+        if found is not None:
+            return found
+        with self._lock:
             self.misses += 1
         entry = _Entry(*make())
         with self._lock:
@@ -266,12 +368,27 @@ class PreparedCache:
         """``entry``'s decision for ``customer``, as a run of that one recipient makes it (the engine starts
         each call afresh), under the entry's lock: a ``Prepared`` is not thread-safe."""
         with entry.lock:
-            if entry.ledger is None:
-                return entry.prepared.decide(customer)
-            with entry.ledger.decision():
-                return entry.prepared.decide(customer)
+            return PreparedCache._decide(entry, customer)
+
+    @staticmethod
+    def decide_if_free(entry: _Entry, customer: Customer) -> Any | None:
+        """:meth:`decide` when the entry's lock is free now, else ``None`` at once (never waits: for the event
+        loop)."""
+        if not entry.lock.acquire(blocking=False):
+            return None
+        try:
+            return PreparedCache._decide(entry, customer)
+        finally:
+            entry.lock.release()
+
+    @staticmethod
+    def _decide(entry: _Entry, customer: Customer) -> Any:
+        if entry.ledger is None:
+            return entry.prepared.decide(customer)
+        with entry.ledger.decision(entry.holder(customer)):
+            return entry.prepared.decide(customer)
 
 
-def prepared_key(content: str, at: datetime, explain: bool, render: bool) -> tuple[Any, ...]:
-    """The cache key of a message's content hash, the instant and the options."""
+def prepared_key(content: bytes, at: datetime, explain: bool, render: bool) -> tuple[Any, ...]:
+    """The cache key of a message's content (:func:`content_key`), the instant and the options."""
     return (content, at.isoformat(), explain, render)

@@ -7,17 +7,24 @@ taken before anything is read) on SQLite — so the ``cap`` and ``space`` checks
 other writer in between. The ledger row keeps its counts of entries and items, updated under that lock, so a cap
 check costs one row read however large the ledger is. The unique constraints ``(ledger, holder)`` and
 ``(ledger, item)`` back the same guarantees at the storage level.
+
+A preview's reads (:meth:`DbLedgerStore.peek`: the ledger's row and one holder's entry at once) skip the ORM
+and SQLAlchemy's statement building: one statement compiled once per dialect, run on a pooled DBAPI connection
+(≈ 6 µs on a SQLite file against ≈ 400 µs for the two reads it replaces).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Mapping
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, and_, func, insert, select, update
+from sqlalchemy import Connection, Dialect, Engine, Table, and_, bindparam, func, insert, select, update
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -31,6 +38,87 @@ ENTRY: Table = LedgerEntryRow.__table__  # type: ignore[attr-defined]
 FIRST_BATCH, LARGEST_BATCH = 16, 2048
 
 
+@dataclass(frozen=True)
+class _Compiled:
+    """A statement compiled for one dialect: its SQL, how to order its parameters, how to read its columns."""
+
+    sql: str
+    positional: Sequence[str] | None
+    processors: Sequence[Callable[[Any], Any] | None]
+
+    def params(self, values: Mapping[str, Any]) -> Any:
+        """The DBAPI parameters for ``values`` (a tuple for a positional paramstyle, else the mapping)."""
+        return tuple(values[name] for name in self.positional) if self.positional is not None else values
+
+    def row(self, raw: Sequence[Any]) -> list[Any]:
+        """A fetched row with each column's result processing (JSON decoding on SQLite) applied."""
+        return [value if proc is None or value is None else proc(value)
+                for proc, value in zip(self.processors, raw, strict=True)]
+
+
+#: the ledger's row (owner, settings, counts) left-joined to one holder's entry: what a preview reads
+_PEEK = (select(LEDGER.c.owner, LEDGER.c.settings, LEDGER.c.entries, LEDGER.c["items"], ENTRY.c.id, ENTRY.c.item,
+                ENTRY.c.status, ENTRY.c.data)
+         .select_from(LEDGER.outerjoin(ENTRY, and_(ENTRY.c.ledger_id == LEDGER.c.id,
+                                                   ENTRY.c.message_key == bindparam("message_key"),
+                                                   ENTRY.c.customer_key == bindparam("customer_key"))))
+         .where(LEDGER.c.org_id == bindparam("org_id"), LEDGER.c.kind == bindparam("kind"),
+                LEDGER.c.key == bindparam("key")))
+_COMPILED: dict[tuple[str, str, str], _Compiled] = {}
+_LOCK = threading.Lock()
+
+
+def _fetch_one(conn: Any, sql: str, params: Any) -> Any:
+    """The first row of ``sql`` on a DBAPI connection."""
+    cursor = conn.cursor()
+    try:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+    finally:
+        cursor.close()
+
+
+#: per SQLite engine, each thread's own DBAPI connection to its file (closed when the engine is dropped)
+_OWN: weakref.WeakKeyDictionary[Engine, threading.local] = weakref.WeakKeyDictionary()
+
+
+def _sqlite_fetch(engine: Engine, sql: str, params: Any) -> Any:
+    """The first row of ``sql`` on this thread's own connection to ``engine``'s SQLite file (made from the pool
+    once, with its pragmas, then detached from it); a connection that failed is dropped."""
+    local = _OWN.get(engine)
+    if local is None:
+        with _LOCK:
+            local = _OWN.setdefault(engine, threading.local())
+    conn = getattr(local, "conn", None)
+    if conn is None:
+        pooled = engine.raw_connection()
+        conn = pooled.dbapi_connection
+        assert conn is not None
+        pooled.detach()
+        local.conn = conn
+    try:
+        return _fetch_one(conn, sql, params)
+    except BaseException:
+        local.conn = None
+        conn.close()
+        raise
+
+
+def _compiled_peek(dialect: Dialect) -> _Compiled:
+    """:data:`_PEEK` compiled for ``dialect`` (once per dialect, driver and paramstyle)."""
+    key = (dialect.name, str(dialect.driver), str(dialect.paramstyle))
+    found = _COMPILED.get(key)
+    if found is None:
+        compiled = _PEEK.compile(dialect=dialect)
+        processors = [col.type.dialect_impl(dialect).result_processor(dialect, None)
+                      for col in _PEEK.selected_columns]
+        found = _Compiled(str(compiled), list(compiled.positiontup or ()) if compiled.positional else None,
+                          processors)
+        with _LOCK:
+            _COMPILED[key] = found
+    return found
+
+
 class DbLedgerStore:
     """The ``LedgerStore`` of one org in the database (see the module docstring); safe to share between threads
     and processes."""
@@ -39,6 +127,7 @@ class DbLedgerStore:
         self.engine = engine
         self.org_id = org_id
         self._sqlite = engine.dialect.name == "sqlite"
+        self._file = self._sqlite and engine.url.database not in (None, "", ":memory:")
 
     # -- transactions and the ledger row -----------------------------------------------------------------
 
@@ -116,6 +205,33 @@ class DbLedgerStore:
                                .where(self._where(ledger), ENTRY.c.message_key == holder[0],
                                       ENTRY.c.customer_key == holder[1])).first()
             return self._entry(row) if row is not None else None
+
+    def peek(self, ledger: LedgerKey, holder: Holder) -> tuple[LedgerInfo | None, LedgerEntry | None]:
+        """``(info(ledger), entry(ledger, holder))`` read by one statement (one snapshot): what a preview of
+        ``holder`` reads. The statement is compiled once. On a SQLite file it runs on this thread's own DBAPI
+        connection (no pool, so a peek on the event loop never waits for a pooled connection; no transaction:
+        one statement is one snapshot); elsewhere on a pooled one, rolled back on its return to the pool."""
+        compiled = _compiled_peek(self.engine.dialect)
+        params = compiled.params({"message_key": holder[0], "customer_key": holder[1], "org_id": self.org_id,
+                                  "kind": ledger[0], "key": ledger[1]})
+        if self._file:
+            raw = _sqlite_fetch(self.engine, compiled.sql, params)
+        else:
+            conn = self.engine.raw_connection()
+            try:
+                raw = _fetch_one(conn, compiled.sql, params)
+            except BaseException:
+                conn.invalidate()  # a connection in an unknown state is not given back to the pool
+                raise
+            finally:
+                conn.close()
+        if raw is None:
+            return None, None
+        owner, settings, entries, items, entry_id, item, status, data = compiled.row(raw)
+        info = LedgerInfo(owner, MappingProxyType(dict(settings or {})), entries, items)
+        if entry_id is None:
+            return info, None
+        return info, LedgerEntry((holder[0], holder[1]), item, status, MappingProxyType(dict(data or {})))
 
     def reserve(self, ledger: LedgerKey, holder: Holder, data: Mapping[str, Any], *,
                 candidates: Iterable[str] | None = None, cap: int | None = None,

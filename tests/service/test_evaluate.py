@@ -200,3 +200,56 @@ def test_single_recipient_latency_is_reported(client, org, n, capsys):
     with capsys.disabled():
         print(f"\n/evaluate one recipient via TestClient: p50 {times[n // 2] * 1000:.2f} ms, "
               f"p99 {times[int(n * 0.99)] * 1000:.2f} ms")
+
+
+def test_one_recipient_sees_the_ledger_as_it_is_at_each_request(client, org, db_engine):
+    """Nothing of the ledger is kept between requests (the ``Prepared`` is): a code reserved for the customer
+    since the last request is the one shown, and a cap reached since then refuses the next new recipient."""
+    from service.storage.ledger import DbLedgerStore
+
+    message = sample_message()
+    message["incentive"]["settings"] = {"source": "list", "codes": ["A1", "B2", "C3"], "cap": 2, "expiry": {"days": 14}}
+    series, store = ("coupon", message["message"]["id"]), DbLedgerStore(db_engine, org.org_id)
+
+    def decide(customer: dict[str, Any]) -> dict[str, Any]:
+        r = client.post("/api/v1/evaluate", json={**body([customer]), "message": message}, headers=org.headers("service"))
+        assert r.status_code == 200, r.text
+        return r.json()["decisions"][0]
+
+    ana, ben = [c for c in sample_customers()[:20] if decide(c)["included"]][:2]
+    sample = decide(ana)["incentive"]
+    held = next(code for code in ("A1", "B2", "C3") if code != sample["code"])
+    assert sample["preview"] is True
+    store.open(series, message["message"]["id"], {"source": "list", "cap": 2, "codes": ["A1", "B2", "C3"]})
+    store.reserve(series, (message["message"]["id"], ana["id"]), {}, candidates=[held], cap=2)
+    assert decide(ana)["incentive"]["code"] == held  # the code held now, not the preview's pick
+    assert decide(ben)["included"]  # one more code fits under the cap
+    store.reserve(series, (message["message"]["id"], "someone-else"), {}, candidates=["A1", "B2", "C3"], cap=2)
+    refused = decide(ben)
+    assert not refused["included"] and refused["excluded_reason"] == "incentive_unavailable"
+    assert decide(ana)["incentive"]["code"] == held  # a holder keeps its code at the cap
+
+
+def test_a_single_decision_reads_postgresql_off_the_event_loop_and_sqlite_on_it(client, org, db_engine, monkeypatch):
+    """The single-recipient handler is async: its ledger read may run on the event loop only when it is a local
+    SQLite file read; a PostgreSQL read (the network) goes to a worker thread."""
+    import asyncio
+
+    from service.storage.ledger import DbLedgerStore
+
+    on_loop: list[bool] = []
+    peek = DbLedgerStore.peek
+
+    def watched(self, ledger, holder):
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return peek(self, ledger, holder)
+
+    monkeypatch.setattr(DbLedgerStore, "peek", watched)
+    for customer in sample_customers()[:3]:
+        r = client.post("/api/v1/evaluate", json=body([customer]), headers=org.headers("service"))
+        assert r.status_code == 200, r.text
+    assert on_loop and set(on_loop) == {db_engine.dialect.name == "sqlite"}

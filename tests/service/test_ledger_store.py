@@ -155,3 +155,21 @@ def test_threads_reserving_past_a_cap_never_over_issue(db_engine, store):
         row = s.exec(select(Ledger).where(Ledger.key == "capped", Ledger.org_id == store.org_id)).one()
         stored = s.exec(select(LedgerEntryRow).where(LedgerEntryRow.ledger_id == row.id)).all()
     assert (row.entries, row.items, len(stored)) == (17, 17, 17)
+
+
+def test_peek_reads_the_ledger_and_one_holders_entry_as_info_and_entry_do(store, db_engine):
+    holder = ("m1", "ana")
+    assert store.peek(SERIES, holder) == (None, None)  # a ledger never opened
+    store.open(SERIES, "m1", {"source": "list", "codes": ["A", "B"], "cap": 2})
+    assert store.peek(SERIES, holder) == (store.info(SERIES), None)
+    store.reserve(SERIES, holder, {"note": {"nested": [1, "x"]}}, candidates=["A", "B"])
+    store.reserve(SERIES, ("m1", "ben"), {}, candidates=["A", "B"])
+    info, entry = store.peek(SERIES, holder)
+    assert (info, entry) == (store.info(SERIES), store.entry(SERIES, holder))
+    assert info is not None and (info.entries, info.items, dict(info.settings)["codes"]) == (2, 2, ["A", "B"])
+    assert entry is not None and (entry.item, entry.status, dict(entry.data)) == ("A", "reserved", {"note": {"nested": [1, "x"]}})
+    assert store.peek(SERIES, ("m2", "ana")) == (info, None)  # another message's holder: no entry
+    store.mark(SERIES, holder, "issued", {"on": "2026-07-04"})
+    assert store.peek(SERIES, holder)[1] == store.entry(SERIES, holder)  # nothing remembered between reads
+    theirs = DbLedgerStore(db_engine, make_org(db_engine).org_id)
+    assert theirs.peek(SERIES, holder) == (None, None)  # another org sees nothing of this one's ledger
