@@ -6,7 +6,8 @@ Exactly once: a delivery row (its idempotency key unique) is claimed before its 
 outcome. Tokens are ``<worker name>/<workflow id>``; a worker that starts again under its name releases the
 claims it held (:func:`release_claims`), so its recovered steps take them back at once; another worker takes a
 claim over only when its lease has run out. Providers get the
-same idempotency key on every try.
+same idempotency key on every try. A batch's outcomes are recorded together, in one transaction that checks
+each row's claim (:func:`_record`).
 
 Outcomes: accepted → ``sent`` (the reserved incentive is issued, once per message and customer); transient →
 ``retrying`` after an exponential backoff with full jitter (a provider's ``Retry-After`` when longer), up to
@@ -197,7 +198,7 @@ def _record(ctx: WorkerContext, message: Message, run: Run, claimed: list[Delive
     """Record a batch's outcomes (``results[i]`` of ``claimed[i]``) in one transaction; how many ended in each.
     Only the claimant records: a row this token no longer holds (its lease ran out and another worker took it
     over) is left as it is and counts as ``lost_claim``. The incentives of the sent rows are issued and those
-    of the failed ones released in the same transaction, after the rows are written."""
+    of the failed ones released in the same transaction (the ledger's row locked after the deliveries')."""
     t = now()
     tally: dict[str, int] = defaultdict(int)
     with _writing(ctx.engine) as s:
