@@ -47,10 +47,14 @@ class LogTransport:
         """The writer: store what waits, one transaction at a time, until nothing does."""
         while True:
             with self._lock:
-                group, self._waiting = self._waiting, []
-                if not group:
+                waiting, self._waiting = self._waiting, []
+                if not waiting:
                     self._writing = False
                     return
+            # a send cancelled meanwhile is not written; the others can no longer be cancelled
+            group = [(request, done) for request, done in waiting if done.set_running_or_notify_cancel()]
+            if not group:
+                continue
             try:
                 ids = self._write([request for request, _ in group])
             except BaseException as exc:  # every request of the group gets the error; the writer goes on

@@ -10,7 +10,7 @@ import threading
 from sqlalchemy import event
 from sqlmodel import select
 
-from engine.contracts import SendRequest
+from engine.contracts import SendRequest, SendResult
 from service.storage.db import transaction
 from service.storage.tables import OutboxMessage
 from service.worker.outbox import LogTransport
@@ -88,3 +88,22 @@ def test_concurrent_sends_are_stored_in_a_few_transactions_not_one_each(db_engin
     assert all(r.ok for r in results) and len({r.provider_id for r in results}) == 50
     assert len(_rows(db_engine, set(keys))) == 50
     assert 1 <= len(commits) <= 3  # the first send's, then everything that gathered meanwhile
+
+
+def test_a_send_cancelled_while_it_waits_does_not_stop_the_writer(db_engine):
+    keys = [f"c-{secrets.token_hex(6)}" for _ in range(20)]
+    transport = LogTransport(db_engine)
+
+    async def cancel_some():
+        tasks = [asyncio.ensure_future(transport.deliver(_request(k))) for k in keys]
+        await asyncio.sleep(0)  # every request is queued
+        for t in tasks[10:]:
+            t.cancel()
+        done = await asyncio.gather(*tasks, return_exceptions=True)
+        again = await asyncio.wait_for(transport.deliver(_request(keys[-1])), 10)  # the writer still answers
+        return done, again
+
+    done, again = asyncio.run(cancel_some())
+    assert all(isinstance(r, SendResult) and r.ok for r in done[:10]) and again.ok
+    stored = {r.key for r in _rows(db_engine, set(keys))}
+    assert set(keys[:10]) <= stored and keys[-1] in stored
