@@ -46,7 +46,7 @@ class DbLedgerStore:
         """The org's store working inside the caller's transaction on ``conn`` instead of one of its own per
         operation: its writes commit or roll back with the caller's. The caller takes the locks first (on
         SQLite: a transaction begun with ``BEGIN IMMEDIATE``); an operation that raises (``LedgerFull``) may
-        leave its ledger row created in that transaction."""
+        leave its ledger row created in that transaction. Like the connection, it serves one thread at a time."""
         return cls(conn.engine, org_id, within=conn)
 
     # -- transactions and the ledger row -----------------------------------------------------------------
