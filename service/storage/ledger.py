@@ -123,17 +123,30 @@ class DbLedgerStore:
     """The ``LedgerStore`` of one org in the database (see the module docstring); safe to share between threads
     and processes."""
 
-    def __init__(self, engine: Engine, org_id: int):
+    def __init__(self, engine: Engine, org_id: int, *, within: Connection | None = None):
         self.engine = engine
         self.org_id = org_id
         self._sqlite = engine.dialect.name == "sqlite"
         self._file = self._sqlite and engine.url.database not in (None, "", ":memory:")
+        self._within = within
+
+    @classmethod
+    def joining(cls, conn: Connection, org_id: int) -> DbLedgerStore:
+        """The org's store working inside the caller's transaction on ``conn`` instead of one of its own per
+        operation: its writes commit or roll back with the caller's. The caller takes the locks first (on
+        SQLite: a transaction begun with ``BEGIN IMMEDIATE``); an operation that raises (``LedgerFull``) may
+        leave its ledger row created in that transaction. Like the connection, it serves one thread at a time."""
+        return cls(conn.engine, org_id, within=conn)
 
     # -- transactions and the ledger row -----------------------------------------------------------------
 
     @contextmanager
     def _tx(self, write: bool) -> Iterator[Connection]:
-        """One transaction; a writing one on SQLite starts with ``BEGIN IMMEDIATE`` (the write lock first)."""
+        """One transaction; a writing one on SQLite starts with ``BEGIN IMMEDIATE`` (the write lock first).
+        A store :meth:`joining` a transaction works in it and leaves the commit to its owner."""
+        if self._within is not None:
+            yield self._within
+            return
         with self.engine.connect() as conn:
             if write and self._sqlite:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -214,6 +227,8 @@ class DbLedgerStore:
         compiled = _compiled_peek(self.engine.dialect)
         params = compiled.params({"message_key": holder[0], "customer_key": holder[1], "org_id": self.org_id,
                                   "kind": ledger[0], "key": ledger[1]})
+        if self._within is not None:  # a joining store reads inside its owner's transaction
+            return self.info(ledger), self.entry(ledger, holder)
         if self._file:
             raw = _sqlite_fetch(self.engine, compiled.sql, params)
         else:

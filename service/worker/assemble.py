@@ -165,8 +165,9 @@ def start(settings: Settings, *, scheduler: bool = True) -> WorkerContext:
     from service.storage.db import make_engine
     from service.worker import durable
 
-    # many workers share the server: 6 kept, up to 16 at a peak (chunk and batch steps, the log transport's
-    # threads, the scheduler); DBOS has its own 6
+    # many workers share the server: 6 kept, up to 16 at a peak — the chunk steps (4, each with a ledger
+    # connection while it reserves), the batch steps of each send queue (4 a queue, one connection each while
+    # they claim and record), the log transport's one writer, the scheduler; DBOS has its own 6
     engine = make_engine(settings.database_url, pool_size=6, max_overflow=10)
     ctx = build_worker(settings, build_herald(settings), engine)
     durable.launch(ctx, settings.database_url, executor_id=ctx.name, scheduler=scheduler,

@@ -36,9 +36,9 @@ from service.worker.context import WorkerContext
 log = logging.getLogger(__name__)
 
 RUNS, CHUNKS = "herald-runs", "herald-chunks"
-#: batches of one send queue a process runs at once (each holds a database connection while it records, and
-#: a database-backed transport such as ``log`` one more per send in flight: the pool of ``assemble.start``
-#: is sized for it)
+#: batches of one send queue a process runs at once (each holds a database connection while it claims and
+#: records; the ``log`` transport writes through one connection however many sends are in flight: the pool
+#: of ``assemble.start`` is sized for it)
 SEND_CONCURRENCY = 4
 #: every step is safe to repeat (the delivery rows make it so): a database hiccup is retried, not fatal
 RETRIED: dict[str, Any] = {"retries_allowed": True, "max_attempts": 6, "interval_seconds": 0.5, "backoff_rate": 2.0}

@@ -6,7 +6,8 @@ Exactly once: a delivery row (its idempotency key unique) is claimed before its 
 outcome. Tokens are ``<worker name>/<workflow id>``; a worker that starts again under its name releases the
 claims it held (:func:`release_claims`), so its recovered steps take them back at once; another worker takes a
 claim over only when its lease has run out. Providers get the
-same idempotency key on every try.
+same idempotency key on every try. A batch's outcomes are recorded together, in one transaction that checks
+each row's claim (:func:`_record`).
 
 Outcomes: accepted → ``sent`` (the reserved incentive is issued, once per message and customer); transient →
 ``retrying`` after an exponential backoff with full jitter (a provider's ``Retry-After`` when longer), up to
@@ -21,11 +22,13 @@ import asyncio
 import logging
 import random
 from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import Engine, or_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -92,15 +95,17 @@ def plan_pass(ctx: WorkerContext, run_id: int, chunk: int) -> Plan:
 
 
 def _cancel(ctx: WorkerContext, run_id: int, chunk: int) -> None:
-    with transaction(ctx.engine) as s:
+    with _writing(ctx.engine) as s:
         run = s.get(Run, run_id)
         assert run is not None
         message = approved_message(ctx, s, run)
         rows = s.exec(select(Delivery).where(Delivery.run_id == run_id, Delivery.chunk == chunk,
-                                             col(Delivery.status).in_(("pending", "retrying")))).all()
+                                             col(Delivery.status).in_(("pending", "retrying")))
+                      .with_for_update()).all()
+        ledger = DbLedgerStore.joining(s.connection(), run.org_id)
         for d in rows:
             d.status, d.updated_at = "cancelled", now()
-            _release(ctx, message, d)
+            _release(ctx, message, d, ledger)
 
 
 def _claim(ctx: WorkerContext, ids: list[int], token: str) -> list[Delivery]:
@@ -163,11 +168,9 @@ def send_batch(ctx: WorkerContext, run_id: int, ids: list[int], token: str) -> d
         return list(await asyncio.gather(*(_send(ctx, message, run, d, slots.get(d.id)) for d in sendable)))  # type: ignore[arg-type]
 
     results = iter(ctx.loop.run(go()))
-    tally: dict[str, int] = defaultdict(int)
-    for d in claimed:
-        result = SendResult.permanent(blocked[d.id]) if d.id in blocked else next(results)  # type: ignore[index]
-        tally[_record(ctx, message, run, d, result, people.get(d.customer), token)] += 1
-    return dict(tally)
+    outcomes = [SendResult.permanent(blocked[d.id]) if d.id in blocked else next(results)  # type: ignore[index]
+                for d in claimed]
+    return _record(ctx, message, run, claimed, outcomes, people, token)
 
 
 async def _send(ctx: WorkerContext, message: Message, run: Run, d: Delivery, slot: pace.Slot | None) -> SendResult:
@@ -185,35 +188,67 @@ def _backoff(ctx: WorkerContext, tries: int, retry_after: float | None) -> float
     return max(delay, retry_after or 0.0)
 
 
-def _record(ctx: WorkerContext, message: Message, run: Run, d: Delivery, result: SendResult,
-            person: CustomerRow | None, token: str) -> str:
+@contextmanager
+def _writing(engine: Engine) -> Iterator[Session]:
+    """A transaction that reads what it then writes: on SQLite it takes the database's write lock first
+    (``BEGIN IMMEDIATE``), so what it read stays true until it commits (on PostgreSQL the reads lock their
+    rows with ``FOR UPDATE``)."""
+    with transaction(engine) as s:
+        if engine.dialect.name == "sqlite":
+            s.connection().exec_driver_sql("BEGIN IMMEDIATE")
+        yield s
+
+
+def _record(ctx: WorkerContext, message: Message, run: Run, claimed: list[Delivery], results: list[SendResult],
+            people: dict[str, CustomerRow], token: str) -> dict[str, int]:
+    """Record a batch's outcomes (``results[i]`` of ``claimed[i]``) in one transaction; how many ended in each.
+    Only the claimant records: a row this token no longer holds (its lease ran out and another worker took it
+    over) is left as it is and counts as ``lost_claim``. The incentives of the sent rows are issued and those
+    of the failed ones released in the same transaction (the ledger's row locked after the deliveries')."""
     t = now()
-    with transaction(ctx.engine) as s:
-        row = s.exec(select(Delivery).where(Delivery.id == d.id, Delivery.claimed_by == token,
-                                            Delivery.status == "sending").with_for_update()).first()
-        if row is None:  # the lease ran out and another worker took it over
-            return "lost_claim"
-        row.attempts += 1
-        row.claimed_by, row.claimed_until, row.updated_at = None, None, t
-        if result.ok:
-            row.status, row.provider_id, row.sent_at = "sent", result.provider_id, t
-            row.incentive = _issue(ctx, message, row, t)
-            s.add(row)
-            return "sent"
-        row.errors = [*row.errors, {"channel": row.channel, "outcome": result.outcome, "reason": result.reason,
-                                    "at": t.isoformat()}]
-        if result.outcome == "transient" and row.attempts < ctx.limits.max_attempts:
-            row.status = "retrying"
-            row.next_attempt_at = t + timedelta(seconds=_backoff(ctx, row.attempts, result.retry_after))
-            s.add(row)
-            return "retrying"
-        if result.unreachable and person is not None:
-            _mark_unreachable(s, person.id, row.channel or "")
-        outcome = _fall_back(ctx, s, message, row, person)
-        if outcome == "failed":
-            _release(ctx, message, row)
-        s.add(row)
-        return outcome
+    tally: dict[str, int] = defaultdict(int)
+    with _writing(ctx.engine) as s:
+        held = {row.id: row for row in s.exec(select(Delivery).where(
+            col(Delivery.id).in_([d.id for d in claimed]), Delivery.claimed_by == token,
+            Delivery.status == "sending").order_by(col(Delivery.id)).with_for_update()).all()}
+        sent: list[Delivery] = []
+        failed: list[Delivery] = []
+        for d, result in zip(claimed, results, strict=True):
+            row = held.get(d.id)
+            if row is None:
+                tally["lost_claim"] += 1
+                continue
+            outcome = _outcome(ctx, s, message, row, result, people.get(d.customer), t)
+            tally[outcome] += 1
+            if outcome == "sent":
+                sent.append(row)
+            elif outcome == "failed":
+                failed.append(row)
+        ledger = DbLedgerStore.joining(s.connection(), run.org_id)
+        _issue(ctx, message, sent, ledger, t)
+        for row in failed:
+            _release(ctx, message, row, ledger)
+        s.add_all(held.values())
+    return dict(tally)
+
+
+def _outcome(ctx: WorkerContext, s: Session, message: Message, row: Delivery, result: SendResult,
+             person: CustomerRow | None, t: datetime) -> str:
+    """Move a held row on by its send's result (the incentive is the caller's); the outcome's name."""
+    row.attempts += 1
+    row.claimed_by, row.claimed_until, row.updated_at = None, None, t
+    if result.ok:
+        row.status, row.provider_id, row.sent_at = "sent", result.provider_id, t
+        return "sent"
+    row.errors = [*row.errors, {"channel": row.channel, "outcome": result.outcome, "reason": result.reason,
+                                "at": t.isoformat()}]
+    if result.outcome == "transient" and row.attempts < ctx.limits.max_attempts:
+        row.status = "retrying"
+        row.next_attempt_at = t + timedelta(seconds=_backoff(ctx, row.attempts, result.retry_after))
+        return "retrying"
+    if result.unreachable and person is not None:
+        _mark_unreachable(s, person.id, row.channel or "")
+    return _fall_back(ctx, s, message, row, person)
 
 
 def _mark_unreachable(s: Session, customer_id: int | None, channel: str) -> None:
@@ -257,28 +292,41 @@ def _render(ctx: WorkerContext, message: Message, row: Delivery, channel: str, p
                       vars=row.decision.get("vars") or {}, preview=False)
 
 
-def _ledger_context(ctx: WorkerContext, message: Message, row: Delivery, at: datetime) -> IncentiveContext:
-    return IncentiveContext(message, DbLedgerStore(ctx.engine, row.org_id), at)
+def _issue(ctx: WorkerContext, message: Message, rows: list[Delivery], ledger: DbLedgerStore, at: datetime) -> None:
+    """Make the reserved grants of these sent rows final in ``ledger`` (once per message and customer: issuing
+    again returns the first), one after the other (they share the ledger's connection).
+
+    They run on this thread's own event loop, not on the send loop: the ledger's calls block, and on the
+    send loop one batch's issue waiting for the ledger's lock would stop the loop from handing another batch
+    (the lock's holder) the result it waits for to commit."""
+    spec = message.incentive
+    rows = [r for r in rows if r.incentive]
+    if spec is None or not rows:
+        return
+    kind = ctx.herald.registry.incentive(spec.kind)
+    context = IncentiveContext(message, ledger, at)
+
+    async def issue_all() -> list[Mapping[str, Any] | KeyError]:
+        out: list[Mapping[str, Any] | KeyError] = []
+        for row in rows:
+            try:
+                out.append(await kind.issue(spec.settings, row.incentive or {}, context))
+            except KeyError as exc:
+                out.append(exc)
+        return out
+
+    for row, issued in zip(rows, asyncio.run(issue_all()), strict=True):
+        if isinstance(issued, KeyError):
+            log.warning("delivery %s: incentive not issued: %s", row.key, issued)
+            row.incentive = {**(row.incentive or {}), "issue_error": str(issued)}
+        else:
+            row.incentive = dict(issued)
 
 
-def _issue(ctx: WorkerContext, message: Message, row: Delivery, at: datetime) -> dict[str, Any] | None:
-    """Make the reserved grant final (once per message and customer: issuing again returns the first)."""
-    if not row.incentive or message.incentive is None:
-        return row.incentive
-    kind = ctx.herald.registry.incentive(message.incentive.kind)
-    try:
-        issued = ctx.loop.run(kind.issue(message.incentive.settings, row.incentive,
-                                         _ledger_context(ctx, message, row, at)))
-    except KeyError as exc:
-        log.warning("delivery %s: incentive not issued: %s", row.key, exc)
-        return {**row.incentive, "issue_error": str(exc)}
-    return dict(issued)
-
-
-def _release(ctx: WorkerContext, message: Message, row: Delivery) -> None:
-    """Give the reserved incentive back (the delivery failed or was cancelled)."""
+def _release(ctx: WorkerContext, message: Message, row: Delivery, ledger: DbLedgerStore) -> None:
+    """Give the reserved incentive back to ``ledger`` (the delivery failed or was cancelled)."""
     if not row.incentive or message.incentive is None:
         return
     kind = ctx.herald.registry.incentive(message.incentive.kind)
-    kind.release(message.incentive.settings, row.incentive, _ledger_context(ctx, message, row, now()))
+    kind.release(message.incentive.settings, row.incentive, IncentiveContext(message, ledger, now()))
     row.incentive = {**row.incentive, "released": True}

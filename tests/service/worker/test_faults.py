@@ -218,14 +218,17 @@ def test_points_are_credited_once_per_recipient_with_their_expiry(client, db_eng
     report = ok(client.get(f"{API}/messages/{m['id']}/report", headers=org.headers()))
     assert report["incentives"] == {"coupons_issued": 0, "points_credited": 5, "points": 1250, "released": 0}
     # crediting again (a repeated step) returns the first credit: the ledger holds one entry per recipient
+    from service.storage.ledger import DbLedgerStore
     from service.storage.tables import Run
     from service.worker.runs import approved_message, now
     from service.worker.sending import _issue
     with transaction(db_engine) as s:
         run = s.get(Run, run_id)
+        assert run is not None
         message = approved_message(fresh_worker, s, run)
-    again = _issue(fresh_worker, message, rows[0], now())
-    assert again == rows[0].incentive
+    first = dict(rows[0].incentive or {})
+    _issue(fresh_worker, message, [rows[0]], DbLedgerStore(db_engine, org.org_id), now())
+    assert rows[0].incentive == first
 
 
 def test_frequency_caps_read_what_was_really_sent(client, db_engine, org, fresh_worker):
@@ -241,3 +244,90 @@ def test_frequency_caps_read_what_was_really_sent(client, db_engine, org, fresh_
     _, run_id, status = run_message(client, db_engine, org, fresh_worker, title="Second", edit=capped)
     rows = deliveries(db_engine, run_id)
     assert {r.status for r in rows} == {"excluded"} and {r.excluded_reason for r in rows} == {"frequency_cap"}
+
+
+def _prepared(client, db_engine, org, worker, n, edit=None):
+    """A run of ``n`` customers decided into delivery rows (chunk 0), none sent: the run's id and its rows."""
+    upload(client, org, customers_csv(n))
+    m = approve(client, db_engine, org, edit=edit)
+    durable.runs.schedule_approved(worker)  # the run exists, but no workflow sends it
+    (run,) = send_runs(db_engine, m["id"])
+    assert run.id is not None
+    durable.runs.begin(worker, run.id)
+    durable.runs.prepare_chunk(worker, run.id, 0)
+    return run.id, deliveries(db_engine, run.id)
+
+
+def _coupon(client, org, codes):
+    inc = ok(client.post(f"{API}/incentives", json={"name": "Codes", "kind": "coupon", "settings": {
+        "source": "list", "expiry": {"days": 14}}}, headers=org.headers()), 201)
+    ok(client.post(f"{API}/incentives/{inc['id']}/codes", json=codes, headers=org.headers()), 201)
+
+    def edit(url):
+        ok(client.put(f"{url}/incentive", json={"incentive_id": inc["id"]}, headers=org.headers()))
+    return edit
+
+
+def test_rows_whose_claim_is_taken_over_mid_batch_are_left_to_their_new_claimant(client, db_engine, org,
+                                                                                  fresh_worker):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from service.storage.ledger import DbLedgerStore
+    from service.storage.tables import Delivery
+    from service.worker.runs import now
+
+    run_id, rows = _prepared(client, db_engine, org, fresh_worker, 6,
+                          edit=_coupon(client, org, [f"T{i:02d}" for i in range(6)]))
+    assert len(rows) == 6 and all(r.incentive for r in rows)
+    taken = {r.key for r in rows[:2]}
+    later = now() + timedelta(minutes=5)
+
+    def take_over(request, n):  # while this worker sends, another takes these two rows over (its lease ran out)
+        if request.idempotency_key in taken:
+            with transaction(db_engine) as s:
+                s.execute(update(Delivery).where(Delivery.key == request.idempotency_key).values(
+                    claimed_by="other/herald-run-y", claimed_until=later))
+        return None
+
+    fresh_worker.transports = {"sms": Scripted(take_over)}
+    ids = [r.id for r in rows if r.id is not None]
+    assert sending.send_batch(fresh_worker, run_id, ids, "w1/batch") == {"sent": 4, "lost_claim": 2}
+    after = {r.key: r for r in deliveries(db_engine, run_id)}
+    for key in taken:  # untouched: still the new claimant's to record, its coupon still only reserved
+        r = after[key]
+        assert (r.status, r.claimed_by, r.attempts, r.sent_at) == ("sending", "other/herald-run-y", 0, None)
+        assert r.incentive is not None and r.incentive["status"] == "reserved"
+    ledger = DbLedgerStore(db_engine, org.org_id)
+    for r in after.values():
+        assert r.incentive is not None
+        entry = ledger.entry(("coupon", r.incentive["series"]), (r.incentive["message"], r.incentive["customer"]))
+        assert entry is not None and entry.status == ("reserved" if r.key in taken else "issued")
+        assert r.key in taken or (r.status, r.claimed_by, r.attempts, r.incentive["status"]) == (
+            "sent", None, 1, "issued")
+
+
+def test_a_batch_is_recorded_in_one_transaction(client, db_engine, org, fresh_worker):
+    from sqlalchemy import event
+
+    run_id, rows = _prepared(client, db_engine, org, fresh_worker, 8,
+                          edit=_coupon(client, org, [f"R{i:02d}" for i in range(8)]))
+    me = threading.get_ident()
+    commits: list[int] = []
+
+    def count(conn):
+        if threading.get_ident() == me:
+            commits.append(1)
+
+    fresh_worker.transports = {"sms": Scripted(lambda request, n: SendResult.transient("busy") if n == 1
+                                               and request.idempotency_key == rows[0].key else None)}
+    event.listen(db_engine, "commit", count)
+    try:
+        tally = sending.send_batch(fresh_worker, run_id, [r.id for r in rows if r.id is not None], "w1/batch")
+    finally:
+        event.remove(db_engine, "commit", count)
+    assert tally == {"sent": 7, "retrying": 1}
+    assert len(commits) == 3  # the claim, the look at the message and customers, and every outcome with its coupon
+    assert Counter(r.incentive["status"] for r in deliveries(db_engine, run_id) if r.incentive) == {
+        "issued": 7, "reserved": 1}
