@@ -47,7 +47,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-PG = os.environ.get("HERALD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+from fresh_db import fresh_database  # noqa: E402
+
 SID = "AC" + "0123456789abcdef" * 2
 EXAMPLES = ROOT / "rules" / "examples"
 ENDED = ("sent", "failed", "cancelled")
@@ -150,33 +151,9 @@ def provider_baseline(provider: Provider, n: int) -> float:
 
 
 def database(backend: str, work: Path) -> tuple[str, str | None, Any]:
-    """(url, DBOS schema, clean-up) of a fresh, migrated database."""
-    from sqlalchemy import make_url, text
-
-    from service.storage.db import make_engine, migrate
-
-    if backend == "sqlite":
-        url = f"sqlite:///{work / f'herald-{secrets.token_hex(3)}.db'}"
-        migrate(url)
-        return url, None, lambda: None
-    tag = secrets.token_hex(4)
-    schema, dbos = f"herald_bench_{tag}", f"dbos_bench_{tag}"
-    admin = make_engine(PG)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(PG).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-
-    def drop() -> None:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{dbos}" CASCADE'))
-        admin.dispose()
-
-    try:
-        migrate(url)
-    except BaseException:
-        drop()
-        raise
+    """(url, DBOS schema, clean-up) of a fresh, migrated database (DBOS's schema dropped with it)."""
+    dbos = None if backend == "sqlite" else f"dbos_bench_{secrets.token_hex(4)}"
+    url, drop = fresh_database(backend, work, also_drop=[dbos] if dbos else [])
     return url, dbos, drop
 
 

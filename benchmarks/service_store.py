@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 import os
-import secrets
 import sys
 import tempfile
 import time
@@ -32,40 +31,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 import workload  # noqa: E402
+from fresh_db import fresh_database  # noqa: E402
 
 PG = os.environ.get("HERALD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 #: an audience group holding every customer with an id (all of them): the whole stored audience
 EVERYONE = {"include": [{"kind": "filter", "group": 1, "filter": {"field": "customer.id", "exists": True}}],
             "exclude": []}
-
-
-def _database(backend: str, work: Path):
-    """(url, clean-up) of a fresh, migrated database."""
-    from sqlalchemy import make_url, text
-
-    from service.storage.db import make_engine, migrate
-
-    if backend == "sqlite":
-        url = f"sqlite:///{work / 'herald.db'}"
-        migrate(url)
-        return url, lambda: None
-    schema = f"herald_bench_{secrets.token_hex(4)}"
-    admin = make_engine(PG)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(PG).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-
-    def drop() -> None:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-    try:
-        migrate(url)
-    except BaseException:
-        drop()
-        raise
-    return url, drop
 
 
 def measure(backend: str, n: int, data: bytes, herald, message) -> dict:
@@ -76,7 +47,7 @@ def measure(backend: str, n: int, data: bytes, herald, message) -> dict:
     from service.storage.keys import create_org
 
     with tempfile.TemporaryDirectory(prefix="herald-store-bench-") as folder:
-        url, drop = _database(backend, Path(folder))
+        url, drop = fresh_database(backend, Path(folder))
         engine = make_engine(url)
         try:
             with transaction(engine) as s:
