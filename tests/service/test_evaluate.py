@@ -18,7 +18,9 @@ from typer.testing import CliRunner
 from engine.columnar import read_frame
 from service.cli import app as cli_app
 from service.http.routes.evaluation import MAX_CUSTOMERS, PREPARED
-from service.storage.tables import Ledger, Run
+from service.storage.db import transaction
+from service.storage.keys import issue_key
+from service.storage.tables import Ledger, Run, User
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "rules" / "examples"
@@ -253,3 +255,19 @@ def test_a_single_decision_reads_postgresql_off_the_event_loop_and_sqlite_on_it(
         r = client.post("/api/v1/evaluate", json=body([customer]), headers=org.headers("service"))
         assert r.status_code == 200, r.text
     assert on_loop and set(on_loop) == {db_engine.dialect.name == "sqlite"}
+
+
+def test_a_caller_without_an_evaluating_role_is_403_before_the_body_is_read(client, org, db_engine):
+    """The role check comes first: a caller who may not evaluate learns nothing from a bad body (403, not 400)."""
+    with transaction(db_engine) as s:  # no role at all (the API never makes one: stored directly)
+        user = User(org_id=org.org_id, name="nobody", roles="")
+        s.add(user)
+        s.flush()
+        _, key = issue_key(s, user)
+    headers = {"Authorization": f"Bearer {key}"}
+    answers = [client.post("/api/v1/evaluate", json=body(sample_customers()[:1]), headers=headers),
+               client.post("/api/v1/evaluate", content=b"{", headers={**headers, "Content-Type": "application/json"})]
+    for r in answers:
+        assert r.status_code == 403
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert "this needs the role marketer or approver or admin or service" in r.json()["detail"]
