@@ -33,7 +33,7 @@ from service.http.adhoc import (
     load_inline_message,
     prepared_key,
 )
-from service.http.auth import EVALUATORS, before_request
+from service.http.auth import EVALUATORS
 from service.http.deps import (
     Caller,
     Db,
@@ -188,9 +188,7 @@ def _lines(frame: pl.DataFrame, run: Run) -> list[dict[str, Any]]:
 # -- POST /evaluate ----------------------------------------------------------------------------------------
 
 
-# the role check runs as a ``before_request`` hook rather than a guard (same 403, same point: before the body
-# is decoded): Litestar copies the route handler for each guard call
-@post("/evaluate", operation_id="evaluate", tags=["evaluation"], before_request=before_request(EVALUATORS),
+@post("/evaluate", operation_id="evaluate", tags=["evaluation"], guards=[EVALUATORS],
       request_max_body_size=EVALUATE_MAX_BODY, status_code=200)
 async def evaluate_adhoc(data: JSONBody[EvaluateIn], request: Request[Any, Any, Any]) -> dict[str, Any]:
     """Evaluate a message definition for inline customers; nothing is stored. Returns ``{decisions, summary}``
