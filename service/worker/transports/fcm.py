@@ -12,11 +12,10 @@ Options: ``service_account`` (the key file's content: a mapping, or its JSON tex
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import time
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
@@ -24,13 +23,12 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from engine.contracts import SendRequest, SendResult
 from service.worker.transports.config import Options, Secret
-from service.worker.transports.http_common import Answer, HttpTransport
+from service.worker.transports.http_common import Answer, HttpTransport, TokenCache
 
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"
 ASSERTION_SECONDS = 3600
-REFRESH_MARGIN = 300.0  # refresh a cached token when less than this many seconds (or 10 % of its life) remain
 _PROJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]{0,127}")
 _TRANSIENT_CODES = frozenset({"QUOTA_EXCEEDED", "UNAVAILABLE", "INTERNAL"})
 
@@ -71,13 +69,11 @@ class FcmTransport(HttpTransport):
             raise options.error("project_id", "required (the service account names none)")
         if not _PROJECT.fullmatch(self.project_id):
             raise options.error("project_id", f"must be a Google Cloud project id, not {self.project_id!r}")
-        self._token: tuple[str, float] | None = None  # (access token, refresh after: epoch seconds)
-        self._lock: asyncio.Lock | None = None
-        self._lock_loop: asyncio.AbstractEventLoop | None = None
+        self._tokens = TokenCache(default_life=3600.0)
 
     def secrets(self) -> Iterable[Secret | str | None]:
         """The cached access token."""
-        return (self._token[0] if self._token else None,)
+        return (self._tokens.current,)
 
     def __repr__(self) -> str:
         return (f"FcmTransport(base_url={self.base_url!r}, project_id={self.project_id!r}, "
@@ -98,32 +94,25 @@ class FcmTransport(HttpTransport):
     async def access_token(self, *, refresh: bool = False) -> str | SendResult:
         """The cached access token, fetched anew when missing, near its expiry or ``refresh`` is set; a
         result when the token endpoint failed."""
-        loop = asyncio.get_running_loop()
-        if self._lock is None or self._lock_loop is not loop:
-            self._lock, self._lock_loop = asyncio.Lock(), loop
-        stale = self._token[0] if refresh and self._token else None
-        async with self._lock:
-            if self._token is not None and self._token[0] != stale and time.time() < self._token[1]:
-                return self._token[0]  # still fresh (or another send already refreshed it)
-            now = time.time()
-            answer = await self.request("POST", self.token_uri, data={"grant_type": GRANT_TYPE,
-                                                                      "assertion": self.assertion(now)})
-            if isinstance(answer, SendResult):
-                return answer
-            data = answer.json_object()
-            token, expires = data.get("access_token"), data.get("expires_in", 3600)
-            if answer.status == 200 and isinstance(token, str) and token:
-                life = float(expires) if isinstance(expires, (int, float)) and expires > 0 else 3600.0
-                self._token = (token, now + life - min(REFRESH_MARGIN, life / 10))
-                return token
-            detail = f"{data.get('error')}: {data.get('error_description', '')}" if data else answer.snippet()
-            if answer.status == 200:
-                return self.unreadable(answer)
-            if answer.status in (408, 429) or answer.status >= 500:
-                return SendResult.transient(f"fcm: the token endpoint answered HTTP {answer.status} ({detail})",
-                                            answer.retry_after())
-            return SendResult.permanent(f"fcm: the token endpoint refused the service account "
-                                        f"{self.client_email}: HTTP {answer.status} ({detail})")
+        return await self._tokens.get(self._fetch_token, refresh=refresh)
+
+    async def _fetch_token(self, now: float) -> tuple[str, Any] | SendResult:
+        answer = await self.request("POST", self.token_uri, data={"grant_type": GRANT_TYPE,
+                                                                  "assertion": self.assertion(now)})
+        if isinstance(answer, SendResult):
+            return answer
+        data = answer.json_object()
+        token = data.get("access_token")
+        if answer.status == 200 and isinstance(token, str) and token:
+            return token, data.get("expires_in")
+        detail = f"{data.get('error')}: {data.get('error_description', '')}" if data else answer.snippet()
+        if answer.status == 200:
+            return self.unreadable(answer)
+        if answer.status in (408, 429) or answer.status >= 500:
+            return SendResult.transient(f"fcm: the token endpoint answered HTTP {answer.status} ({detail})",
+                                        answer.retry_after())
+        return SendResult.permanent(f"fcm: the token endpoint refused the service account "
+                                    f"{self.client_email}: HTTP {answer.status} ({detail})")
 
     async def deliver(self, request: SendRequest) -> SendResult:
         """POST the message with a bearer token; a 401 refreshes the token and retries once."""

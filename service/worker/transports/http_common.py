@@ -8,7 +8,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -77,6 +77,47 @@ class Answer:
     def retry_after(self) -> float | None:
         """The ``Retry-After`` header in seconds, if any."""
         return retry_after(self.headers.get("retry-after"))
+
+
+class TokenCache:
+    """A provider's short-lived access token, fetched once for every send that needs it and fetched anew when it
+    nears its expiry (the last ``REFRESH_MARGIN`` seconds or 10 % of its life) or a send found it rejected.
+
+    ``fetch(now)`` asks the provider: ``(token, seconds it lives)``, or the ``SendResult`` of a failed fetch. One
+    fetch at a time per event loop; a send that asks for a refresh while another already replaced the token
+    it saw gets the new one."""
+
+    REFRESH_MARGIN = 300.0
+
+    def __init__(self, default_life: float):
+        self.default_life = default_life
+        self._token: tuple[str, float] | None = None  # (access token, refresh after: epoch seconds)
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def current(self) -> str | None:
+        """The cached token (for masking in logs), if any."""
+        return self._token[0] if self._token else None
+
+    async def get(self, fetch: Callable[[float], Awaitable[tuple[str, Any] | SendResult]], *,
+                  refresh: bool = False) -> str | SendResult:
+        """The cached token, or a fresh one from ``fetch`` when missing, near expiry or ``refresh`` is set."""
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        stale = self.current if refresh else None
+        async with self._lock:
+            if self._token is not None and self._token[0] != stale and time.time() < self._token[1]:
+                return self._token[0]  # still fresh (or another send already refreshed it)
+            now = time.time()
+            got = await fetch(now)
+            if isinstance(got, SendResult):
+                return got
+            token, expires = got
+            life = float(expires) if isinstance(expires, (int, float)) and expires > 0 else self.default_life
+            self._token = (token, now + life - min(self.REFRESH_MARGIN, life / 10))
+            return token
 
 
 class HttpTransport:

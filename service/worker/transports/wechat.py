@@ -14,17 +14,15 @@ Options: ``appid`` and ``secret`` (required) and the HTTP options (``base_url`` 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
-import time
 from collections.abc import Iterable
 from typing import Any
 
 from engine.contracts import SendRequest, SendResult
 from service.worker.transports.config import Options, Secret
-from service.worker.transports.http_common import Answer, HttpTransport
+from service.worker.transports.http_common import Answer, HttpTransport, TokenCache
 
 #: an invalid, expired or not-latest access token: fetch a new one and retry once
 TOKEN_ERRORS = frozenset({40001, 40014, 42001})
@@ -32,7 +30,6 @@ TOKEN_ERRORS = frozenset({40001, 40014, 42001})
 UNREACHABLE_ERRORS = frozenset({43004, 40003})
 #: system busy, rate limited (45009 daily API quota; 45047 reached per user limit is permanent)
 TRANSIENT_ERRORS = frozenset({-1, 45009, 45011})
-REFRESH_MARGIN = 300.0
 _QUERY_SECRET = re.compile(r"((?:access_token|secret)=)[^&\s\"']+")
 
 
@@ -68,46 +65,37 @@ class WeChatTransport(HttpTransport):
         super().__init__(options)
         self.appid: str = options.text("appid")
         self.secret: Secret = options.secret("secret")
-        self._token: tuple[str, float] | None = None
-        self._lock: asyncio.Lock | None = None
-        self._lock_loop: asyncio.AbstractEventLoop | None = None
+        self._tokens = TokenCache(default_life=7200.0)
 
     def secrets(self) -> Iterable[Secret | str | None]:
         """The app secret and the cached access token."""
-        return (self.secret, self._token[0] if self._token else None)
+        return (self.secret, self._tokens.current)
 
     def __repr__(self) -> str:
         return f"WeChatTransport(base_url={self.base_url!r}, appid={self.appid!r})"
 
     async def access_token(self, *, refresh: bool = False) -> str | SendResult:
         """The cached access token, fetched anew when missing, near its expiry or ``refresh`` is set."""
-        loop = asyncio.get_running_loop()
-        if self._lock is None or self._lock_loop is not loop:
-            self._lock, self._lock_loop = asyncio.Lock(), loop
-        stale = self._token[0] if refresh and self._token else None
-        async with self._lock:
-            if self._token is not None and self._token[0] != stale and time.time() < self._token[1]:
-                return self._token[0]
-            now = time.time()
-            answer = await self.request("GET", f"{self.base_url}/cgi-bin/token", params={
-                "grant_type": "client_credential", "appid": self.appid, "secret": self.secret.reveal()})
-            if isinstance(answer, SendResult):
-                return answer
-            if answer.status != 200:
-                return self.http_error(answer, "fetching the access token")
-            data = answer.json_object()
-            token, expires = data.get("access_token"), data.get("expires_in", 7200)
-            if isinstance(token, str) and token:
-                life = float(expires) if isinstance(expires, (int, float)) and expires > 0 else 7200.0
-                self._token = (token, now + life - min(REFRESH_MARGIN, life / 10))
-                return token
-            if "errcode" not in data:
-                return self.unreadable(answer)
-            reason = self.safe(f"wechat: fetching the access token: errcode {data.get('errcode')}: "
-                               f"{data.get('errmsg', '')}")
-            if data.get("errcode") in TRANSIENT_ERRORS:
-                return SendResult.transient(reason)
-            return SendResult.permanent(reason)  # invalid appid or secret, IP not whitelisted …
+        return await self._tokens.get(self._fetch_token, refresh=refresh)
+
+    async def _fetch_token(self, now: float) -> tuple[str, Any] | SendResult:
+        answer = await self.request("GET", f"{self.base_url}/cgi-bin/token", params={
+            "grant_type": "client_credential", "appid": self.appid, "secret": self.secret.reveal()})
+        if isinstance(answer, SendResult):
+            return answer
+        if answer.status != 200:
+            return self.http_error(answer, "fetching the access token")
+        data = answer.json_object()
+        token = data.get("access_token")
+        if isinstance(token, str) and token:
+            return token, data.get("expires_in")
+        if "errcode" not in data:
+            return self.unreadable(answer)
+        reason = self.safe(f"wechat: fetching the access token: errcode {data.get('errcode')}: "
+                           f"{data.get('errmsg', '')}")
+        if data.get("errcode") in TRANSIENT_ERRORS:
+            return SendResult.transient(reason)
+        return SendResult.permanent(reason)  # invalid appid or secret, IP not whitelisted …
 
     async def deliver(self, request: SendRequest) -> SendResult:
         """POST the template message; errcode 0 → accepted (msgid); a token error refetches the token and
