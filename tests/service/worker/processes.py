@@ -4,10 +4,13 @@ killed with SIGKILL and restarted under the same name."""
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +56,26 @@ class Workers:
             except subprocess.TimeoutExpired:
                 proc.kill()
         self.procs.clear()
+
+
+@contextmanager
+def worker_pool(database_url: str, logs: Path, admin_url: str, **env: str) -> Iterator[Workers]:
+    """:class:`Workers` with a DBOS schema of their own in the PostgreSQL of ``admin_url``: on leaving, every
+    worker is stopped and the schema dropped."""
+    from sqlalchemy import text
+
+    from service.storage.db import make_engine
+
+    schema = f"dbos_procs_{secrets.token_hex(4)}"
+    pool = Workers(database_url, logs, HERALD_DBOS_SCHEMA=schema, **env)
+    try:
+        yield pool
+    finally:
+        pool.stop_all()
+        admin = make_engine(admin_url)
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
 
 
 def wait_until(check: Any, timeout: float, what: str, every: float = 0.25) -> Any:

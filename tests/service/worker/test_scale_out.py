@@ -6,17 +6,16 @@ And a per-channel rate limit holds across three processes."""
 from __future__ import annotations
 
 import os
-import secrets
 
 import pytest
 from sqlalchemy import func, text
 from sqlmodel import col, select
 
-from service.storage.db import is_sqlite, make_engine, transaction
+from service.storage.db import is_sqlite, transaction
 from service.storage.tables import Delivery, Run
 from tests.service.conftest import postgres_url
 from tests.service.worker.conftest import approve, customers_csv, send_runs, upload
-from tests.service.worker.processes import Workers, wait_until
+from tests.service.worker.processes import wait_until, worker_pool
 from tests.service.worker.provider import Provider
 
 pytestmark = pytest.mark.slow
@@ -33,17 +32,10 @@ def provider():
 def workers(database_url, tmp_path, provider):
     if is_sqlite(database_url):
         pytest.skip("worker processes share PostgreSQL (SQLite runs its worker in-process: test_send_run.py)")
-    schema = f"dbos_procs_{secrets.token_hex(4)}"
-    pool = Workers(database_url, tmp_path, HERALD_DBOS_SCHEMA=schema, HERALD_DEFAULT_TRANSPORT="log",
-                   HERALD_CHUNK_SIZE="500", HERALD_TRANSPORTS=provider.transports_file(tmp_path / "transports.json"))
-    try:
+    with worker_pool(database_url, tmp_path, postgres_url() or "", HERALD_DEFAULT_TRANSPORT="log",
+                     HERALD_CHUNK_SIZE="500",
+                     HERALD_TRANSPORTS=provider.transports_file(tmp_path / "transports.json")) as pool:
         yield pool
-    finally:
-        pool.stop_all()
-        admin = make_engine(postgres_url() or "")
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def _count(db_engine, run_id: int, *statuses: str) -> int:
@@ -87,24 +79,16 @@ def test_three_workers_a_sigkill_and_a_failing_provider_deliver_every_recipient_
 def test_a_channel_rate_limit_holds_across_three_worker_processes(client, db_engine, org, database_url, tmp_path):
     if is_sqlite(database_url):
         pytest.skip("worker processes share PostgreSQL")
-    schema = f"dbos_rate_{secrets.token_hex(4)}"
     with Provider() as provider:
-        pool = Workers(database_url, tmp_path, HERALD_DBOS_SCHEMA=schema, HERALD_CHUNK_SIZE="40",
-                       HERALD_RATE_LIMITS="sms=40",
-                       HERALD_TRANSPORTS=provider.transports_file(tmp_path / "transports.json"))
-        try:
+        with worker_pool(database_url, tmp_path, postgres_url() or "", HERALD_CHUNK_SIZE="40",
+                         HERALD_RATE_LIMITS="sms=40",
+                         HERALD_TRANSPORTS=provider.transports_file(tmp_path / "transports.json")) as pool:
             upload(client, org, customers_csv(400, prefix="r"))
             m = approve(client, db_engine, org, title="Paced")
             for name in ("r1", "r2", "r3"):
                 pool.start(name)
             run = wait_until(lambda: send_runs(db_engine, m["id"]), 60, "the run")[0]
             wait_until(lambda: pool.alive() and _status(db_engine, run.id) == "sent", 300, "the run to end")
-        finally:
-            pool.stop_all()
-            admin = make_engine(postgres_url() or "")
-            with admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-            admin.dispose()
         times = sorted(t for _, t, _ in provider.delivered.values())
     assert len(times) == 400
     # 40 a second across all workers: every send waits for its own slot of the pace they share, 25 ms apart
