@@ -139,6 +139,16 @@ def count_rows(path: Path) -> int:
     return max(0, lines - 1)
 
 
+def written_file(export_dir: Path, org_id: int, message_id: int, run_id: int, name: str) -> Path | None:
+    """The run's export file called ``name`` (``<channel>.csv``) when the run wrote it, else ``None`` (a name
+    that is no channel's file never reaches the file system)."""
+    channel = name.removesuffix(".csv")
+    if not name.endswith(".csv") or not _CHANNEL.fullmatch(channel):
+        return None
+    path = file_path(export_dir, org_id, message_id, run_id, channel)
+    return path if path.is_file() and not path.is_symlink() else None
+
+
 def list_files(export_dir: Path, org_id: int, message_id: int, run_id: int) -> list[dict[str, Any]]:
     """The run's export files: name, channel, data rows and bytes (none before the run has written them)."""
     where = run_dir(export_dir, org_id, message_id, run_id)

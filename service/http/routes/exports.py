@@ -36,10 +36,9 @@ def run_export_file(run_id: IdPath, name: FromPath[str], caller: Caller, db: DbD
         run = owned(s, Run, run_id, caller, "run")
         message_id = run.message_id
     assert run.id is not None
-    listed = {f["name"] for f in ad_exports.list_files(db.settings.export_dir, caller.org_id, message_id, run.id)}
-    if name not in listed:  # only names the run wrote: nothing a caller types reaches the path
+    path = ad_exports.written_file(db.settings.export_dir, caller.org_id, message_id, run.id, name)
+    if path is None:
         raise Problem(404, f"run {run.id} has no export file {name[:100]!r}", code="not_found")
-    path = ad_exports.file_path(db.settings.export_dir, caller.org_id, message_id, run.id, name.removesuffix(".csv"))
     return File(path, filename=f"run-{run.id}-{name}", media_type="text/csv; charset=utf-8")
 
 
