@@ -39,6 +39,7 @@ from engine.fields import FieldCatalogue
 from engine.model import Customer as EngineCustomer
 from engine.reachability import HANDLE_ERROR, HANDLE_TYPE
 from engine.runtime import Herald
+from service.storage.customer_changes import change_generation, drop_copy
 from service.storage.erasure import erase_customer
 from service.storage.tables import AudienceMember, Customer, utcnow
 
@@ -208,10 +209,11 @@ def upsert_frame(session: Session, org_id: int, frame: pl.DataFrame, catalogue: 
     contacts = _contacts_present(catalogue, text, rest)
     conn = session.connection()
     dialect = conn.dialect.name
+    gen = change_generation(conn, org_id)
     if dialect == "sqlite":
-        _upsert_sqlite(conn.connection.dbapi_connection, org_id, wide, text, flags, contacts, now)
+        _upsert_sqlite(conn.connection.dbapi_connection, org_id, wide, text, flags, contacts, now, gen)
     elif dialect == "postgresql":
-        _upsert_postgres(conn.connection.dbapi_connection, org_id, wide, text, flags, contacts, now)
+        _upsert_postgres(conn.connection.dbapi_connection, org_id, wide, text, flags, contacts, now, gen)
     else:  # pragma: no cover - the service runs on these two
         raise RuntimeError(f"bulk upsert is not written for {dialect}")
     created = session.exec(select(func.count()).select_from(Customer)
@@ -244,15 +246,15 @@ def _set_clauses(text: list[str], flags: list[str], contacts: list[tuple[str, bo
             attrs = f"({attrs} - array_remove(ARRAY[{', '.join(marks)}]::text[], NULL))"
         sets += [f"attributes = ({attrs} || excluded.attributes::jsonb)::json",
                  "subscriptions = (customer.subscriptions::jsonb || excluded.subscriptions::jsonb)::json"]
-    return [*sets, "updated_at = excluded.updated_at", "deleted_at = NULL"]
+    return [*sets, "updated_at = excluded.updated_at", "deleted_at = NULL", "change_gen = excluded.change_gen"]
 
 
 def _upsert_sqlite(dbapi: Any, org_id: int, wide: pl.DataFrame, text: list[str], flags: list[str],
-                   contacts: list[tuple[str, bool]], now: datetime) -> None:
+                   contacts: list[tuple[str, bool]], now: datetime, gen: int) -> None:
     stamp = now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     names = ["external_id", *text, *flags, "subscriptions", "attributes"]
-    sql = (f"INSERT INTO customer (org_id, {', '.join(names)}, created_at, updated_at) "
-           f"VALUES ({org_id}, {', '.join('?' for _ in names)}, '{stamp}', '{stamp}') "
+    sql = (f"INSERT INTO customer (org_id, {', '.join(names)}, created_at, updated_at, change_gen) "
+           f"VALUES ({org_id}, {', '.join('?' for _ in names)}, '{stamp}', '{stamp}', {int(gen)}) "
            f"ON CONFLICT (org_id, external_id) DO UPDATE SET {', '.join(_set_clauses(text, flags, contacts, 'sqlite'))}")
     cur = dbapi.cursor()
     try:
@@ -263,7 +265,7 @@ def _upsert_sqlite(dbapi: Any, org_id: int, wide: pl.DataFrame, text: list[str],
 
 
 def _upsert_postgres(dbapi: Any, org_id: int, wide: pl.DataFrame, text: list[str], flags: list[str],
-                     contacts: list[tuple[str, bool]], now: datetime) -> None:
+                     contacts: list[tuple[str, bool]], now: datetime, gen: int) -> None:
     names = ["external_id", *text, *flags, "subscriptions", "attributes"]
     types = {"external_id": "text", "subscriptions": "text", "attributes": "text", **{c: "text" for c in text},
              **{c: "boolean" for c in flags}}
@@ -276,10 +278,10 @@ def _upsert_postgres(dbapi: Any, org_id: int, wide: pl.DataFrame, text: list[str
                 copy.write(wide.slice(start, 100_000).write_csv(include_header=False, null_value=""))
         select_cols = ", ".join(f"{n}::json" if n in ("subscriptions", "attributes") else n for n in names)
         cur.execute(
-            f"INSERT INTO customer (org_id, {', '.join(names)}, created_at, updated_at) "
-            f"SELECT %(org)s, {select_cols}, %(now)s, %(now)s FROM herald_customer_upload "
+            f"INSERT INTO customer (org_id, {', '.join(names)}, created_at, updated_at, change_gen) "
+            f"SELECT %(org)s, {select_cols}, %(now)s, %(now)s, %(gen)s FROM herald_customer_upload "
             f"ON CONFLICT (org_id, external_id) DO UPDATE SET {', '.join(_set_clauses(text, flags, contacts, 'pg'))}",
-            {"org": org_id, "now": now})
+            {"org": org_id, "now": now, "gen": gen})
         cur.execute("DROP TABLE herald_customer_upload")
 
 
@@ -308,8 +310,12 @@ def anonymise(session: Session, org_id: int, external_id: str) -> bool:
     if row is None:
         return False
     cleared: dict[str, Any] = {name: None for name in [*TEXT_COLUMNS, *BOOL_COLUMNS]}
+    conn = session.connection()
+    gen = change_generation(conn, org_id)
     session.execute(update(Customer).where(col(Customer.id) == row.id)
-                    .values(**cleared, subscriptions={}, attributes={}, deleted_at=utcnow(), updated_at=utcnow()))
+                    .values(**cleared, subscriptions={}, attributes={}, deleted_at=utcnow(), updated_at=utcnow(),
+                            change_gen=gen))
+    drop_copy(conn, org_id)
     session.execute(AudienceMember.__table__.delete().where(AudienceMember.__table__.c.customer_id == row.id))  # type: ignore[attr-defined]
     erase_customer(session, org_id, external_id)
     session.expire(row)

@@ -21,6 +21,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from service.storage import audit
+from service.storage.customer_changes import stamp
 from service.storage.sealing import Sealer
 from service.storage.tables import Customer, Delivery, ReceiptEvent, WebhookSecret
 
@@ -108,6 +109,7 @@ def set_subscription(session: Session, customer_id: int, channel: str, status: s
     if before != status:
         row.subscriptions = {**(row.subscriptions or {}), channel: status}
         row.updated_at = datetime.now(UTC)
+        stamp(session, row)
         session.add(row)
         session.flush()
     return before

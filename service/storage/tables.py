@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Integer, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -198,7 +198,8 @@ class Customer(SQLModel, table=True):
     anonymised: its contacts and attributes are cleared and ``deleted_at`` set, so counts stay true.
     """
 
-    __table_args__ = (UniqueConstraint("org_id", "external_id"), Index("ix_customer_org_live", "org_id", "deleted_at"))
+    __table_args__ = (UniqueConstraint("org_id", "external_id"), Index("ix_customer_org_live", "org_id", "deleted_at"),
+                      Index("ix_customer_org_change", "org_id", "change_gen"))
     id: int | None = Field(default=None, primary_key=True, sa_type=BIG_ID)
     org_id: int = Field(foreign_key="org.id")
     external_id: str = Field(max_length=200)
@@ -220,6 +221,31 @@ class Customer(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     deleted_at: datetime | None = None
+    #: the change generation of the write that last touched the row (``service.storage.customer_copy``);
+    #: the database refuses a write that does not set the writer's current one
+    change_gen: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"})
+
+
+class CustomerGeneration(SQLModel, table=True):
+    """SQLite's counter of an org's customer writes: each write transaction takes the next generation
+    (PostgreSQL uses the writing transaction's id instead)."""
+
+    __tablename__ = "customer_generation"  # type: ignore[assignment]
+    org_id: int = Field(foreign_key="org.id", primary_key=True)
+    gen: int = Field(sa_type=BigInteger)
+
+
+class CustomerCopy(SQLModel, table=True):
+    """An org's live customers as the engine's audience frame, stored as Parquet: every row written at or
+    after change generation ``horizon`` is read again on top of it (``service.storage.customer_copy``)."""
+
+    __tablename__ = "customer_copy"  # type: ignore[assignment]
+    org_id: int = Field(foreign_key="org.id", primary_key=True)
+    horizon: int = Field(sa_type=BigInteger)
+    shape: str = Field(max_length=64)
+    rows: int
+    data: bytes = Field(sa_type=LargeBinary)
+    built_at: datetime = Field(default_factory=utcnow)
 
 
 class Incentive(SQLModel, table=True):

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from service.storage.customer_changes import stamp
 from service.storage.db import transaction
 from service.storage.receipts import allowed_from
 from service.storage.tables import CallTask, Delivery, utcnow
@@ -127,6 +128,7 @@ def complete(session: Session, org_id: int, task_id: int, user_id: int, outcome:
         if person is not None and person.deleted_at is None:
             person.subscriptions = {**(person.subscriptions or {}), row.channel: "invalid"}
             person.updated_at = utcnow()
+            stamp(session, person)
             session.add(person)
     return row
 

@@ -38,6 +38,7 @@ from engine.model import Customer, Message
 from engine.reachability import recorded_reason
 from engine.rendering import render_for
 from service.storage import messages
+from service.storage.customer_changes import stamp
 from service.storage.db import transaction
 from service.storage.ledger import DbLedgerStore
 from service.storage.tables import Customer as CustomerRow
@@ -255,6 +256,7 @@ def _mark_unreachable(s: Session, customer_id: int | None, channel: str) -> None
     row = s.get(CustomerRow, customer_id)
     if row is not None:
         row.subscriptions = {**(row.subscriptions or {}), channel: DEAD_ADDRESS.get(channel, "invalid")}
+        stamp(s, row)
         s.add(row)
 
 

@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 
 from engine.columnar.frame import read_frame
-from service.storage.audience import _decoded, _decoded_as, _keys_in, _known_attributes, customers_frame
+from service.storage.customer_columns import _decoded, _decoded_as, _keys_in, known_attributes
+from service.storage.customer_copy import customers_frame
 
 KNOWN = {"tier": pl.String(), "points": pl.Int64(), "lifetime_value": pl.Float64(), "affinities": pl.List(pl.String()),
          "blocked": pl.Boolean(), "handle_type.phone": pl.String()}
@@ -66,7 +67,7 @@ def _store(client, org, text: str) -> None:
 
 
 def test_known_attributes_cover_the_catalogue_and_the_contact_marks(herald):
-    known = _known_attributes(herald)
+    known = known_attributes(herald)
     assert known["points"] == pl.Int64 and known["affinities"] == pl.List(pl.String)
     assert known["handle_error.phone"] == pl.String and known["handle_type.email"] == pl.String
     assert known["blocked"] == pl.Boolean

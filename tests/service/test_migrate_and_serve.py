@@ -18,9 +18,9 @@ def test_migrate_creates_the_tables_then_says_it_is_current(tmp_path):
     url = f"sqlite:///{tmp_path / 'h.db'}"
     first = runner.invoke(cli, ["migrate", "--database", url])
     assert first.exit_code == 0, first.output
-    assert "migrated from an empty database to 0005" in first.output
+    assert "migrated from an empty database to 0006" in first.output
     again = runner.invoke(cli, ["migrate", "--database", url])
-    assert again.exit_code == 0 and "already at 0005" in again.output
+    assert again.exit_code == 0 and "already at 0006" in again.output
 
 
 def test_the_app_refuses_an_unmigrated_database_and_names_the_command(tmp_path, herald):

@@ -7,6 +7,7 @@ does; an upload with any bad row stores nothing (422, every bad row as ``file:li
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import Annotated, Any
 
@@ -20,6 +21,7 @@ from engine.errors import Problem as EngineProblem
 from service.http.auth import EDITORS, READERS
 from service.http.deps import Caller, Db, DbDep, encode_cursor, id_cursor, page_limit
 from service.http.problems import Problem, error, not_found, pointer, unprocessable
+from service.storage.customer_copy import STORE_AT, refresh
 from service.storage.customers import (
     anonymise,
     attributes_json,
@@ -30,6 +32,8 @@ from service.storage.customers import (
     upsert_customers,
 )
 from service.storage.tables import Customer
+
+log = logging.getLogger(__name__)
 
 ExternalId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 #: request content types of a bulk upload → the engine reader's format
@@ -118,8 +122,19 @@ def _bulk(db: Db, org_id: int, data: bytes, fmt: str, name: str, keep_valid: boo
         except AudienceError as exc:
             raise unprocessable(f"{name}: {len(exc.problems)} bad row(s) shown; nothing was stored "
                                 "(keep_valid=true stores the good rows)", list(iter_problems(exc.problems))) from None
+    if result.created + result.updated >= STORE_AT:
+        _refresh_copy(db, org_id)
     return {"received": result.received, "created": result.created, "updated": result.updated,
             "rejected_count": len(result.rejected), "rejected": list(iter_problems(result.rejected[:MAX_REPORTED]))}
+
+
+def _refresh_copy(db: Db, org_id: int) -> None:
+    """Bring the org's columnar copy up to date after a large upload (stored already, whatever happens here:
+    a copy that cannot be made now is made by the next read of the org)."""
+    try:
+        refresh(db.engine, org_id, db.herald)
+    except Exception:  # the upload is committed; the copy only saves the next read time
+        log.warning("the customer copy of org %s was not refreshed after an upload", org_id, exc_info=True)
 
 
 @post("/customers/bulk", operation_id="bulkUpsertCustomers", tags=["customers"], guards=[EDITORS], status_code=200)

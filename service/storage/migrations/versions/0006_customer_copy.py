@@ -1,0 +1,79 @@
+"""customer copy: each customer row carries the change generation of the write that last touched it (the
+database refuses a write that does not set its writer's current one), SQLite's per-org generation counter,
+and the org's columnar copy of its customers (Parquet)
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-12-03 19:20:00
+"""
+
+import sqlalchemy as sa
+import sqlmodel.sql.sqltypes
+from alembic import op
+
+revision = '0006'
+down_revision = '0005'
+branch_labels = None
+depends_on = None
+
+REFUSAL = "a customer row was written without the change generation of its writer (service.storage.customer_copy)"
+
+#: SQLite: the generation is the org's counter, moved on by the writing transaction before each write, so a
+#: written row holds the counter's value, and an updated row a higher one than it held
+SQLITE_GUARDS = [
+    f"""CREATE TRIGGER customer_stamped_{event.lower()} BEFORE {event} ON customer
+    WHEN NEW.change_gen IS NOT (SELECT gen FROM customer_generation WHERE org_id = NEW.org_id){also}
+    BEGIN SELECT RAISE(ABORT, '{REFUSAL}'); END""" for event, also in (("INSERT", ""),
+                                                                     ("UPDATE", " OR NEW.change_gen <= OLD.change_gen"))]
+
+#: PostgreSQL: the generation is the writing transaction's id; checked once per statement over the rows written
+POSTGRES_GUARDS = [
+    f"""CREATE FUNCTION herald_customer_stamped() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF EXISTS (SELECT 1 FROM written WHERE change_gen IS DISTINCT FROM pg_current_xact_id()::text::bigint) THEN
+            RAISE EXCEPTION '{REFUSAL}';
+        END IF;
+        RETURN NULL;
+    END $$""",
+    *(f"""CREATE TRIGGER customer_stamped_{event.lower()} AFTER {event} ON customer REFERENCING NEW TABLE AS written
+    FOR EACH STATEMENT EXECUTE FUNCTION herald_customer_stamped()""" for event in ("INSERT", "UPDATE"))]
+
+
+def upgrade() -> None:
+    """Apply this migration."""
+    op.create_table('customer_generation',
+    sa.Column('org_id', sa.Integer(), nullable=False),
+    sa.Column('gen', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['org_id'], ['org.id'], ),
+    sa.PrimaryKeyConstraint('org_id')
+    )
+    op.create_table('customer_copy',
+    sa.Column('org_id', sa.Integer(), nullable=False),
+    sa.Column('horizon', sa.BigInteger(), nullable=False),
+    sa.Column('shape', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('rows', sa.Integer(), nullable=False),
+    sa.Column('data', sa.LargeBinary(), nullable=False),
+    sa.Column('built_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['org_id'], ['org.id'], ),
+    sa.PrimaryKeyConstraint('org_id')
+    )
+    with op.batch_alter_table('customer', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('change_gen', sa.BigInteger(), server_default='0', nullable=False))
+        batch_op.create_index('ix_customer_org_change', ['org_id', 'change_gen'], unique=False)
+    guards = SQLITE_GUARDS if op.get_bind().dialect.name == "sqlite" else POSTGRES_GUARDS
+    for statement in guards:
+        op.execute(statement)
+
+
+def downgrade() -> None:
+    """Revert this migration."""
+    for event in ("insert", "update"):
+        op.execute(f"DROP TRIGGER IF EXISTS customer_stamped_{event}" +
+                   ("" if op.get_bind().dialect.name == "sqlite" else " ON customer"))
+    if op.get_bind().dialect.name != "sqlite":
+        op.execute("DROP FUNCTION IF EXISTS herald_customer_stamped()")
+    with op.batch_alter_table('customer', schema=None) as batch_op:
+        batch_op.drop_index('ix_customer_org_change')
+        batch_op.drop_column('change_gen')
+    op.drop_table('customer_copy')
+    op.drop_table('customer_generation')
