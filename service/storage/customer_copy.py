@@ -14,12 +14,12 @@ always the table's, never a stale copy:
 * a horizon is taken before the rows are read (``customer_changes.horizon``): on SQLite one past the counter's committed
   value, on PostgreSQL the oldest transaction still running — every write below it had ended before the
   read began, so the read holds it; writes at or above it are read again next time;
-* the copy's rows, the changed rows and the live count are read in one snapshot of the database; the copy is
-  used only when it was made for the same catalogue and channels (``shape``), when few rows changed since
-  (:data:`MAX_CHANGED`, or a tenth of the copy) and when the merged frame has exactly as many rows as the
-  table has live customers. Otherwise the org is read whole and the copy made again.
+* the copy and the changed rows are read in one snapshot of the database; the copy is used only when it was
+  made for the same catalogue and channels (``shape``) and when few rows changed since (:data:`MAX_CHANGED`,
+  or a tenth of the copy). Otherwise the org is read whole and the copy made again.
 
-Anonymising a customer drops the org's copy (it holds their contacts); the next read makes it again.
+Anonymising a customer drops the org's copy (it holds their contacts), and so does removing customer rows by
+any means (a trigger): the next read makes it again.
 """
 
 from __future__ import annotations
@@ -76,11 +76,10 @@ def _org_frame(engine: Engine, org_id: int, herald: Herald, *, store: bool) -> p
     shape = shape_of(herald)
     with _snapshot(engine) as conn:
         now = horizon(conn, org_id)
-        copy = conn.execute(text("SELECT horizon, shape, rows, data FROM customer_copy WHERE org_id = :org"),
-                            {"org": org_id}).first()
+        copy = _copy_of(conn, org_id)
         merged = None
-        if copy is not None and copy.shape == shape:
-            merged = _merged(conn, engine, org_id, herald, copy.horizon, copy.rows, bytes(copy.data))
+        if copy is not None and copy[1] == shape:
+            merged = _merged(conn, engine, org_id, herald, *copy)
     if merged is not None:
         frame, changed = merged
         if (store and changed) or changed >= STORE_AT:
@@ -93,30 +92,41 @@ def _org_frame(engine: Engine, org_id: int, herald: Herald, *, store: bool) -> p
     return frame
 
 
-def _merged(conn: Connection, engine: Engine, org_id: int, herald: Herald, since: int, rows: int, data: bytes
-            ) -> tuple[pl.DataFrame, int] | None:
+def _copy_of(conn: Connection, org_id: int) -> tuple[int, str, int, bytes] | None:
+    """``org_id``'s stored copy (horizon, shape, rows, Parquet), read on ``conn`` (PostgreSQL: in binary, not as
+    hex text twice its size)."""
+    cursor = conn.connection.dbapi_connection.cursor(  # type: ignore[union-attr]
+        **({"binary": True} if conn.dialect.name == "postgresql" else {}))
+    try:
+        cursor.execute(f"SELECT horizon, shape, rows, data FROM customer_copy WHERE org_id = {int(org_id)}")
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    return None if row is None else (int(row[0]), str(row[1]), int(row[2]), bytes(row[3]))
+
+
+def _merged(conn: Connection, engine: Engine, org_id: int, herald: Herald, since: int, shape: str, rows: int,
+            data: bytes) -> tuple[pl.DataFrame, int] | None:
     """The copy with the rows changed at or after ``since`` read again on top, and how many changed; ``None``
-    when too many changed, when a changed row's column has another type than the copy's, or when the result
-    does not hold exactly the table's live customers."""
+    when too many changed or when a changed row's column has another type than the copy's."""
     changed = [r[0] for r in conn.execute(text("SELECT external_id FROM customer WHERE org_id = :org "
                                                 "AND change_gen >= :since"), {"org": org_id, "since": since})]
     if len(changed) > max(MAX_CHANGED, rows // 10):
         return None
-    live = int(conn.execute(text("SELECT count(*) FROM customer WHERE org_id = :org AND deleted_at IS NULL"),
-                            {"org": org_id}).scalar_one())
     frame = pl.read_parquet(io.BytesIO(data))
-    if changed:
-        fresh = read_customers_frame(engine, org_id, herald, since=since, conn=conn)
-        if any(name in frame.schema and frame.schema[name] != dtype for name, dtype in fresh.schema.items()):
-            return None
-        kept = frame.filter(~pl.col(ID).is_in(pl.Series(changed, dtype=pl.String).implode()))
-        frame = pl.concat([kept, fresh], how="diagonal")
-        empty = [c for c in frame.columns if c != ID and frame.get_column(c).null_count() == frame.height]
-        types = herald.catalogue.customer_types()
-        frame = in_order(complete(frame.drop(empty), types, herald.registry.channels)).sort(ID)
-    if frame.height != live:
+    if not changed:
+        return frame, 0
+    fresh = read_customers_frame(engine, org_id, herald, since=since, conn=conn)
+    if any(name in frame.schema and frame.schema[name] != dtype for name, dtype in fresh.schema.items()):
         return None
-    return frame, len(changed)
+    kept = frame.filter(~pl.col(ID).is_in(pl.Series(changed, dtype=pl.String).implode()))
+    kept = kept.with_columns(pl.lit(None, dtype).alias(c) for c, dtype in fresh.schema.items() if c not in kept.schema)
+    fresh = fresh.with_columns(pl.lit(None, dtype).alias(c) for c, dtype in kept.schema.items() if c not in fresh.schema)
+    columns = in_order(kept).columns
+    frame = kept.select(columns).merge_sorted(fresh.select(columns), key=ID)  # both sorted by id already
+    empty = [c for c in frame.columns if c != ID and frame.get_column(c).null_count() == frame.height]
+    types = herald.catalogue.customer_types()
+    return in_order(complete(frame.drop(empty), types, herald.registry.channels)), len(changed)
 
 
 @contextmanager

@@ -55,6 +55,8 @@ SUBSCRIPTION = "subscription."
 #: the upload formats, by the suffix the engine's reader knows them by
 FORMATS = ("jsonl", "csv", "parquet")
 BATCH = 5000
+#: rows of one PostgreSQL upsert from which the table's statistics are gathered again in it
+ANALYZE_AT = 10_000
 
 
 @dataclass
@@ -283,6 +285,8 @@ def _upsert_postgres(dbapi: Any, org_id: int, wide: pl.DataFrame, text: list[str
             f"ON CONFLICT (org_id, external_id) DO UPDATE SET {', '.join(_set_clauses(text, flags, contacts, 'pg'))}",
             {"org": org_id, "now": now, "gen": gen})
         cur.execute("DROP TABLE herald_customer_upload")
+        if wide.height >= ANALYZE_AT:  # fresh statistics, or the planner guesses a handful of rows per org
+            cur.execute("ANALYZE customer")
 
 
 # --- reading and deleting one customer -----------------------------------------------------------------

@@ -118,7 +118,7 @@ def test_rows_removed_behind_the_copys_back_are_noticed(db_engine, herald, store
         conn.execute(text("DELETE FROM customer WHERE org_id = :o AND external_id = 'c00004'"), {"o": org_id})
     frame = customers_frame(db_engine, org_id, herald)
     assert "c00004" not in frame["customer.id"].to_list() and frame.height == N - 1
-    assert whole_reads == [org_id]  # the copy no longer counted as many rows as the table: read whole
+    assert whole_reads == [org_id]  # removing rows dropped the copy: read whole
 
 
 def test_a_copy_made_for_another_catalogue_is_not_used(db_engine, herald, stored, whole_reads):

@@ -26,6 +26,10 @@ SQLITE_GUARDS = [
     BEGIN SELECT RAISE(ABORT, '{REFUSAL}'); END""" for event, also in (("INSERT", ""),
                                                                      ("UPDATE", " OR NEW.change_gen <= OLD.change_gen"))]
 
+#: SQLite: removing customer rows (not a path of the service, which anonymises) drops the org's copy
+SQLITE_FORGET = """CREATE TRIGGER customer_removed AFTER DELETE ON customer
+    BEGIN DELETE FROM customer_copy WHERE org_id = OLD.org_id; END"""
+
 #: PostgreSQL: the generation is the writing transaction's id; checked once per statement over the rows written
 POSTGRES_GUARDS = [
     f"""CREATE FUNCTION herald_customer_stamped() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -36,7 +40,20 @@ POSTGRES_GUARDS = [
         RETURN NULL;
     END $$""",
     *(f"""CREATE TRIGGER customer_stamped_{event.lower()} AFTER {event} ON customer REFERENCING NEW TABLE AS written
-    FOR EACH STATEMENT EXECUTE FUNCTION herald_customer_stamped()""" for event in ("INSERT", "UPDATE"))]
+    FOR EACH STATEMENT EXECUTE FUNCTION herald_customer_stamped()""" for event in ("INSERT", "UPDATE")),
+    """CREATE FUNCTION herald_customer_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'TRUNCATE' THEN
+            DELETE FROM customer_copy;
+        ELSE
+            DELETE FROM customer_copy WHERE org_id IN (SELECT org_id FROM removed);
+        END IF;
+        RETURN NULL;
+    END $$""",
+    """CREATE TRIGGER customer_removed AFTER DELETE ON customer REFERENCING OLD TABLE AS removed
+    FOR EACH STATEMENT EXECUTE FUNCTION herald_customer_removed()""",
+    """CREATE TRIGGER customer_truncated AFTER TRUNCATE ON customer
+    FOR EACH STATEMENT EXECUTE FUNCTION herald_customer_removed()"""]
 
 
 def upgrade() -> None:
@@ -60,18 +77,20 @@ def upgrade() -> None:
     with op.batch_alter_table('customer', schema=None) as batch_op:
         batch_op.add_column(sa.Column('change_gen', sa.BigInteger(), server_default='0', nullable=False))
         batch_op.create_index('ix_customer_org_change', ['org_id', 'change_gen'], unique=False)
-    guards = SQLITE_GUARDS if op.get_bind().dialect.name == "sqlite" else POSTGRES_GUARDS
+    guards = [*SQLITE_GUARDS, SQLITE_FORGET] if op.get_bind().dialect.name == "sqlite" else POSTGRES_GUARDS
     for statement in guards:
         op.execute(statement)
 
 
 def downgrade() -> None:
     """Revert this migration."""
-    for event in ("insert", "update"):
-        op.execute(f"DROP TRIGGER IF EXISTS customer_stamped_{event}" +
-                   ("" if op.get_bind().dialect.name == "sqlite" else " ON customer"))
-    if op.get_bind().dialect.name != "sqlite":
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    for trigger in ("customer_stamped_insert", "customer_stamped_update", "customer_removed",
+                    *(() if sqlite else ("customer_truncated",))):
+        op.execute(f"DROP TRIGGER IF EXISTS {trigger}" + ("" if sqlite else " ON customer"))
+    if not sqlite:
         op.execute("DROP FUNCTION IF EXISTS herald_customer_stamped()")
+        op.execute("DROP FUNCTION IF EXISTS herald_customer_removed()")
     with op.batch_alter_table('customer', schema=None) as batch_op:
         batch_op.drop_index('ix_customer_org_change')
         batch_op.drop_column('change_gen')
