@@ -7,9 +7,9 @@ stored audience, on SQLite and PostgreSQL.
   e-mail addresses in seven countries, malformed and missing ones, nulls), written as one Parquet file;
 * **upsert**: ``service.storage.customers.upsert_customers`` of that file (checked by the engine's audience
   reader, then ``executemany`` on SQLite / ``COPY`` on PostgreSQL) into a fresh migrated SQLite file and into a
-  fresh schema of the PostgreSQL at 127.0.0.1:5432 db ``test`` (made per run, dropped after), then the org's
-  columnar copy made and stored (``customer_copy.refresh``), as the bulk upload route does; goal ≤ 30 s at 1M
-  for both together;
+  fresh schema of the PostgreSQL at 127.0.0.1:5432 db ``test`` (made per run, dropped after); goal ≤ 30 s at
+  1M. Then the org's columnar copy made and stored (``customer_copy.refresh``), which the bulk upload route
+  does in a thread of its own after it has answered;
 * **dry-run summary**: ``service.storage.audience.audience_frame`` of an audience group holding every stored
   customer (a filter group), then ``Herald.evaluate(...).summary()`` with the realistic message (20
   personalization rules, eligibility, sms → email → push); goal ≤ 3 s at 1M. Measured three ways: right
@@ -118,15 +118,14 @@ def main() -> None:
     buf = io.BytesIO()
     workload.audience(n).write_parquet(buf)
     data = buf.getvalue()
-    lines = ["| store | customers | upsert s | copy s | upsert + copy s (goal ≤ 30 s at 1M) | rows/s "
+    lines = ["| store | customers | upsert s (goal ≤ 30 s at 1M) | rows/s | copy made after it s "
              "| dry run: read s + evaluate s | dry-run summary s (goal ≤ 3 s at 1M) | after 1,000 changed s "
              "| cold (no copy) s | recipients | included |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+             "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
     for backend in backends:
         r = measure(backend, n, data, herald, message)
-        both = r["upsert"] + r["copy"]
         warm = r["warm"]
-        lines.append(f"| {backend} | {n:,} | {r['upsert']:.1f} | {r['copy']:.1f} | {both:.1f} | {n / both:,.0f} | "
+        lines.append(f"| {backend} | {n:,} | {r['upsert']:.1f} | {n / r['upsert']:,.0f} | {r['copy']:.1f} | "
                      f"{warm['read']:.2f} + {warm['evaluate']:.2f} | {warm['total']:.2f} | "
                      f"{r['changed']['total']:.2f} | {r['cold']['total']:.2f} | {warm['recipients']:,} | "
                      f"{_included(warm['summary'])} |")

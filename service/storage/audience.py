@@ -251,7 +251,7 @@ def audience_frame(engine: Engine, org_id: int, herald: Herald, snapshot: Mappin
         wanted = {m for g in _upload_groups(include, set()) for m in members.get(g, [])}
         frame = customers_frame(engine, org_id, herald, sorted(wanted))
     mask = _combined(include, exclude, frame.schema, members, herald.catalogue)
-    return frame.filter(mask).sort(ID)
+    return frame.filter(mask)  # customers_frame sorts by customer.id; filtering keeps the order
 
 
 # --- upload groups ----------------------------------------------------------------------------------------

@@ -9,11 +9,14 @@ always the table's, never a stale copy:
 
 * every write of a customer row stamps it with its writer's change generation (``customer_changes``,
   taken before the write): on SQLite the org's counter (a writer holds SQLite's one write lock until it
-  commits, so generations follow commit order), on PostgreSQL the writing transaction's id. Triggers refuse
-  a write that does not (migration 0006), so no writer can be forgotten;
-* a horizon is taken before the rows are read (``customer_changes.horizon``): on SQLite one past the counter's committed
-  value, on PostgreSQL the oldest transaction still running — every write below it had ended before the
-  read began, so the read holds it; writes at or above it are read again next time;
+  commits, so generations follow commit order), on PostgreSQL the writing transaction's id. PostgreSQL
+  refuses a write that does not (a trigger, migration 0006), so a forgotten writer fails every storage test
+  (they all run on both databases); on SQLite such a trigger cost too much (benchmarks/README.md), so a
+  write made there by hand must move ``customer_generation`` on by one and stamp it, or delete the org's
+  ``customer_copy`` row;
+* a horizon is taken before the rows are read (``customer_changes.horizon``): on SQLite one past the
+  counter's committed value, on PostgreSQL the oldest transaction still running — every write below it had
+  ended before the read began, so the read holds it; writes at or above it are read again next time;
 * the copy and the changed rows are read in one snapshot of the database; the copy is used only when it was
   made for the same catalogue and channels (``shape``) and when few rows changed since (:data:`MAX_CHANGED`,
   or a tenth of the copy). Otherwise the org is read whole and the copy made again.

@@ -222,7 +222,7 @@ class Customer(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
     deleted_at: datetime | None = None
     #: the change generation of the write that last touched the row (``service.storage.customer_copy``);
-    #: the database refuses a write that does not set the writer's current one
+    #: PostgreSQL refuses a write that does not set the writer's current one
     change_gen: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"})
 
 

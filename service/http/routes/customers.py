@@ -8,6 +8,7 @@ does; an upload with any bad row stores nothing (422, every bad row as ``file:li
 from __future__ import annotations
 
 import logging
+import threading
 from functools import partial
 from typing import Annotated, Any
 
@@ -128,13 +129,29 @@ def _bulk(db: Db, org_id: int, data: bytes, fmt: str, name: str, keep_valid: boo
             "rejected_count": len(result.rejected), "rejected": list(iter_problems(result.rejected[:MAX_REPORTED]))}
 
 
+#: the copies being made after an upload, by org (one at a time per org)
+REFRESHING: dict[int, threading.Thread] = {}
+_refreshing = threading.Lock()
+
+
 def _refresh_copy(db: Db, org_id: int) -> None:
-    """Bring the org's columnar copy up to date after a large upload (stored already, whatever happens here:
-    a copy that cannot be made now is made by the next read of the org)."""
-    try:
-        refresh(db.engine, org_id, db.herald)
-    except Exception:  # the upload is committed; the copy only saves the next read time
-        log.warning("the customer copy of org %s was not refreshed after an upload", org_id, exc_info=True)
+    """Bring the org's columnar copy up to date after a large upload, in a thread of its own so that the upload
+    answers as soon as it is stored: until the copy is made, reads of the org read its rows again."""
+
+    def run() -> None:
+        try:
+            refresh(db.engine, org_id, db.herald)
+        except Exception:  # the upload is committed; a copy not made now is made by the next read of the org
+            log.warning("the customer copy of org %s was not refreshed after an upload", org_id, exc_info=True)
+        finally:
+            with _refreshing:
+                REFRESHING.pop(org_id, None)
+
+    with _refreshing:
+        if org_id in REFRESHING:  # the running one, or the next read, takes this upload's rows on top
+            return
+        REFRESHING[org_id] = thread = threading.Thread(target=run, name=f"herald-copy-{org_id}", daemon=True)
+    thread.start()
 
 
 @post("/customers/bulk", operation_id="bulkUpsertCustomers", tags=["customers"], guards=[EDITORS], status_code=200)
