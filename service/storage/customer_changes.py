@@ -29,8 +29,21 @@ def horizon(conn: Connection, org_id: int) -> int:
     return int(gen or 0) + 1
 
 
+#: the first key of the PostgreSQL advisory lock that orders storing an org's copy and anonymising in it
+COPY_LOCK = 0x68657261  # "hera"
+
+
+def lock_copy(conn: Connection, org_id: int) -> None:
+    """Order this transaction with the others that store or drop ``org_id``'s copy, until it ends (PostgreSQL;
+    SQLite runs one writer at a time)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key, :org)"), {"key": COPY_LOCK, "org": org_id})
+
+
 def drop_copy(conn: Connection, org_id: int) -> None:
-    """Forget ``org_id``'s copy (in the caller's transaction): the next read of the org makes it again."""
+    """Forget ``org_id``'s copy (in the caller's transaction, after it anonymised a customer): the next read of
+    the org makes it again, and no copy read before this transaction commits is stored after it."""
+    lock_copy(conn, org_id)
     conn.execute(text("DELETE FROM customer_copy WHERE org_id = :org"), {"org": org_id})
 
 

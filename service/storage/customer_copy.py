@@ -39,7 +39,7 @@ from sqlalchemy import Connection, Engine, text
 
 from engine.columnar.frame import ID, complete
 from engine.runtime import Herald
-from service.storage.customer_changes import horizon
+from service.storage.customer_changes import horizon, lock_copy
 from service.storage.customer_columns import in_order, known_attributes, read_customers_frame
 from service.storage.tables import utcnow
 
@@ -148,14 +148,17 @@ def _snapshot(engine: Engine) -> Iterator[Connection]:
 
 
 def _store(engine: Engine, org_id: int, at: int, shape: str, frame: pl.DataFrame) -> None:
-    """Keep ``frame`` as ``org_id``'s copy with horizon ``at``, unless a copy with a later horizon is stored."""
+    """Keep ``frame`` (read from horizon ``at``) as ``org_id``'s copy, unless a copy with a later horizon is
+    stored or a customer was anonymised since ``at`` (the frame may hold their contacts: it is not kept)."""
     buf = io.BytesIO()
     frame.write_parquet(buf, compression="lz4")
     params: dict[str, Any] = {"org": org_id, "at": at, "shape": shape, "rows": frame.height, "data": buf.getvalue(),
                               "now": utcnow()}
     with engine.begin() as conn:
+        lock_copy(conn, org_id)  # one statement: on SQLite the check and the write are one step
         conn.execute(text(
             "INSERT INTO customer_copy (org_id, horizon, shape, rows, data, built_at) "
-            "VALUES (:org, :at, :shape, :rows, :data, :now) ON CONFLICT (org_id) DO UPDATE SET "
+            "SELECT :org, :at, :shape, :rows, :data, :now WHERE NOT EXISTS (SELECT 1 FROM customer "
+            "WHERE org_id = :org AND change_gen >= :at AND deleted_at IS NOT NULL) ON CONFLICT (org_id) DO UPDATE SET "
             "horizon = excluded.horizon, shape = excluded.shape, rows = excluded.rows, data = excluded.data, "
             "built_at = excluded.built_at WHERE customer_copy.horizon <= excluded.horizon"), params)

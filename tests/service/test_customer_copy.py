@@ -199,3 +199,19 @@ def test_a_large_upload_makes_the_copy_after_answering(client, org, db_engine, h
     # a small upload answers without making the copy again
     r = client.post("/api/v1/customers/bulk", content=b"id,tier\nu1,silver\n", headers=org.headers(**{"Content-Type": "text/csv"}))
     assert r.status_code == 200 and org.org_id not in route.REFRESHING
+
+
+def test_a_frame_read_before_a_deletion_is_not_stored_after_it(db_engine, herald, stored):
+    org_id = stored
+    with db_engine.connect() as conn:
+        at = customer_copy.horizon(conn, org_id)
+    frame = read_customers_frame(db_engine, org_id, herald)  # holds c00007's address
+    with transaction(db_engine) as s:
+        assert anonymise(s, org_id, "c00007")
+    customer_copy._store(db_engine, org_id, at, customer_copy.shape_of(herald), frame)
+    with db_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM customer_copy WHERE org_id = :o"), {"o": org_id}).scalar() == 0
+    frame = _same_as_the_table(db_engine, org_id, herald)  # read whole, and this copy is stored
+    assert "c00007" not in frame["customer.id"].to_list()
+    with db_engine.connect() as conn:
+        assert conn.execute(text("SELECT rows FROM customer_copy WHERE org_id = :o"), {"o": org_id}).scalar() == N - 1

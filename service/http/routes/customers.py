@@ -135,8 +135,8 @@ _refreshing = threading.Lock()
 
 
 def _refresh_copy(db: Db, org_id: int) -> None:
-    """Bring the org's columnar copy up to date after a large upload, in a thread of its own so that the upload
-    answers as soon as it is stored: until the copy is made, reads of the org read its rows again."""
+    """Bring the org's columnar copy up to date after a large upload or a deletion, in a thread of its own so
+    that the request answers at once: until the copy is made, reads of the org read its rows again."""
 
     def run() -> None:
         try:
@@ -195,6 +195,7 @@ def delete_one(external_id: FromPath[str], caller: Caller, db: DbDep) -> None:
     with db.tx() as s:
         if not anonymise(s, caller.org_id, external_id):
             raise not_found("customer")
+    _refresh_copy(db, caller.org_id)  # anonymising dropped the org's copy (it held the customer's contacts)
 
 
 HANDLERS = [upsert_customer, bulk_upsert, list_all, get_one, delete_one]
