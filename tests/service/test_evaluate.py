@@ -338,3 +338,17 @@ def test_a_caller_without_an_evaluating_role_is_403_before_the_body_is_read(clie
         assert r.status_code == 403
         assert r.headers["content-type"].startswith("application/problem+json")
         assert "this needs the role marketer or approver or admin or service" in r.json()["detail"]
+
+
+def test_the_summary_of_one_decision_is_the_summary_of_a_run_of_it():
+    from engine.model import Decision
+    from service.http.routes.evaluation import summary_of_decisions, summary_of_one
+
+    decisions = [Decision("a", True, None, "v1", "sms"), Decision("b", True, None, None, "email"),
+                 Decision("c", True, None, "v2", None), Decision("d", False, "unsubscribed"),
+                 Decision("e", False, None), Decision("f", True, None, "v1", "push")]
+    for costs in ({"sms": 0.0123456, "email": 0.001}, {"sms": 1, "email": 0}, {}):
+        for d in decisions:
+            expected = summary_of_decisions([d], costs).as_dict()
+            got = summary_of_one(d, costs)
+            assert json.dumps(got) == json.dumps(expected), d

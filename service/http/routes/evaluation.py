@@ -139,12 +139,27 @@ def instant(value: datetime | None, path: str = "/at") -> datetime:
 
 def summary_of(summary: Summary, message: Message, at: datetime) -> dict[str, Any]:
     """A run's summary as the CLI's JSON outputs give it (with ``next_runs`` for a recurring message)."""
-    data = summary.as_dict()
+    return _next_runs(summary.as_dict(), message, at)
+
+
+def _next_runs(data: dict[str, Any], message: Message, at: datetime) -> dict[str, Any]:
     if message.schedule.kind == "recurring":
         upcoming = next_runs(message.schedule, message.campaign, at.astimezone(UTC), NEXT_RUNS)
         if upcoming:
             data["next_runs"] = [t.isoformat() for t in upcoming]
     return data
+
+
+def summary_of_one(decision: Decision, costs: Mapping[str, float]) -> dict[str, Any]:
+    """``summary_of_decisions([decision], costs).as_dict()``, the same dict, without counters and sorting."""
+    if not decision.included:
+        return {"total": 1, "included": 0, "excluded": 1, "channels": {}, "variants": {},
+                "exclusion_reasons": {decision.excluded_reason or "unknown": 1}, "estimated_cost": 0}
+    channel, variant = decision.channel, decision.variant
+    return {"total": 1, "included": 1, "excluded": 0, "channels": {channel: 1} if channel is not None else {},
+            "variants": {variant: 1} if variant is not None else {}, "exclusion_reasons": {},
+            # as the sum of :func:`summary_of_decisions` gives it (an int 0 without a channel)
+            "estimated_cost": round(0 + 1 * costs.get(channel, 0.0), 4) if channel is not None else 0}
 
 
 def summary_of_decisions(decisions: Sequence[Decision], costs: Mapping[str, float]) -> Summary:
@@ -309,7 +324,7 @@ async def _decide_one(db: Db, entry: Any, customer: Customer, at: datetime) -> d
         raise engine_refusal(exc) from None
     message = entry.prepared.message
     return {"decisions": [decision.as_dict()],
-            "summary": summary_of(summary_of_decisions([decision], _costs(db)), message, at)}
+            "summary": _next_runs(summary_of_one(decision, _costs(db)), message, at)}
 
 
 # -- the stored message: dry run, explain, diff ------------------------------------------------------------
@@ -590,4 +605,5 @@ def _side(row: Mapping[str, Any], suffix: str) -> dict[str, Any]:
 
 HANDLERS = [evaluate_adhoc, dry_run, get_run, run_decisions, explain_customer, diff_versions]
 
-__all__ = ["HANDLERS", "PREPARED", "compare_frames", "instant", "summary_of", "summary_of_decisions"]
+__all__ = ["HANDLERS", "PREPARED", "compare_frames", "instant", "summary_of", "summary_of_decisions",
+           "summary_of_one"]
