@@ -233,10 +233,10 @@ def text_key(message: msgspec.Raw, rulesets: msgspec.Raw) -> tuple[str, bytes, b
 
 async def single_from_text(request: Request[Any, Any, Any]) -> dict[str, Any] | None:
     """The fast path of a single recipient (a ``before_request`` hook: after authentication, before Litestar
-    decodes the body into :class:`EvaluateIn`): when the body is one customer and a
-    message whose JSON text has a kept ``Prepared`` (the same text, instant and options), the decision without
-    decoding the message. ``None`` otherwise: then the handler runs on the decoded body, refusing a bad one
-    exactly as it always does, and keeps the ``Prepared`` it makes under the text's key.
+    decodes the body into :class:`EvaluateIn`): when the body is one customer and a message whose JSON text
+    has a kept ``Prepared`` (the same text, instant and options), the decision without decoding the message.
+    ``None`` otherwise: then the handler runs on the decoded body, refusing a bad one exactly as it always
+    does, and keeps the ``Prepared`` it makes under the text's key.
 
     First of all, the route's role check (:data:`EVALUATORS`, here rather than as a guard: Litestar calls a
     guard with a copy of the handler object, ≈ 9 µs a request): a caller who may not evaluate gets the 403
