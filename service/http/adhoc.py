@@ -14,7 +14,7 @@ import re
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -389,6 +389,7 @@ class PreparedCache:
             return entry.prepared.decide(customer)
 
 
-def prepared_key(content: bytes, at: datetime, explain: bool, render: bool) -> tuple[Any, ...]:
-    """The cache key of a message's content (:func:`content_key`), the instant and the options."""
+def prepared_key(content: Hashable, at: datetime, explain: bool, render: bool) -> tuple[Any, ...]:
+    """The cache key of a message's content (:func:`content_key`, or the request's text of it: see
+    ``service.http.routes.evaluation.text_key``), the instant and the options."""
     return (content, at.isoformat(), explain, render)

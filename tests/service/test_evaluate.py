@@ -115,6 +115,73 @@ def test_a_kept_prepared_serves_repeats_and_a_capped_list_is_not_used_up_by_earl
     assert reasons.count("incentive_unavailable") == included - 2  # one run of twelve: two codes to share
 
 
+def test_a_kept_prepared_found_by_the_message_text_serves_that_text_only(client, org):
+    """One recipient's ``Prepared`` is found by the JSON text of the message and its rulesets: two messages
+    that differ only inside (the creatives' text) never share one, whichever came first; the same message
+    written otherwise gets the same answer; a run of two (never kept) is the reference."""
+    headers = {**org.headers("service"), "Content-Type": "application/json"}
+    customers = sample_customers()
+    a = sample_message()
+    b = json.loads(json.dumps(a))
+    for creative in b["creatives"]:
+        creative["content"] = {k: f"{v} (B)" for k, v in creative["content"].items()}
+    rulesets_b = sample_rulesets()
+    rulesets_b["personalization.yaml"]["rules"].reverse()  # the same message, other rulesets text
+
+    def post(message: dict[str, Any], who: list[dict[str, Any]], rulesets: dict[str, Any] | None = None,
+             **dumps: Any) -> dict[str, Any]:
+        raw = json.dumps({**body(who, render=True), "message": message, "rulesets": rulesets or sample_rulesets()},
+                         **dumps).encode()
+        r = client.post("/api/v1/evaluate", content=raw, headers=headers)
+        assert r.status_code == 200, r.text
+        return r.json()["decisions"][0]
+
+    rendered = 0
+    for customer in customers[:6]:
+        alone = {name: post(m, [customer, customers[10]]) for name, m in (("a", a), ("b", b))}
+        for name, message in (("a", a), ("b", b), ("a", a), ("b", b)):
+            got = post(message, [customer])
+            assert got == alone[name]
+            if got["rendered"]:
+                rendered += 1
+                assert ("(B)" in json.dumps(got["rendered"])) == (name == "b"), got["rendered"]
+        assert post(a, [customer], separators=(",", ":")) == alone["a"]  # other text, same content
+        assert post(b, [customer], indent=1) == alone["b"]
+        other = post(a, [customer], rulesets_b)
+        assert other == post(a, [customer, customers[10]], rulesets_b)
+    assert rendered >= 4
+
+
+def test_a_body_whose_message_text_is_kept_is_still_checked_whole(client, org):
+    """A body is refused (or read) as a whole, whether or not its message text has a kept ``Prepared``: a
+    bad field beside a warm message is the same 422 as beside a cold one, and of repeated keys the last
+    counts, as it does for the rest of the body."""
+    headers = {**org.headers("service"), "Content-Type": "application/json"}
+    customer = sample_customers()[0]
+    warm, cold = sample_message(), sample_message()
+    cold["message"]["title"] = "never seen"
+
+    def post(raw: bytes) -> Any:
+        return client.post("/api/v1/evaluate", content=raw, headers=headers)
+
+    good = post(json.dumps(body([customer])).encode())
+    assert good.status_code == 200
+    for extra in ({"explain": "yes"}, {"render": {}}, {"at": [1]}, {"surplus": 1},
+                  {"customers": [customer, customer]}, {"customers": [{**customer, "lifetime_value": "lots"}]},
+                  {"at": "2026-07-04T13:30:00"}, {"rulesets": {"x" * 501: {}}}):
+        answers = [post(json.dumps({**body([customer]), "message": m, **extra}).encode()) for m in (warm, cold)]
+        assert answers[0].status_code == answers[1].status_code == 422, answers[0].text
+        assert answers[0].content == answers[1].content
+    # the message given twice: the last one counts (the first is not even an object)
+    twice = b'{"message": [1], ' + json.dumps(body([customer]))[1:].encode()
+    assert post(twice).content == good.content
+    twice = json.dumps(body([customer]))[:-1].encode() + b', "message": [1]}'
+    assert post(twice).json()["errors"] == [{"path": "/message", "code": "invalid",
+                                            "message": "Expected `object`, got `array`"}]
+    # lenient values the handler takes ("true" for true) are taken with a warm message too
+    assert post(json.dumps(body([customer], explain="true")).encode()).json()["decisions"][0]["included"] is not None
+
+
 def test_nothing_is_stored(client, org, db_engine):
     with Session(db_engine) as s:
         before = (s.exec(select(func.count()).select_from(Run)).one(), s.exec(select(func.count()).select_from(Ledger)).one())
@@ -271,3 +338,17 @@ def test_a_caller_without_an_evaluating_role_is_403_before_the_body_is_read(clie
         assert r.status_code == 403
         assert r.headers["content-type"].startswith("application/problem+json")
         assert "this needs the role marketer or approver or admin or service" in r.json()["detail"]
+
+
+def test_the_summary_of_one_decision_is_the_summary_of_a_run_of_it():
+    from engine.model import Decision
+    from service.http.routes.evaluation import summary_of_decisions, summary_of_one
+
+    decisions = [Decision("a", True, None, "v1", "sms"), Decision("b", True, None, None, "email"),
+                 Decision("c", True, None, "v2", None), Decision("d", False, "unsubscribed"),
+                 Decision("e", False, None), Decision("f", True, None, "v1", "push")]
+    for costs in ({"sms": 0.0123456, "email": 0.001}, {"sms": 1, "email": 0}, {}):
+        for d in decisions:
+            expected = summary_of_decisions([d], costs).as_dict()
+            got = summary_of_one(d, costs)
+            assert json.dumps(got) == json.dumps(expected), d
