@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator, Mapping
+import math
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ import phonenumbers
 from engine.contracts import ContactField
 from engine.errors import AudienceError, Problem
 from engine.facts import zone
-from engine.fields import FieldCatalogue, coerce
+from engine.fields import INT64, FieldCatalogue, coerce
 from engine.lazy import lazy
 from engine.model import EMPTY, SUBSCRIPTION_STATUSES, Customer
 from engine.reachability import HANDLE_ERROR, HANDLE_TYPE
@@ -232,45 +233,113 @@ def numbered_rows(path: str | Path, catalogue: FieldCatalogue) -> Iterator[tuple
 def make_customer(raw: Mapping[str, Any], types: Mapping[str, str], file: str, line: int,
                   contacts: Mapping[str, ContactField] = EMPTY) -> Customer | Problem:
     """Type-check one row's attributes; the first bad value becomes a Problem naming the column.
-    ``contacts``: the contact fields to normalise (``catalogue.contacts``), by attribute name."""
-    cid = raw.get("id")
-    if cid is None or (isinstance(cid, str) and not cid.strip()):
-        return Problem("the id is missing", "missing_id", file, line, path="id")
-    if (bad := id_kind_error(cid)) is not None:
-        return Problem(bad, "id_type", file, line, path="id")
-    attrs: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key == "id" or value is None or value == "":
-            continue
-        name = key.removeprefix("customer.")
-        ftype = types.get(name) or ("string" if name.startswith("subscription.") else None)
-        if name.startswith(OWN):
-            return Problem(RESERVED, "reserved", file, line, path=name)
-        if ftype is not None:
-            try:
-                value = coerce(ftype, value)
-            except ValueError as exc:
-                return Problem(str(exc), "type", file, line, path=name)
-        elif isinstance(value, float | int) and not isinstance(value, bool):
-            try:
-                coerce("number", value)  # free attributes too: finite, integers within 64 bits
-            except ValueError as exc:
-                return Problem(str(exc), "type", file, line, path=name)
-        elif isinstance(value, list) and not all(isinstance(v, str) for v in value):
-            return Problem(f"lists hold strings only, got {value!r}", "type", file, line, path=name)
-        if name == "timezone" and (not isinstance(value, str) or zone(value) is None):
-            return Problem(f"unknown IANA time zone {value!r}", "timezone", file, line, path=name)
-        if name.startswith("subscription.") and value not in SUBSCRIPTION_STATUSES:
-            return Problem(status_error(value), "status", file, line, path=name)
-        contact = contacts.get(name)
-        if contact is not None:
-            checked, error = check_handle(contact, str(value))
-            attrs.update(checked)
-            if error is not None:
-                attrs[HANDLE_ERROR + name] = error
-            continue
-        attrs[name] = value
-    return Customer(str(cid).strip(), attrs)
+    ``contacts``: the contact fields to normalise (``catalogue.contacts``), by attribute name. (Reading many
+    rows, keep one :class:`CustomerReader`: it works out each attribute's checks once.)"""
+    return CustomerReader(types, contacts).make(raw, file, line)
+
+
+#: the most attribute names a :class:`CustomerReader` keeps the checks of (the catalogue's, then the first seen)
+_PLANS_MAX = 4096
+
+
+class CustomerReader:
+    """:func:`make_customer` for one catalogue's ``types`` and ``contacts``, each attribute name's checks (its
+    type's coercion, the reserved prefixes, time zone, subscription status, contact field) worked out once."""
+
+    def __init__(self, types: Mapping[str, str], contacts: Mapping[str, ContactField] = EMPTY):
+        self.types, self.contacts = types, contacts
+        self._plans: dict[str, _Plan] = {}
+
+    def _plan(self, name: str) -> _Plan:
+        plan = self._plans.get(name)
+        if plan is None:
+            subscription = name.startswith("subscription.")
+            ftype = self.types.get(name) or ("string" if subscription else None)
+            plan = (name.startswith(OWN), ftype, _COERCERS.get(ftype, _coerce_as(ftype)) if ftype else None,
+                    name == "timezone", subscription, self.contacts.get(name))
+            if len(self._plans) < _PLANS_MAX:
+                self._plans[name] = plan
+        return plan
+
+    def make(self, raw: Mapping[str, Any], file: str, line: int) -> Customer | Problem:
+        """See :func:`make_customer`."""
+        cid = raw.get("id")
+        if cid is None or (isinstance(cid, str) and not cid.strip()):
+            return Problem("the id is missing", "missing_id", file, line, path="id")
+        if (bad := id_kind_error(cid)) is not None:
+            return Problem(bad, "id_type", file, line, path="id")
+        attrs: dict[str, Any] = {}
+        plans = self._plans
+        for key, value in raw.items():
+            if key == "id" or value is None or value == "":
+                continue
+            name = key.removeprefix("customer.")
+            plan = plans.get(name) or self._plan(name)
+            reserved, ftype, convert, timezone, subscription, contact = plan
+            if reserved:
+                return Problem(RESERVED, "reserved", file, line, path=name)
+            if convert is not None:
+                try:
+                    value = convert(value)
+                except ValueError as exc:
+                    return Problem(str(exc), "type", file, line, path=name)
+            elif (kind := type(value)) is str:
+                pass
+            elif kind is not bool and isinstance(value, float | int):
+                try:
+                    coerce("number", value)  # free attributes too: finite, integers within 64 bits
+                except ValueError as exc:
+                    return Problem(str(exc), "type", file, line, path=name)
+            elif isinstance(value, list) and not all(isinstance(v, str) for v in value):
+                return Problem(f"lists hold strings only, got {value!r}", "type", file, line, path=name)
+            if timezone and (not isinstance(value, str) or zone(value) is None):
+                return Problem(f"unknown IANA time zone {value!r}", "timezone", file, line, path=name)
+            if subscription and value not in SUBSCRIPTION_STATUSES:
+                return Problem(status_error(value), "status", file, line, path=name)
+            if contact is not None:
+                checked, error = check_handle(contact, str(value))
+                attrs.update(checked)
+                if error is not None:
+                    attrs[HANDLE_ERROR + name] = error
+                continue
+            attrs[name] = value
+        return Customer(str(cid).strip(), attrs)
+
+
+#: an attribute's checks: (reserved name, catalogue type, its coercion, the time zone, a subscription status,
+#: the contact field)
+_Plan = tuple[bool, "str | None", "Callable[[Any], Any] | None", bool, bool, "ContactField | None"]
+
+
+def _coerce_as(ftype: str) -> Callable[[Any], Any]:
+    return lambda value: coerce(ftype, value)
+
+
+def _as_string(value: Any) -> Any:
+    return value if type(value) is str else coerce("string", value)
+
+
+def _as_number(value: Any) -> Any:
+    return value if type(value) is float and math.isfinite(value) else coerce("number", value)
+
+
+def _as_integer(value: Any) -> Any:
+    return value if type(value) is int and INT64[0] <= value <= INT64[1] else coerce("integer", value)
+
+
+def _as_boolean(value: Any) -> Any:
+    return value if type(value) is bool else coerce("boolean", value)
+
+
+def _as_list(value: Any) -> Any:
+    if type(value) is list and all(type(v) is str for v in value):
+        return list(value)
+    return coerce("list", value)
+
+
+#: :func:`engine.fields.coerce` per type, answering the values JSON gives without its chain of tests
+_COERCERS: dict[str | None, Callable[[Any], Any]] = {
+    "string": _as_string, "number": _as_number, "integer": _as_integer, "boolean": _as_boolean, "list": _as_list}
 
 
 def id_kind_error(value: Any) -> str | None:
@@ -329,6 +398,7 @@ def _csv(p: Path, types: Mapping[str, str], contacts: Mapping[str, ContactField]
         if dupes:
             raise AudienceError([Problem(f"duplicate columns: {', '.join(sorted(dupes))}", "duplicate_column", str(p), 1)])
         line = reader.line_num
+        customers = CustomerReader(types, contacts)
         while True:
             start = line + 1
             try:
@@ -347,12 +417,13 @@ def _csv(p: Path, types: Mapping[str, str], contacts: Mapping[str, ContactField]
             if len(row) != len(header):
                 yield start, Problem(f"expected {len(header)} columns, found {len(row)}", "columns", str(p), start)
                 continue
-            yield start, make_customer(dict(zip(header, row, strict=True)), types, str(p), start, contacts)
+            yield start, customers.make(dict(zip(header, row, strict=True)), str(p), start)
 
 
 def _jsonl(p: Path, types: Mapping[str, str], contacts: Mapping[str, ContactField]) -> Iterator[tuple[int, Customer | Problem]]:
     check_utf8(p)
     fh = p.open(encoding="utf-8-sig")
+    customers = CustomerReader(types, contacts)
     with fh:
         for n, text in enumerate(fh, start=1):
             if not text.strip():
@@ -376,7 +447,7 @@ def _jsonl(p: Path, types: Mapping[str, str], contacts: Mapping[str, ContactFiel
             if bad is not None:  # checked before flattening: an object id would become id.<key> attributes
                 yield n, Problem(bad, "id_type", str(p), n, path="id")
                 continue
-            yield n, make_customer(flatten(obj), types, str(p), n, contacts)
+            yield n, customers.make(flatten(obj), str(p), n)
 
 
 def _no_constant(name: str) -> Any:
@@ -387,8 +458,11 @@ def flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested mappings as one level of dotted keys (``{"subscription": {"sms": x}}`` → ``subscription.sms``)."""
     out: dict[str, Any] = {}
     for k, v in obj.items():
-        if isinstance(v, Mapping):
+        if type(v) not in _PLAIN and isinstance(v, Mapping):
             out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+_PLAIN = frozenset({str, int, float, bool, list, type(None)})  # JSON's values that are no mapping (a fast test)

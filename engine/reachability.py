@@ -213,9 +213,10 @@ class ContactReach:
     ``channel`` names the recorded status (``subscription.<channel>``), ``contact`` the attribute holding
     the handle (``phone``, ``email`` …). ``valid`` checks a handle (given as a string); ``valid_expr`` is the
     same check on the contact column (a string column, read only where it holds a handle) and defaults to
-    ``valid`` applied value by value. For a phone attribute, ``kinds`` (line types such as ``mobile``) makes
-    the column check trust the reader (:func:`typed_or_checked`): a number it typed is valid when its type is
-    one of them, and ``valid`` is asked only for numbers it did not type. Without ``valid`` every handle is taken as well-formed. ``rule`` states
+    ``valid`` applied value by value. ``kinds``, the handle types the reader records (a phone number's line
+    types such as ``mobile``, an e-mail address's ``address``), makes both checks (:meth:`of` and, unless ``valid_expr`` is given, the column check: :func:`typed_or_checked`) trust
+    the reader: a handle it typed is valid when its type is one of them, and ``valid`` is asked only for
+    handles it did not type. Without ``valid`` every handle is taken as well-formed. ``rule`` states
     the handle rule in words, for the reason of an ``invalid`` answer (:meth:`reason`). A handle the audience
     reader marked malformed (``handle_error.<contact>``) is ``invalid`` whatever ``valid`` says.
 
@@ -233,10 +234,12 @@ class ContactReach:
     # the attribute names :meth:`of` reads, built once (it runs per recipient and channel)
     _recorded: str = field(init=False, repr=False, compare=False)
     _marked: str = field(init=False, repr=False, compare=False)
+    _typed: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_recorded", f"subscription.{self.channel}")
         object.__setattr__(self, "_marked", HANDLE_ERROR + self.contact)
+        object.__setattr__(self, "_typed", HANDLE_TYPE + self.contact)
 
     def of(self, customer: Customer, message: object = None) -> Reachability:
         """The reachability of one customer: :func:`ordered_reachability` with the handle checks of this
@@ -254,9 +257,16 @@ class ContactReach:
             if known is None:  # outside the closed set of statuses
                 return Reachability.INVALID
             status, open_ = known
-        if open_ and (attrs.get(self._marked) is not None
-                      or (self.valid is not None and not self.valid(str(handle)))):
-            return Reachability.INVALID
+        if open_:
+            if attrs.get(self._marked) is not None:
+                return Reachability.INVALID
+            valid = self.valid
+            if valid is not None:
+                # a handle the reader typed is valid when its type is one of ``kinds`` (as the column check
+                # trusts it: no second parse of a number or address the reader has just checked)
+                typed = attrs.get(self._typed) if self.kinds is not None else None
+                if (typed not in self.kinds) if typed is not None else not valid(str(handle)):  # type: ignore[operator]
+                    return Reachability.INVALID
         return status
 
     def reason(self, customer: Customer) -> str | None:

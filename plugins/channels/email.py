@@ -122,7 +122,9 @@ def valid_email_column(column: pl.Expr) -> pl.Expr:
             .otherwise(valid_emails(pl.when(typed.is_null()).then(column))))
 
 
+# ``kinds``: an address the reader typed (validated and normalised) is trusted, as ``valid_email_column`` trusts it
 _REACH = ContactReach("email", "email", valid=lambda v: normalized_email(v) is not None, valid_expr=valid_email_column,
+                      kinds=(EMAIL_ADDRESS,),
                       rule="name@domain.tld: one @, no spaces, a domain name with a dot")
 
 

@@ -448,7 +448,18 @@ def _sample_code(spec: Mapping[str, Any], message_id: str, customer_id: str) -> 
         return codes[int.from_bytes(digest[:8], "big") % len(codes)] if codes else ""
     alphabet, length = alphabet_of(spec), int(spec.get("length", DEFAULT_LENGTH))
     stream = digest * (length // len(digest) + 1)
-    return "".join(alphabet[b % len(alphabet)] for b in stream[:length])
+    return stream[:length].translate(_byte_table(alphabet)).decode("ascii")
+
+
+_TABLES: dict[str, bytes] = {}
+
+
+def _byte_table(alphabet: str) -> bytes:
+    """Byte ``b`` → ``alphabet[b % len(alphabet)]`` (an ASCII alphabet), for ``bytes.translate``."""
+    table = _TABLES.get(alphabet)
+    if table is None:
+        table = _TABLES[alphabet] = bytes(ord(alphabet[b % len(alphabet)]) for b in range(256))
+    return table
 
 
 def _iso(day: date | None) -> str | None:

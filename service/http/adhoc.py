@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from engine.audience import flatten, id_kind_error, make_customer
+from engine.audience import CustomerReader, flatten, id_kind_error
 from engine.contracts import ContactField
 from engine.errors import EngineError, Problem, RuleFileError, ValidationFailed
 from engine.fields import FieldCatalogue
@@ -175,16 +175,16 @@ def remembered_contacts(contacts: Mapping[str, ContactField],
     return out
 
 
-#: per field catalogue (immutable once built): its customer attribute types and its remembering contact fields
-_CHECKS: weakref.WeakKeyDictionary[FieldCatalogue, tuple[dict[str, str], dict[str, ContactField]]] = \
-    weakref.WeakKeyDictionary()
+#: per field catalogue (immutable once built): the reader of its customer attributes, with remembering contact fields
+_CHECKS: weakref.WeakKeyDictionary[FieldCatalogue, CustomerReader] = weakref.WeakKeyDictionary()
 
 
-def customer_checks(catalogue: FieldCatalogue) -> tuple[dict[str, str], dict[str, ContactField]]:
-    """The catalogue's customer attribute types and :func:`remembered_contacts`, made once per catalogue."""
+def customer_checks(catalogue: FieldCatalogue) -> CustomerReader:
+    """The reader of the catalogue's customer attribute types, with :func:`remembered_contacts`, made once per
+    catalogue (it keeps each attribute's checks)."""
     found = _CHECKS.get(catalogue)
     if found is None:
-        found = (catalogue.customer_types(), remembered_contacts(catalogue.contacts))
+        found = CustomerReader(catalogue.customer_types(), remembered_contacts(catalogue.contacts))
         with _REMEMBERED_LOCK:
             found = _CHECKS.setdefault(catalogue, found)
     return found
@@ -195,7 +195,7 @@ def inline_customers(herald: Herald, customers: Sequence[Mapping[str, Any]], *,
     """Customers given as JSON objects (``id`` and attributes; nested objects are dotted attributes, as in an
     audience JSONL file), typed by the field catalogue; 422 naming each bad one (``/customers/3/tier``) and
     each repeated id."""
-    types, contacts = customer_checks(herald.catalogue)
+    reader = customer_checks(herald.catalogue)
     out: list[Customer] = []
     items: list[dict[str, str]] = []
     seen: dict[str, int] = {}
@@ -204,7 +204,7 @@ def inline_customers(herald: Herald, customers: Sequence[Mapping[str, Any]], *,
         if bad is not None:
             items.append(error(pointer([base, i, "id"]), "id_type", bad))
             continue
-        got = make_customer(flatten(raw), types, base, i, contacts)
+        got = reader.make(flatten(raw), base, i)
         if isinstance(got, Problem):
             parts = [got.path] if got.path in raw else got.path.split(".")
             items.append(error(pointer([base, i, *parts]), got.code, got.message))
@@ -255,12 +255,21 @@ class DecisionLedger:
     def decision(self, holder: Any = None) -> Iterator[None]:
         """Reads shared for the duration of the block (one decision, of ``holder``: ``(message id, customer
         id)``, whose entries are read with their ledger's info when given)."""
-        self._read, self._holder = {}, holder
+        self.begin(holder)
         try:
             yield
         finally:
-            self._read, self._holder = None, None
-            self._entries.clear()
+            self.end()
+
+    def begin(self, holder: Any = None) -> None:
+        """The start of :meth:`decision` (call :meth:`end` after, in a ``finally``: a plain call is cheaper than
+        a context manager on the per-request path)."""
+        self._read, self._holder = {}, holder
+
+    def end(self) -> None:
+        """The end of :meth:`decision`: nothing read is kept."""
+        self._read, self._holder = None, None
+        self._entries.clear()
 
     def info(self, ledger: Any) -> Any:
         """See ``LedgerStore.info`` (read once per decision)."""
@@ -383,10 +392,14 @@ class PreparedCache:
 
     @staticmethod
     def _decide(entry: _Entry, customer: Customer) -> Any:
-        if entry.ledger is None:
+        ledger = entry.ledger
+        if ledger is None:
             return entry.prepared.decide(customer)
-        with entry.ledger.decision(entry.holder(customer)):
+        ledger.begin(entry.holder(customer))  # DecisionLedger.decision, without a generator
+        try:
             return entry.prepared.decide(customer)
+        finally:
+            ledger.end()
 
 
 def prepared_key(content: Hashable, at: datetime, explain: bool, render: bool) -> tuple[Any, ...]:

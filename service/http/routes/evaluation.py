@@ -9,8 +9,10 @@ incentive ledgers (:class:`service.storage.ledger.DbLedgerStore`), so caps count
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
@@ -188,8 +190,16 @@ def evaluate(db: Db, caller: Principal, message: Message, audience: Any, at: dat
         raise engine_refusal(exc) from None
 
 
-def _costs(db: Db) -> dict[str, float]:
-    return {name: reg.obj.cost for name, reg in db.herald.registry.channels.items()}
+def _costs(db: Db) -> Mapping[str, float]:
+    registry = db.herald.registry
+    found = _COSTS.get(registry)
+    if found is None:  # a registry's channels are fixed once it is built
+        found = _COSTS[registry] = MappingProxyType({name: reg.obj.cost for name, reg in registry.channels.items()})
+    return found
+
+
+#: each registry's channel costs, read once
+_COSTS: weakref.WeakKeyDictionary[Any, Mapping[str, float]] = weakref.WeakKeyDictionary()
 
 
 def _lines(frame: pl.DataFrame, run: Run) -> list[dict[str, Any]]:
