@@ -61,7 +61,8 @@ def test_a_send_waits_for_its_slot_and_one_within_half_an_interval_goes_at_once(
     late = pace.Slot(time.monotonic() - 0.04, key, 10.0)  # 40 ms late: within the 50 ms grace of 10/s
     start = time.monotonic()
     asyncio.run(pace.wait(db_engine, late))
-    assert time.monotonic() - start < 0.03
+    # at once: well under the 60 ms a wait for the slot's next interval would take (33 ms seen on a busy machine)
+    assert time.monotonic() - start < 0.05
 
 
 def test_a_missed_slot_is_given_up_for_the_next_free_one(db_engine):
